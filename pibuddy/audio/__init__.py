@@ -1,0 +1,1 @@
+"""PiBuddy's ears and mouth: devices, capture, wake word, VAD, Opus, playback."""

@@ -1,0 +1,123 @@
+"""`pibuddy check`: probe everything the config asks for and report an OK/FAIL table.
+
+Each probe is a small async function that never raises: whatever goes wrong becomes a FAIL row with a
+reason a user can act on. Features add their probes to `PROBES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+
+from pibuddy.config import Config
+from pibuddy.statedir import StateDir
+
+_PROBE_TIMEOUT_SECONDS: Final = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    name: str
+    applies: Callable[[Config], bool]
+    run: Callable[[Config], Awaitable[ProbeResult]]
+
+
+async def probe_state_dir(config: Config) -> ProbeResult:
+    state = StateDir(config.device.resolved_state_dir)
+    try:
+        state.ensure()
+        if not os.access(state.path, os.W_OK):
+            return ProbeResult(False, f"{state.path} is not writable by this user")
+    except OSError as exc:
+        return ProbeResult(False, f"cannot create {state.path}: {exc.strerror} (set device.state_dir)")
+    return ProbeResult(True, str(state.path))
+
+
+async def probe_audio(config: Config) -> ProbeResult:
+    from pibuddy.audio.devices import AudioDeviceError, resolve_devices  # noqa: PLC0415 (PortAudio is slow to load)
+
+    try:
+        chosen = await asyncio.to_thread(resolve_devices, config.audio.input_device, config.audio.output_device)
+    except AudioDeviceError as exc:
+        return ProbeResult(False, str(exc))
+    return ProbeResult(True, f"input: {chosen.input_name}; output: {chosen.output_name}")
+
+
+async def probe_upstream(config: Config) -> ProbeResult:
+    url = str(config.upstream.ota_url)
+    return await _probe_http(url, headers={}, what="the xiaozhi OTA server", accept_any_status=True)
+
+
+async def probe_homeassistant(config: Config) -> ProbeResult:
+    token = config.homeassistant.token
+    if token is None:
+        return ProbeResult(False, "no token: set homeassistant.token or PIBUDDY_HOMEASSISTANT_TOKEN")
+    url = str(config.homeassistant.url).rstrip("/") + "/api/"
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
+    return await _probe_http(url, headers=headers, what="Home Assistant", accept_any_status=False)
+
+
+async def _probe_http(url: str, *, headers: dict[str, str], what: str, accept_any_status: bool) -> ProbeResult:
+    try:
+        async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT_SECONDS) as client:
+            response = await client.get(url, headers=headers)
+    except httpx.TimeoutException:
+        return ProbeResult(False, f"{what} at {url} did not answer within {_PROBE_TIMEOUT_SECONDS:.0f} s")
+    except httpx.HTTPError as exc:
+        return ProbeResult(False, f"cannot reach {what} at {url}: {_reason(exc)}")
+    if response.status_code == 401:
+        return ProbeResult(False, f"{what} rejected the token (HTTP 401)")
+    if not accept_any_status and response.status_code >= 400:
+        return ProbeResult(False, f"{what} answered HTTP {response.status_code}")
+    return ProbeResult(True, f"{url} answers (HTTP {response.status_code})")
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost OS-level reason, e.g. 'Connection refused' rather than a wrapper's repr."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+PROBES: list[Probe] = [
+    Probe("state dir", lambda c: True, probe_state_dir),
+    Probe("audio", lambda c: c.audio.enabled, probe_audio),
+    Probe("upstream", lambda c: c.upstream.enabled, probe_upstream),
+    Probe("homeassistant", lambda c: c.homeassistant.enabled, probe_homeassistant),
+]
+
+
+async def run_probes(config: Config, probes: list[Probe] | None = None) -> list[tuple[str, ProbeResult]]:
+    """Run every applicable probe concurrently; a probe that raises anyway becomes a FAIL row."""
+    chosen = [p for p in (PROBES if probes is None else probes) if p.applies(config)]
+
+    async def guarded(probe: Probe) -> ProbeResult:
+        try:
+            return await asyncio.wait_for(probe.run(config), _PROBE_TIMEOUT_SECONDS + 2)
+        except TimeoutError:
+            return ProbeResult(False, "probe timed out")
+        except Exception as exc:
+            return ProbeResult(False, f"probe failed: {type(exc).__name__}: {exc}")
+
+    results = await asyncio.gather(*(guarded(p) for p in chosen))
+    return [(p.name, r) for p, r in zip(chosen, results, strict=True)]
+
+
+def format_table(rows: list[tuple[str, ProbeResult]]) -> str:
+    width = max([len("CHECK"), *(len(name) for name, _ in rows)])
+    lines = [f"{'CHECK':<{width}}  RESULT  DETAIL"]
+    lines += [f"{name:<{width}}  {'OK' if r.ok else 'FAIL':<6}  {r.detail}" for name, r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""What every subcommand shares: finding and loading the config, setting up logging."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pibuddy.config import Config, default_config_path, load_config
+from pibuddy.errors import ConfigError
+from pibuddy.logsetup import setup_logging
+
+EXIT_CONFIG_ERROR = 2
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    explicit = args.config or os.environ.get("PIBUDDY_CONFIG")
+    return Path(explicit) if explicit else default_config_path()
+
+
+def load_or_exit(args: argparse.Namespace) -> Config:
+    """Load the config and set up logging, or print every problem and exit with code 2."""
+    path = config_path(args)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"pibuddy: invalid configuration in {path}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG_ERROR) from None
+    setup_logging(args.log_level or config.logging.level.value, config.secrets())
+    return config

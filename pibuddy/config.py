@@ -1,0 +1,291 @@
+"""Typed configuration: one frozen pydantic model per section, loaded from YAML plus env overrides.
+
+`load_config(path)` returns a `Config` or raises `ConfigError` with one line per problem, each naming
+the key path (`upstream.ota_url: not a URL`). Any `section.key` can be overridden from the environment
+as `PIBUDDY_<SECTION>_<KEY>` (for secrets such as `PIBUDDY_HOMEASSISTANT_TOKEN`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError
+
+from pibuddy.errors import ConfigError
+
+ENV_PREFIX: Final = "PIBUDDY_"
+DEFAULT_OTA_URL: Final = "https://api.tenclass.net/xiaozhi/ota/"
+SYSTEM_STATE_DIR: Final = Path("/var/lib/pibuddy")
+SYSTEM_CONFIG_PATH: Final = Path("/etc/pibuddy/config.yaml")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class Section(BaseModel):
+    """Base of every section: immutable, and unknown keys are errors (typos must not pass silently)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class DeviceConfig(Section):
+    name: str = "PiBuddy"
+    """Name the buddy reports to servers and shows in logs."""
+    device_id: str | None = Field(default=None, pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+    """Device id (MAC, lower-case, colon separated); empty means the Pi's own MAC."""
+    state_dir: Path | None = None
+    """Where generated identity and secrets live (mode 600). Empty: /var/lib/pibuddy as root, else
+    ~/.local/state/pibuddy."""
+    language: str = "zh-CN"
+    """Language code sent to the server (Accept-Language), e.g. zh-CN or en-US."""
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        if self.state_dir is not None:
+            return self.state_dir.expanduser()
+        if os.geteuid() == 0:
+            return SYSTEM_STATE_DIR
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "pibuddy"
+
+
+class AudioConfig(Section):
+    enabled: bool = True
+    """Use the microphone and speaker. Off for a headless hub (gateway and tools only)."""
+    input_device: str | None = None
+    """Microphone: a (partial) device name from `pibuddy audio-devices`; empty means the default."""
+    output_device: str | None = None
+    """Speaker: a (partial) device name; empty means the default."""
+
+
+class Transport(StrEnum):
+    AUTO = "auto"
+    MQTT = "mqtt"
+    WEBSOCKET = "websocket"
+
+
+class UpstreamConfig(Section):
+    enabled: bool = True
+    """Talk to a xiaozhi server as a device."""
+    ota_url: HttpUrl = HttpUrl(DEFAULT_OTA_URL)
+    """OTA/configuration URL of the xiaozhi server (the trailing slash is kept)."""
+    transport: Transport = Transport.AUTO
+    """auto = MQTT+UDP when the OTA answer offers it, else WebSocket; or force mqtt / websocket."""
+    websocket_protocol_version: Annotated[int, Field(ge=1, le=3)] = 1
+    """Binary framing on WebSocket: 1 (raw Opus, what xiaozhi-server understands), 2 or 3."""
+    board_type: str = "pibuddy"
+    """Board type reported to the server (User-Agent and OTA body)."""
+    hello_timeout: Seconds = 10.0
+    """Seconds to wait for the server's hello, as the firmware does."""
+    channel_timeout: Seconds = 120.0
+    """Seconds without any message from the server after which the audio channel counts as closed."""
+    listen_mode: str = Field(default="auto", pattern="^(auto|manual|realtime)$")
+    """Conversation mode: auto (VAD ends turns), manual (push-to-talk) or realtime (barge-in with AEC)."""
+
+
+class GatewayConfig(Section):
+    enabled: bool = False
+    """Serve nearby ESP32 xiaozhi devices as their MQTT+UDP gateway."""
+    host: str = "0.0.0.0"
+    """Address the MQTT and UDP servers bind to."""
+    mqtt_port: Port = 1883
+    """TCP port of the MQTT endpoint for devices."""
+    udp_port: Port = 8884
+    """UDP port for device audio."""
+    public_ip: str | None = None
+    """Address devices are told to send UDP to; empty means this host's LAN address."""
+    api_port: Port = 8007
+    """Port of the management API."""
+    signature_key: SecretStr | None = None
+    """MQTT_SIGNATURE_KEY: HMAC key for device passwords and the API's daily token. Secret."""
+    chat_servers: list[str] = Field(default_factory=list)
+    """Upstream xiaozhi server WebSocket URLs ending with ?from=mqtt_gateway."""
+    server_secret: SecretStr | None = None
+    """SERVER_SECRET for the Authorization token towards chat servers. Secret."""
+    max_connections: Annotated[int, Field(ge=1)] = 200
+    """Most devices connected at once."""
+    allow_two_part_client_ids: bool = False
+    """Accept legacy `group@@@mac` client ids without a password check."""
+
+
+class ToolsConfig(Section):
+    builtin: bool = True
+    """Offer the firmware-like built-in tools (device status, speaker volume)."""
+    mcp_endpoint_url: SecretStr | None = None
+    """wss://… MCP endpoint URL (with its token) to offer PiBuddy's tools to. Secret."""
+
+
+class HomeAssistantConfig(Section):
+    enabled: bool = False
+    """Control Home Assistant entities as tools."""
+    url: HttpUrl = HttpUrl("http://homeassistant.local:8123")
+    """Base URL of Home Assistant."""
+    token: SecretStr | None = None
+    """Long-lived access token (Profile → Security). Secret; or PIBUDDY_HOMEASSISTANT_TOKEN."""
+
+
+class MiotConfig(Section):
+    enabled: bool = False
+    """Control Xiaomi MIoT devices as tools."""
+    cloud_username: str | None = None
+    """Mi account user name, for fetching device tokens and cloud control."""
+    cloud_password: SecretStr | None = None
+    """Mi account password. Secret; or PIBUDDY_MIOT_CLOUD_PASSWORD."""
+    cloud_region: str = "cn"
+    """Mi cloud region: cn, de, us, ru, sg, i2."""
+
+
+class BleConfig(Section):
+    enabled: bool = False
+    """Read BLE sensors (BTHome, MiBeacon) and control configured BLE devices."""
+
+
+class GpioConfig(Section):
+    enabled: bool = False
+    """Use the Pi's GPIO for a push-to-talk button and status lights."""
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class LoggingConfig(Section):
+    level: LogLevel = LogLevel.INFO
+    """DEBUG, INFO, WARNING or ERROR."""
+
+
+class Config(Section):
+    device: DeviceConfig = DeviceConfig()
+    audio: AudioConfig = AudioConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    tools: ToolsConfig = ToolsConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    miot: MiotConfig = MiotConfig()
+    ble: BleConfig = BleConfig()
+    gpio: GpioConfig = GpioConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this config, so the log filter can mask them."""
+        found: list[str] = []
+        for section_name in type(self).model_fields:
+            section = getattr(self, section_name)
+            for value in section.__dict__.values():
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.append(value.get_secret_value())
+        return found
+
+
+def default_config_path() -> Path:
+    """/etc/pibuddy/config.yaml when installed as a service, else ./config.yaml."""
+    return SYSTEM_CONFIG_PATH if SYSTEM_CONFIG_PATH.exists() else Path("config.yaml")
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge env overrides into, and validate the configuration at `path`.
+
+    `path=None` means no file: defaults plus environment.
+    """
+    data = _read_yaml(path) if path is not None else {}
+    problems = _apply_env_overrides(data, os.environ if environ is None else environ)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(error) for error in exc.errors()]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found (copy config.yaml from the PiBuddy repository)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: {where}invalid YAML ({reason})"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections, not {type(data).__name__}"])
+    return data
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Fold `PIBUDDY_<SECTION>_<KEY>` variables into `data`; return problems with unknown names."""
+    problems = []
+    sections = Config.model_fields
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NON_CONFIG_ENV:
+            continue
+        section_name, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section_name not in sections or not key:
+            problems.append(f"{name}: not a PIBUDDY_<SECTION>_<KEY> config variable")
+            continue
+        section_model = sections[section_name].annotation
+        assert section_model is not None
+        if key not in section_model.model_fields:
+            problems.append(f"{name}: {section_name} has no key {key!r}")
+            continue
+        section = data.setdefault(section_name, {})
+        if not isinstance(section, dict):
+            continue  # the file's own error for this section is reported by validation
+        section[key] = value
+    return problems
+
+
+# Variables that steer PiBuddy itself rather than override config keys.
+_NON_CONFIG_ENV: Final = frozenset({"PIBUDDY_CONFIG", "PIBUDDY_NATIVE"})
+
+_FRIENDLY_MESSAGES: Final = {
+    "url_parsing": "not a URL",
+    "url_scheme": "not an http(s) URL",
+    "missing": "required",
+    "int_parsing": "not a whole number",
+    "int_from_float": "not a whole number",
+    "float_parsing": "not a number",
+    "bool_parsing": "not true or false",
+    "string_type": "not a text value",
+    "dict_type": "must be a mapping of keys",
+    "model_type": "must be a mapping of keys",
+    "list_type": "must be a list",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    path = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key{_did_you_mean(error['loc'])}"
+    message = _FRIENDLY_MESSAGES.get(kind, error["msg"])
+    if kind in {"enum", "string_pattern_mismatch", "greater_than_equal", "less_than_equal", "greater_than"}:
+        message = error["msg"][0].lower() + error["msg"][1:]
+    return f"{path}: {message} (got {error['input']!r})" if kind != "missing" else f"{path}: {message}"
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return ""
+        model = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(model.model_fields)})"

@@ -1,0 +1,198 @@
+"""A small in-process event bus: state changes, wake, errors -> logs, LEDs, metrics.
+
+Publishers call `bus.publish(event)` on the event loop (or `publish_threadsafe` from another thread).
+Each subscriber owns a bounded queue; when it is full the oldest event is dropped and counted, so a slow
+LED driver can never stall the audio path. A new subscriber first receives a snapshot: the latest event
+of every "sticky" kind (the device state, the upstream link), so it never has to ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar, Final
+
+_LOGGER = logging.getLogger(__name__)
+_DEFAULT_QUEUE_SIZE: Final = 64
+_DROP_LOG_INTERVAL_SECONDS: Final = 10.0
+
+
+class DeviceState(StrEnum):
+    """What the buddy is doing, as LEDs and STATUS= lines show it."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    ACTIVATING = "activating"
+    ERROR = "error"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every bus event. `sticky` kinds are replayed to late subscribers."""
+
+    sticky: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged(Event):
+    sticky: ClassVar[bool] = True
+    old: DeviceState
+    new: DeviceState
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WakeDetected(Event):
+    wake_word: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationCode(Event):
+    """The server wants the user to bind this device with a 6-digit code."""
+
+    sticky: ClassVar[bool] = True
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamLink(Event):
+    """Whether the upstream xiaozhi server is reachable, and over which transport."""
+
+    sticky: ClassVar[bool] = True
+    connected: bool
+    transport: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus(Event):
+    """A supervised service changed its lifecycle state (running, restarting, failed, stopped)."""
+
+    service: str
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorOccurred(Event):
+    source: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Say(Event):
+    """Something PiBuddy wants spoken to the user (activation codes, pairing hints)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Event):
+    """A user command from a peripheral (button press), for the conversation to act on."""
+
+    name: str  # "listen_start", "listen_stop", "abort", "toggle_mute"
+
+
+@dataclass(eq=False)
+class Subscription:
+    """A subscriber's bounded queue; iterate it with `async for`."""
+
+    bus: EventBus
+    queue: asyncio.Queue[Event]
+    dropped: int = 0
+    _last_drop_log: float = field(default=-_DROP_LOG_INTERVAL_SECONDS)
+
+    def offer(self, event: Event) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()  # drop the oldest: the newest state is what matters
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._last_drop_log >= _DROP_LOG_INTERVAL_SECONDS:
+                self._last_drop_log = now
+                _LOGGER.warning("event subscriber too slow: %d events dropped so far", self.dropped)
+        self.queue.put_nowait(event)
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self.bus.unsubscribe(self)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            yield await self.queue.get()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Fan-out of typed events to bounded subscriber queues, with a snapshot of sticky state."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscription] = []
+        self._latest: dict[type[Event], Event] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def subscribe(self, maxsize: int = _DEFAULT_QUEUE_SIZE) -> Subscription:
+        """A new subscription, pre-filled with the latest event of every sticky kind."""
+        subscription = Subscription(self, asyncio.Queue(maxsize))
+        for event in self._latest.values():
+            subscription.offer(event)
+        self._subscribers.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+
+    def latest(self, kind: type[Event]) -> Event | None:
+        """The last sticky event of `kind`, if any."""
+        return self._latest.get(kind)
+
+    @property
+    def state(self) -> DeviceState:
+        event = self._latest.get(StateChanged)
+        return event.new if isinstance(event, StateChanged) else DeviceState.STARTING
+
+    def publish(self, event: Event) -> None:
+        """Deliver `event` to every subscriber. Must run on the event loop thread."""
+        if self._loop is None:
+            with contextlib.suppress(RuntimeError):
+                self._loop = asyncio.get_running_loop()
+        if event.sticky:
+            self._latest[type(event)] = event
+        for subscription in self._subscribers:
+            subscription.offer(event)
+
+    def set_state(self, new: DeviceState, reason: str = "") -> None:
+        """Publish a `StateChanged` if the state really changes."""
+        old = self.state
+        if new != old:
+            self.publish(StateChanged(old, new, reason))
+
+    def publish_threadsafe(self, event: Event) -> None:
+        """The one way for a foreign thread (audio callback, GPIO) to put an event on the bus."""
+        if self._loop is None:
+            raise RuntimeError("publish_threadsafe before the bus saw its event loop")
+        self._loop.call_soon_threadsafe(self.publish, event)
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop

@@ -1,0 +1,54 @@
+"""Logging: one line per event, readable in journald, with secrets masked."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from typing import Final
+
+_MASK: Final = "***"
+_NOISY_LIBRARIES: Final = ("httpx", "httpcore", "websockets", "aiohttp.access")
+
+
+class SecretFilter(logging.Filter):
+    """Replaces every known secret value in a record's final message with `***`."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        self._secrets.update(s for s in secrets if len(s) >= 4)  # masking "a" would shred every line
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        masked = message
+        for secret in self._secrets:
+            masked = masked.replace(secret, _MASK)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+SECRET_FILTER: Final = SecretFilter()
+
+
+def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """Configure the root logger once; journald adds its own timestamps, a terminal gets ours."""
+    under_journald = bool(os.environ.get("JOURNAL_STREAM"))
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_journald else (
+        "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    SECRET_FILTER.add(secrets)
+    handler.addFilter(SECRET_FILTER)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in _NOISY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

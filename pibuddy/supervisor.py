@@ -1,0 +1,211 @@
+"""Runs PiBuddy's services in one asyncio process and keeps them running.
+
+Each service is started, served and, if it crashes, stopped and restarted after a capped exponential
+backoff with jitter, while the others keep running. systemd hears READY=1 once every service has had its
+first start, WATCHDOG=1 from the event loop, STATUS= lines and STOPPING=1. SIGTERM/SIGINT stop
+everything within `_STOP_TIMEOUT_SECONDS`.
+
+Reconnect loops live here, not inside every client: a client's `serve()` raises `ConnectionLost` and
+the supervisor brings it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from pibuddy.backoff import Backoff
+from pibuddy.events import EventBus, ServiceStatus, StateChanged
+from pibuddy.systemd import Notifier
+
+_LOGGER = logging.getLogger(__name__)
+_STOP_TIMEOUT_SECONDS: Final = 4.5
+_SERVICE_STOP_TIMEOUT_SECONDS: Final = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    ok: bool
+    detail: str = ""
+
+
+class Service(ABC):
+    """A long-running part of PiBuddy: the device client, the gateway, a driver's event stream."""
+
+    name: str = "service"
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Bring the service up and return once it serves. Raising counts as a failed start."""
+
+    async def serve(self) -> None:
+        """Run until cancelled. Returning or raising counts as a crash. Default: nothing to do."""
+        await asyncio.Event().wait()
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Release everything the service holds. Must be safe to call after a failed start."""
+
+    def health(self) -> Health:
+        return Health(True, "running")
+
+
+class _Runner:
+    """One service's start/serve/restart loop."""
+
+    def __init__(self, service: Service, bus: EventBus, backoff: Backoff, clock: Callable[[], float]) -> None:
+        self.service = service
+        self.status = "starting"
+        self.detail = ""
+        self.first_attempt_done = asyncio.Event()
+        self._bus = bus
+        self._backoff = backoff
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            started_at = self._clock()
+            try:
+                await self.service.start()
+                self._set("running")
+                self.first_attempt_done.set()
+                await self.service.serve()
+                reason = "stopped serving on its own"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                _LOGGER.debug("service %s failed", self.service.name, exc_info=True)
+            self.first_attempt_done.set()
+            await _stop_quietly(self.service)
+            delay = self._backoff.next_delay(healthy_for=self._clock() - started_at)
+            _LOGGER.error("service %s crashed (%s); restarting in %.1f s", self.service.name, reason, delay)
+            self._set("restarting", f"in {delay:.0f}s after {reason}")
+            await asyncio.sleep(delay)
+
+    def _set(self, status: str, detail: str = "") -> None:
+        self.status, self.detail = status, detail
+        if status == "running":
+            _LOGGER.info("service %s is running", self.service.name)
+        self._bus.publish(ServiceStatus(self.service.name, status, detail))
+
+
+async def _stop_quietly(service: Service) -> None:
+    try:
+        await asyncio.wait_for(service.stop(), _SERVICE_STOP_TIMEOUT_SECONDS)
+    except Exception:
+        _LOGGER.warning("service %s did not stop cleanly", service.name, exc_info=True)
+
+
+class Supervisor:
+    """Starts services, restarts crashed ones, and speaks the systemd notify protocol.
+
+    Args:
+        services: what to run.
+        bus: the event bus; service lifecycle goes out on it and device state feeds STATUS=.
+        notifier: the systemd notifier (a disabled one when not under systemd).
+        backoff_factory: the restart schedule for each service (tests pass short ones).
+    """
+
+    def __init__(
+        self,
+        services: list[Service],
+        *,
+        bus: EventBus,
+        notifier: Notifier | None = None,
+        backoff_factory: Callable[[], Backoff] = Backoff,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bus = bus
+        self._notifier = notifier or Notifier({})
+        self._runners = [_Runner(s, bus, backoff_factory(), clock) for s in services]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_requested = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def health(self) -> dict[str, Health]:
+        return {r.service.name: r.service.health() if r.status == "running" else Health(False, r.status)
+                for r in self._runners}
+
+    async def run(self) -> None:
+        """Run every service until `request_stop()` or SIGTERM/SIGINT, then stop them all."""
+        loop = asyncio.get_running_loop()
+        self._bus.bind_loop(loop)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        helpers = [asyncio.create_task(self._report_status()), asyncio.create_task(self._watchdog())]
+        try:
+            self._tasks = [asyncio.create_task(r.run(), name=r.service.name) for r in self._runners]
+            await self._wait_first_attempts()
+            self._notifier.ready()
+            names = ", ".join(r.service.name for r in self._runners) or "none"
+            _LOGGER.info("PiBuddy is up (services: %s)", names)
+            self._update_status()
+            await self._stop_requested.wait()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await self._shutdown()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    def _on_signal(self, signum: int) -> None:
+        _LOGGER.info("received %s, stopping", signal.Signals(signum).name)
+        self.request_stop()
+
+    async def _wait_first_attempts(self) -> None:
+        waits = [asyncio.create_task(r.first_attempt_done.wait()) for r in self._runners]
+        stop = asyncio.create_task(self._stop_requested.wait())
+        try:
+            if waits:
+                await asyncio.wait([asyncio.gather(*waits), stop], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [*waits, stop]:
+                task.cancel()
+
+    async def _shutdown(self) -> None:
+        self._notifier.stopping()
+        self._notifier.status("stopping")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        stops = [asyncio.wait_for(r.service.stop(), _SERVICE_STOP_TIMEOUT_SECONDS) for r in self._runners]
+        results = []
+        with contextlib.suppress(TimeoutError):
+            results = await asyncio.wait_for(asyncio.gather(*stops, return_exceptions=True), _STOP_TIMEOUT_SECONDS)
+        for runner, result in zip(self._runners, results, strict=False):
+            if isinstance(result, BaseException):
+                _LOGGER.warning("service %s did not stop cleanly: %s", runner.service.name, result)
+        _LOGGER.info("PiBuddy stopped")
+
+    async def _report_status(self) -> None:
+        with self._bus.subscribe() as events:
+            async for event in events:
+                if isinstance(event, ServiceStatus | StateChanged):
+                    self._update_status()
+
+    def _update_status(self) -> None:
+        parts = [f"state {self._bus.state}"]
+        for runner in self._runners:
+            detail = f" ({runner.detail})" if runner.detail else ""
+            parts.append(f"{runner.service.name} {runner.status}{detail}")
+        self._notifier.status("; ".join(parts))
+
+    async def _watchdog(self) -> None:
+        """Ping systemd from the event loop itself, so a blocked loop lets the watchdog fire."""
+        if self._notifier.watchdog_seconds is None:
+            return
+        interval = self._notifier.watchdog_seconds / 2
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval)

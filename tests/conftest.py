@@ -1,0 +1,25 @@
+"""Shared fixtures. Real peers live in tests/peers/."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def pibuddy_env(tmp_path: Path) -> dict[str, str]:
+    """An environment for running `python -m pibuddy` in a subprocess: no inherited PIBUDDY_* overrides,
+    a private state dir, and no systemd socket unless a test sets one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIBUDDY_", "NOTIFY_SOCKET", "WATCHDOG_"))}
+    env["PIBUDDY_DEVICE_STATE_DIR"] = str(tmp_path / "state")
+    return env
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable

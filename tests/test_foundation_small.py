@@ -1,0 +1,35 @@
+"""Small foundation pieces: secret masking in logs and the state dir's file modes."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from pathlib import Path
+
+import pytest
+
+from pibuddy.logsetup import SecretFilter
+from pibuddy.statedir import StateDir
+
+
+def test_secret_filter_masks_values_in_formatted_messages(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("test.secret")
+    logger.addFilter(SecretFilter(["s3cr3t-token", "ab"]))
+    try:
+        with caplog.at_level(logging.INFO, logger="test.secret"):
+            logger.info("connecting with token %s to %s", "s3cr3t-token", "about")
+    finally:
+        logger.filters.clear()
+    assert caplog.messages == ["connecting with token *** to about"]  # too-short secrets are not masked
+
+
+def test_state_dir_files_are_private_and_written_atomically(tmp_path: Path) -> None:
+    state = StateDir(tmp_path / "state")
+    path = state.write_json("identity.json", {"uuid": "x"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.path.stat().st_mode) == 0o700
+    assert state.read_json("identity.json") == {"uuid": "x"}
+    (state.path / "broken.json").write_text("{not json")
+    assert state.read_json("broken.json") is None
+    assert state.read_json("missing.json") is None
+    assert sorted(p.name for p in state.path.iterdir()) == ["broken.json", "identity.json"]  # no temp files left

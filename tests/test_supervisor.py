@@ -1,0 +1,142 @@
+"""The supervisor: restarts a crashing service with backoff while the others keep running, stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from pibuddy.backoff import Backoff
+from pibuddy.events import DeviceState, EventBus, ServiceStatus, StateChanged, WakeDetected
+from pibuddy.supervisor import Service, Supervisor
+
+
+class Ticker(Service):
+    """A healthy service that counts while it serves."""
+
+    name = "ticker"
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.stopped = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def serve(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.stopped += 1
+
+
+class Crasher(Service):
+    """Crashes shortly after each start."""
+
+    name = "crasher"
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.stops = 0
+
+    async def start(self) -> None:
+        self.starts.append(asyncio.get_running_loop().time())
+
+    async def serve(self) -> None:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("peer went away")
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+
+class FailsToStart(Service):
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def start(self) -> None:
+        self.attempts += 1
+        raise OSError("address already in use")
+
+    async def stop(self) -> None:
+        pass
+
+
+def _fast_backoff() -> Backoff:
+    return Backoff(initial=0.02, maximum=0.08, rng=random.Random(1))
+
+
+async def test_crashing_service_restarts_with_growing_delays_while_another_keeps_running() -> None:
+    ticker, crasher = Ticker(), Crasher()
+    bus = EventBus()
+    statuses = bus.subscribe(maxsize=256)
+    supervisor = Supervisor([ticker, crasher], bus=bus, backoff_factory=_fast_backoff)
+    task = asyncio.create_task(supervisor.run())
+    async with asyncio.timeout(5):
+        while len(crasher.starts) < 5:  # noqa: ASYNC110 (polling a plain counter)
+            await asyncio.sleep(0.01)
+    ticks_mid = ticker.ticks
+    await asyncio.sleep(0.1)
+    assert ticker.ticks > ticks_mid, "the healthy service must keep running while the other crashes"
+    assert ticker.stopped == 0
+    assert crasher.stops >= 4, "a crashed service is stopped (cleaned up) before it is restarted"
+    gaps = [b - a for a, b in zip(crasher.starts, crasher.starts[1:], strict=False)]
+    assert gaps[0] >= 0.01 + 0.01  # serve time + at least half the first delay
+    assert max(gaps) < 0.5, "delays are capped"
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 5)
+    assert ticker.stopped == 1
+    seen = []
+    while not statuses.queue.empty():
+        event = statuses.queue.get_nowait()
+        if isinstance(event, ServiceStatus) and event.service == "crasher":
+            seen.append(event.status)
+    assert "restarting" in seen
+    assert "running" in seen
+
+
+async def test_failed_start_does_not_block_readiness_or_the_others() -> None:
+    broken, ticker = FailsToStart(), Ticker()
+    supervisor = Supervisor([broken, ticker], bus=EventBus(), backoff_factory=_fast_backoff)
+    task = asyncio.create_task(supervisor.run())
+    async with asyncio.timeout(5):
+        while broken.attempts < 3 or ticker.ticks < 3:  # noqa: ASYNC110 (polling plain counters)
+            await asyncio.sleep(0.01)
+    health = supervisor.health()
+    assert health["ticker"].ok
+    assert not health["broken"].ok
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 5)
+
+
+def test_backoff_grows_caps_jitters_and_resets_after_a_healthy_run() -> None:
+    backoff = Backoff(initial=1, maximum=8, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(6)]
+    ceilings = [1, 2, 4, 8, 8, 8]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert len(set(delays)) == len(delays), "jitter spreads the retries"
+    assert backoff.next_delay(healthy_for=120) <= 1
+
+
+@pytest.mark.parametrize("count", [3])
+async def test_event_bus_snapshot_and_bounded_queues(count: int) -> None:
+    bus = EventBus()
+    bus.set_state(DeviceState.IDLE)
+    bus.publish(WakeDetected("hey"))  # not sticky: late subscribers do not see it
+    bus.set_state(DeviceState.LISTENING)
+    late = bus.subscribe(maxsize=count)
+    first = late.queue.get_nowait()
+    assert first == StateChanged(DeviceState.IDLE, DeviceState.LISTENING)
+    assert late.queue.empty()
+    for _ in range(count + 2):
+        bus.publish(WakeDetected("hey"))
+    assert late.queue.qsize() == count
+    assert late.dropped == 2
+    bus.set_state(DeviceState.LISTENING)  # no change, no event
+    assert late.queue.qsize() == count
