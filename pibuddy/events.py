@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Final
 
+from pibuddy.drops import DropCounter
+
 _LOGGER = logging.getLogger(__name__)
 _DEFAULT_QUEUE_SIZE: Final = 64
-_DROP_LOG_INTERVAL_SECONDS: Final = 10.0
 
 
 class DeviceState(StrEnum):
@@ -110,17 +110,16 @@ class Subscription:
 
     bus: EventBus
     queue: asyncio.Queue[Event]
-    dropped: int = 0
-    _last_drop_log: float = field(default=-_DROP_LOG_INTERVAL_SECONDS)
+    drops: DropCounter = field(default_factory=lambda: DropCounter("events for a slow subscriber", _LOGGER))
+
+    @property
+    def dropped(self) -> int:
+        return self.drops.total
 
     def offer(self, event: Event) -> None:
         if self.queue.full():
             self.queue.get_nowait()  # drop the oldest: the newest state is what matters
-            self.dropped += 1
-            now = time.monotonic()
-            if now - self._last_drop_log >= _DROP_LOG_INTERVAL_SECONDS:
-                self._last_drop_log = now
-                _LOGGER.warning("event subscriber too slow: %d events dropped so far", self.dropped)
+            self.drops.count()
         self.queue.put_nowait(event)
 
     async def get(self) -> Event:

@@ -15,6 +15,7 @@ _COMMAND_MODULES: Final = (
     "run",
     "check",
     "audio_devices",
+    "tools",
     "version",
 )
 

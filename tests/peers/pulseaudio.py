@@ -1,0 +1,110 @@
+"""A private PulseAudio server with a null sink, for tests that need a real sound server.
+
+    async with pulseaudio_server() as pulse:
+        monkeypatch.setenv("PULSE_SERVER", pulse.server)   # or pass pulse.env to a subprocess
+        await pulse.pactl("get-sink-volume", pulse.sink)
+
+What makes it work here (Debian 12, pulseaudio 16.1, also as root):
+- `-n` skips default.pa, so no hardware detection; the two `-L` modules are all the server has: a native
+  socket in our own temp dir with `auth-anonymous=1` (no cookie needed) and a `module-null-sink` that is
+  the default sink.
+- As root, pulseaudio only warns "not intended to be run as root" and runs; no `--system` and no
+  PULSE_ALLOW_ROOT are needed. HOME, XDG_RUNTIME_DIR and PULSE_RUNTIME_PATH point into the temp dir so
+  nothing touches the real user's runtime or cookie; `--use-pid-file=no` lets several run at once.
+- D-Bus warnings on stderr are harmless. With PULSE_SERVER set, clients never autospawn a daemon.
+- The socket lives under a short /tmp dir: unix socket paths are limited to 107 bytes.
+Skips the calling test (with the apt package to install) when pulseaudio or pactl is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_START_TIMEOUT_SECONDS = 10.0
+_STOP_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PulseServer:
+    socket_path: Path
+    sink: str
+    env: dict[str, str]
+    """A full environment for clients (subprocesses) of this server."""
+    log_path: Path
+
+    @property
+    def server(self) -> str:
+        """The PULSE_SERVER value."""
+        return f"unix:{self.socket_path}"
+
+    async def pactl(self, *args: str) -> str:
+        """Run pactl against this server; raises AssertionError with its stderr on failure."""
+        process = await asyncio.create_subprocess_exec(
+            "pactl", *args, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=5)
+        if process.returncode != 0:
+            raise AssertionError(f"pactl {' '.join(args)} failed: {stderr.decode().strip()}")
+        return stdout.decode()
+
+
+@contextlib.asynccontextmanager
+async def pulseaudio_server(sink: str = "test_sink") -> AsyncIterator[PulseServer]:
+    binary = shutil.which("pulseaudio")
+    if binary is None or shutil.which("pactl") is None:
+        pytest.skip("pulseaudio/pactl not installed (apt-get install pulseaudio pulseaudio-utils)")
+    with tempfile.TemporaryDirectory(prefix="pbpa-") as directory:
+        root = Path(directory)
+        for sub in ("home", "runtime", "xdg"):
+            (root / sub).mkdir(mode=0o700)
+        socket_path = root / "native"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+        env |= {"HOME": str(root / "home"), "XDG_RUNTIME_DIR": str(root / "xdg"),
+                "PULSE_RUNTIME_PATH": str(root / "runtime")}
+        server = PulseServer(socket_path, sink, env | {"PULSE_SERVER": f"unix:{socket_path}"},
+                             root / "pulseaudio.log")
+        with server.log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                binary, "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
+                "--use-pid-file=no", "--log-target=stderr",
+                "-L", f"module-native-protocol-unix socket={socket_path} auth-anonymous=1",
+                "-L", f"module-null-sink sink_name={sink}",
+                env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+        try:
+            await _wait_ready(server, process)
+            yield server
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_SECONDS)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+async def _wait_ready(server: PulseServer, process: asyncio.subprocess.Process) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"pulseaudio exited ({process.returncode}): {_log_tail(server)}")
+        if server.socket_path.exists():
+            with contextlib.suppress(AssertionError):
+                await server.pactl("info")
+                return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"pulseaudio not ready within {_START_TIMEOUT_SECONDS} s: {_log_tail(server)}")
+
+
+def _log_tail(server: PulseServer) -> str:
+    return server.log_path.read_text(errors="replace")[-1000:]
