@@ -8,6 +8,7 @@ as `PIBUDDY_<SECTION>_<KEY>` (for secrets such as `PIBUDDY_HOMEASSISTANT_TOKEN`)
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from enum import StrEnum
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from pibuddy.errors import ConfigError
 
@@ -40,8 +42,8 @@ class DeviceConfig(Section):
     device_id: str | None = Field(default=None, pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
     """Device id (MAC, lower-case, colon separated); empty means the Pi's own MAC."""
     state_dir: Path | None = None
-    """Where generated identity and secrets live (mode 600). Empty: /var/lib/pibuddy as root, else
-    ~/.local/state/pibuddy."""
+    """Where generated identity and secrets live (mode 600). Empty: systemd's StateDirectory= for the
+    service, /var/lib/pibuddy as root, else ~/.local/state/pibuddy."""
     language: str = "zh-CN"
     """Language code sent to the server (Accept-Language), e.g. zh-CN or en-US."""
 
@@ -49,10 +51,118 @@ class DeviceConfig(Section):
     def resolved_state_dir(self) -> Path:
         if self.state_dir is not None:
             return self.state_dir.expanduser()
+        if systemd_state := os.environ.get("STATE_DIRECTORY"):  # set by the unit's StateDirectory=
+            return Path(systemd_state.split(":")[0])
         if os.geteuid() == 0:
             return SYSTEM_STATE_DIR
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(base) / "pibuddy"
+
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class WakeWordBackend(StrEnum):
+    MICRO = "micro"
+    POCKETSPHINX = "pocketsphinx"
+    VOSK = "vosk"
+
+
+class MicroWakeWordConfig(Section):
+    words: dict[str, Fraction] = Field(default_factory=lambda: {"okay_nabu": 0.85})
+    """Model name -> probability cutoff (0-1). Bundled: okay_nabu 0.85, hey_jarvis 0.97, alexa 0.9, hey_mycroft 0.95."""
+    models_dir: Path | None = None
+    """Extra directory of microWakeWord models (<name>.json + .tflite); empty: only the bundled four."""
+
+
+class PocketsphinxWakeConfig(Section):
+    phrases: dict[str, Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: {"hello there": 1e-30})
+    """English keyphrase -> kws_threshold (1e-50 … 1e-5; smaller fires more easily); words from the en-us dictionary."""
+
+
+class VoskWakeConfig(Section):
+    model_path: Path | None = None
+    """Directory of an unpacked vosk model (e.g. vosk-model-small-cn); required with backend vosk."""
+    phrases: dict[str, Fraction] = Field(default_factory=lambda: {"你好小智": 0.6})
+    """Phrase -> minimum mean word confidence (0-1)."""
+
+
+class WakeWordConfig(Section):
+    backend: WakeWordBackend = WakeWordBackend.MICRO
+    """micro (pymicro-wakeword, bundled models), pocketsphinx (custom English phrase) or vosk (any language)."""
+    refractory_seconds: Seconds = 2.0
+    """Seconds after a detection during which the same engine cannot fire again."""
+    speaking_raise: Fraction = 0.5
+    """While PiBuddy speaks, raise each threshold by this fraction of its headroom (1 - threshold)."""
+    echo_raise: Fraction = 0.9
+    """Raise by this fraction instead while the sentence being spoken contains the wake word."""
+    micro: MicroWakeWordConfig = MicroWakeWordConfig()
+    """Options of the micro backend."""
+    pocketsphinx: PocketsphinxWakeConfig = PocketsphinxWakeConfig()
+    """Options of the pocketsphinx backend."""
+    vosk: VoskWakeConfig = VoskWakeConfig()
+    """Options of the vosk backend."""
+
+
+class VadBackend(StrEnum):
+    SILERO = "silero"
+    MICRO = "micro"
+    WEBRTC = "webrtc"
+
+
+class SileroVadConfig(Section):
+    model_path: Path | None = None
+    """silero_vad.onnx to use; empty: the one inside the silero-vad package (installed with --no-deps)."""
+
+
+class VadConfig(Section):
+    backend: VadBackend = VadBackend.SILERO
+    """silero (onnxruntime), micro (pymicro-vad, no onnxruntime) or webrtc (cheap, fooled by steady noise)."""
+    threshold: Fraction = 0.5
+    """Speech probability above which a frame counts as speech."""
+    pregate: bool = True
+    """Run webrtcvad first and skip the model on frames it calls silence (saves CPU in quiet rooms)."""
+    webrtc_mode: Annotated[int, Field(ge=0, le=3)] = 2
+    """webrtcvad aggressiveness, 0 (lenient) to 3 (strict), for the pre-gate and the webrtc backend."""
+    speech_seconds: Seconds = 0.3
+    """Seconds of speech before an utterance counts as started."""
+    silence_seconds: Seconds = 0.7
+    """Seconds of silence after speech that end the utterance."""
+    timeout_seconds: Seconds = 15.0
+    """Longest utterance in seconds; streaming stops after this even if the user keeps talking."""
+    silero: SileroVadConfig = SileroVadConfig()
+    """Options of the silero backend."""
+
+
+class OpusConfig(Section):
+    complexity: Annotated[int, Field(ge=0, le=10)] = 0
+    """Uplink encoder complexity 0-10 (the firmware uses 0; 5 costs about twice as much CPU)."""
+    dtx: bool = True
+    """Discontinuous transmission: tiny packets during silence, as the firmware does."""
+    uplink_queue_frames: Annotated[int, Field(ge=1)] = 40
+    """Most encoded 60 ms frames waiting to be sent; the oldest are dropped beyond this (2.4 s)."""
+
+
+class PlaybackConfig(Section):
+    jitter_target_ms: Annotated[int, Field(ge=20, le=1000)] = 120
+    """Milliseconds of downlink audio buffered before playback starts; grows after underruns."""
+    jitter_max_ms: Annotated[int, Field(ge=20, le=2000)] = 400
+    """Ceiling in milliseconds for the adaptive jitter target."""
+    queue_packets: Annotated[int, Field(ge=1)] = 40
+    """Most downlink packets waiting to be played; newly arriving ones are dropped beyond this."""
+    volume: Annotated[int, Field(ge=0, le=100)] = 70
+    """Speaker volume 0-100 at start (software gain); the set_volume tool changes it."""
+    samplerate: Annotated[int, Field(ge=8000, le=192000)] | None = None
+    """Force the speaker's sample rate in Hz; empty: the stream's own rate if the device takes it, else its default."""
+    idle_close_seconds: Annotated[float, Field(ge=0)] = 2.0
+    """Seconds of silence after which the speaker stream is closed (reopened on the next sound)."""
+
+
+class PromptsConfig(Section):
+    chime: bool = True
+    """Play a short chime on wake and a low tone on errors."""
+    espeak_voice: str = "en"
+    """espeak-ng voice for spoken prompts such as the activation code (e.g. en, zh)."""
 
 
 class AudioConfig(Section):
@@ -62,6 +172,20 @@ class AudioConfig(Section):
     """Microphone: a (partial) device name from `pibuddy audio-devices`; empty means the default."""
     output_device: str | None = None
     """Speaker: a (partial) device name; empty means the default."""
+    echo_cancel: bool = True
+    """Capture from the PulseAudio/PipeWire echo-cancel source when one exists (and no input_device is set)."""
+    preroll_seconds: Annotated[float, Field(ge=0, le=10)] = 2.0
+    """Seconds of audio kept from before the wake word and sent with it, as the firmware does."""
+    wakeword: WakeWordConfig = WakeWordConfig()
+    """Wake word detection."""
+    vad: VadConfig = VadConfig()
+    """Voice activity detection and end of utterance."""
+    opus: OpusConfig = OpusConfig()
+    """Uplink Opus encoding (16 kHz mono 60 ms, fixed by the protocol)."""
+    playback: PlaybackConfig = PlaybackConfig()
+    """Speaker and jitter buffer."""
+    prompts: PromptsConfig = PromptsConfig()
+    """Local sounds and spoken prompts."""
 
 
 class Transport(StrEnum):
@@ -81,6 +205,9 @@ class UpstreamConfig(Section):
     """Binary framing on WebSocket: 1 (raw Opus, what xiaozhi-server understands), 2 or 3."""
     board_type: str = "pibuddy"
     """Board type reported to the server (User-Agent and OTA body)."""
+    activation_version: Annotated[int, Field(ge=1, le=2)] = 1
+    """1: activate like a DIY board without a serial (body {}); 2: send PiBuddy's generated serial and an
+    HMAC of the server's challenge, like a board with a serial burnt in eFuse."""
     hello_timeout: Seconds = 10.0
     """Seconds to wait for the server's hello, as the firmware does."""
     channel_timeout: Seconds = 120.0
@@ -119,6 +246,22 @@ class ToolsConfig(Section):
     """Offer the firmware-like built-in tools (device status, speaker volume)."""
     mcp_endpoint_url: SecretStr | None = None
     """wss://… MCP endpoint URL (with its token) to offer PiBuddy's tools to. Secret."""
+    mcp_http_enabled: bool = False
+    """Serve the tools as a standard MCP server over streamable HTTP (path /mcp)."""
+    mcp_http_host: str = "127.0.0.1"
+    """Address the MCP HTTP server binds to; anything but loopback needs mcp_http_token."""
+    mcp_http_port: Port = 8765
+    """TCP port of the MCP HTTP server."""
+    mcp_http_token: SecretStr | None = Field(default=None, validate_default=True)
+    """Bearer token MCP HTTP clients must send; required unless bound to loopback. Secret."""
+
+    @field_validator("mcp_http_token")
+    @classmethod
+    def _token_off_loopback(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        host = info.data.get("mcp_http_host", "127.0.0.1")
+        if info.data.get("mcp_http_enabled") and token is None and not is_loopback(host):
+            raise PydanticCustomError("token_required", "required when mcp_http_host is not a loopback address")
+        return token
 
 
 class HomeAssistantConfig(Section):
@@ -128,6 +271,10 @@ class HomeAssistantConfig(Section):
     """Base URL of Home Assistant."""
     token: SecretStr | None = None
     """Long-lived access token (Profile → Security). Secret; or PIBUDDY_HOMEASSISTANT_TOKEN."""
+    timeout: Seconds = 10.0
+    """Seconds to wait for Home Assistant to answer one request."""
+    assist_language: str | None = None
+    """Language of sentences passed to Home Assistant's Assist (en, zh-cn, ...); empty: HA's own."""
 
 
 class MiotConfig(Section):
@@ -184,6 +331,16 @@ class Config(Section):
                 if isinstance(value, SecretStr) and value.get_secret_value():
                     found.append(value.get_secret_value())
         return found
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or `localhost`) only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_config_path() -> Path:

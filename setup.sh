@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# PiBuddy installer: Debian packages, the checkout's .venv with PiBuddy in it, and optionally the
+# systemd service. Idempotent: a second run changes nothing and takes a second or two.
+set -euo pipefail
+
+# ---- Debian packages: features add theirs here, with a word on why. ----------------------------------
+
+# What PiBuddy needs to build and run on the Pi.
+APT_RUNTIME_PACKAGES=(
+    python3 python3-venv python3-dev # the interpreter (>= 3.11), venv, headers for C extensions
+    build-essential pkg-config       # the C fast path, and wheels that are sdist-only on ARM
+    libssl-dev libffi-dev            # building cryptography/cffi where no wheel exists
+    ca-certificates                  # TLS to the xiaozhi server and Home Assistant
+    libopus0                         # Opus codec, loaded by opuslib-next through ctypes
+    libportaudio2                    # PortAudio, loaded by sounddevice
+    alsa-utils                       # arecord/aplay/amixer for audio troubleshooting
+    libasound2-plugins               # the ALSA "pulse" PCM, for PulseAudio/PipeWire desktops
+    espeak-ng                        # local speech for prompts and offline notices
+)
+
+# What the tests need on top (--dev): peers they start themselves on 127.0.0.1.
+APT_DEV_PACKAGES=(
+    mosquitto                        # MQTT broker (the system service is disabled; tests run their own)
+    pulseaudio pulseaudio-utils      # null-sink virtual mic and speaker, paplay/parec/pactl
+    shellcheck                       # lints setup.sh and scripts/ (tests/test_setup_script.py)
+)
+
+# ---- Service layout (--service). -----------------------------------------------------------------------
+
+SERVICE_USER=pibuddy
+# Device access comes from the user's groups: systemd applies them (initgroups) for User=, so the unit
+# needs no SupplementaryGroups= line, which would fail the unit on a system lacking one of the groups.
+SERVICE_GROUPS=(audio gpio bluetooth video spi i2c)
+CONFIG_DIR=/etc/pibuddy
+STATE_DIR=/var/lib/pibuddy
+UNIT_DIR=/etc/systemd/system
+UNIT_NAME=pibuddy.service
+MIN_PYTHON=(3 11)
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$REPO/.venv"
+STAMP="$VENV/.pibuddy-setup-stamp"
+# PIBUDDY_ROOT: install the --service files under this prefix instead of / (like DESTDIR; for tests).
+ROOT="${PIBUDDY_ROOT:-}"
+ROOT="${ROOT%/}"
+
+CHANGES=0
+DEV=0
+SERVICE=0
+USE_APT=1
+
+usage() {
+    cat <<EOF
+Usage: ./setup.sh [--dev] [--service] [--no-apt] [--help]
+
+Installs PiBuddy from this checkout: the Debian packages it needs, a virtualenv in .venv with PiBuddy
+installed (editable), and optionally a systemd service. Safe to run again after pulling new code: steps
+that are already done are skipped, and a run with nothing to do says so.
+
+Options:
+  --dev       also install the test extras (pip '.[test]') and the Debian packages the tests start as
+              peers (mosquitto, pulseaudio, ...). The mosquitto system service is disabled again:
+              tests run their own broker on 127.0.0.1. ./scripts/test.sh runs this for you.
+  --service   (root) run PiBuddy at boot: create the '$SERVICE_USER' system user (in the groups
+              ${SERVICE_GROUPS[*]} where they exist), install config.yaml as $CONFIG_DIR/config.yaml (mode 640, never
+              overwriting an existing one), create $STATE_DIR (mode 700), install and enable
+              $UNIT_NAME with ExecStart pointing at this checkout's .venv. The checkout must not live
+              under /home or /root (the service cannot see them); /opt/pibuddy is the usual place.
+  --no-apt    skip the Debian packages (machines managed otherwise); install them yourself.
+  -h, --help  show this help.
+
+Environment:
+  PIBUDDY_PYTHON  the Python (>= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}) that creates .venv (default: python3)
+  PIBUDDY_ROOT    with --service, install files under this directory instead of / (for testing)
+
+Apt runs through sudo when you are not root.
+EOF
+}
+
+say() { printf '==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() {
+    printf 'setup.sh: error: %s\n' "$*" >&2
+    exit 1
+}
+changed() { CHANGES=$((CHANGES + 1)); }
+
+parse_args() {
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+            --dev) DEV=1 ;;
+            --service) SERVICE=1 ;;
+            --no-apt) USE_APT=0 ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            *)
+                printf 'setup.sh: unknown option: %s (see ./setup.sh --help)\n' "$arg" >&2
+                exit 2
+                ;;
+        esac
+    done
+}
+
+# Run a command as root: directly, through sudo, or fail with a way out.
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "installing Debian packages needs root: run as root, install sudo, or use --no-apt"
+    fi
+}
+
+systemd_running() { [[ -d /run/systemd/system ]]; }
+
+# ---- Step 1: Debian packages ---------------------------------------------------------------------------
+
+missing_packages() {
+    local -A installed=()
+    local name status
+    while read -r name status; do
+        [[ $status == installed ]] && installed[$name]=1
+    done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null || true)
+    for name in "$@"; do
+        [[ -n ${installed[$name]:-} ]] || printf '%s\n' "$name"
+    done
+}
+
+step_apt() {
+    say "Debian packages"
+    if [[ $USE_APT -eq 0 ]]; then
+        info "skipped (--no-apt)"
+        return
+    fi
+    if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+        die "no dpkg/apt here: setup.sh supports Debian 12 and Raspberry Pi OS;" \
+            "use --no-apt and install the equivalents of: ${APT_RUNTIME_PACKAGES[*]}"
+    fi
+    local wanted=("${APT_RUNTIME_PACKAGES[@]}")
+    [[ $DEV -eq 1 ]] && wanted+=("${APT_DEV_PACKAGES[@]}")
+    local missing
+    mapfile -t missing < <(missing_packages "${wanted[@]}")
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        info "all ${#wanted[@]} already installed"
+        return
+    fi
+    info "installing: ${missing[*]}"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300)
+    as_root "${apt[@]}" update
+    as_root "${apt[@]}" install -y --no-install-recommends "${missing[@]}"
+    changed
+    if [[ " ${missing[*]} " == *" mosquitto "* ]] && systemd_running; then
+        info "disabling the mosquitto system service (tests start their own broker)"
+        as_root systemctl disable --now mosquitto.service
+    fi
+}
+
+# ---- Step 2: Python and the virtualenv -----------------------------------------------------------------
+
+# Succeeds when $1 runs and is at least MIN_PYTHON.
+python_ok() {
+    "$1" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON[0]}, ${MIN_PYTHON[1]}))" 2>/dev/null
+}
+
+step_venv() {
+    say "Python virtualenv ($VENV)"
+    if [[ -x $VENV/bin/python ]] && python_ok "$VENV/bin/python"; then
+        info "exists ($("$VENV/bin/python" --version 2>&1))"
+        return
+    fi
+    local python="${PIBUDDY_PYTHON:-python3}"
+    command -v "$python" >/dev/null ||
+        die "no '$python' found: install python3 (>= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}) or set PIBUDDY_PYTHON"
+    if ! python_ok "$python"; then
+        die "PiBuddy needs Python >= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}, but '$python' is" \
+            "$("$python" --version 2>&1 || echo 'not working')." \
+            "Debian 12 and Raspberry Pi OS bookworm ship 3.11; elsewhere install a newer Python" \
+            "and point PIBUDDY_PYTHON at it."
+    fi
+    if [[ -e $VENV ]]; then
+        info "recreating: the existing one has no working Python >= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}"
+    fi
+    "$python" -m venv --clear "$VENV" ||
+        die "could not create $VENV with $python (on Debian: apt-get install python3-venv)"
+    info "created with $("$VENV/bin/python" --version 2>&1)"
+    changed
+}
+
+# ---- Step 3: PiBuddy into the virtualenv ---------------------------------------------------------------
+
+# A hash of everything that needs a reinstall when it changes: the packaging metadata and the C sources
+# (the editable install picks up Python changes by itself).
+source_hash() {
+    local files=(pyproject.toml) f
+    for f in setup.py setup.cfg; do
+        [[ -f $f ]] && files+=("$f")
+    done
+    while IFS= read -r -d '' f; do
+        files+=("$f")
+    done < <(find . \( -path ./.venv -o -path ./.git -o -path ./build \) -prune -o \
+        -type f \( -name '*.c' -o -name '*.h' -o -name '*.pyx' \) -print0 | LC_ALL=C sort -z)
+    sha256sum "${files[@]}" | sha256sum | cut -d' ' -f1
+}
+
+# The installed PiBuddy is usable: the console script points at this venv and the package imports.
+install_healthy() {
+    local shebang
+    [[ -x $VENV/bin/pibuddy ]] || return 1
+    IFS= read -r shebang <"$VENV/bin/pibuddy" || return 1
+    [[ $shebang == "#!$VENV/bin/"* ]] || return 1
+    "$VENV/bin/python" -c 'import pibuddy' 2>/dev/null
+}
+
+step_install() {
+    local extras="runtime" target="."
+    if [[ $DEV -eq 1 ]]; then
+        extras="test"
+        target=".[test]"
+    fi
+    say "PiBuddy in the virtualenv (extras: $extras)"
+    local hash recorded_hash="" recorded_extras=""
+    hash="$(source_hash)"
+    [[ -f $STAMP ]] && read -r recorded_hash recorded_extras <"$STAMP"
+    if [[ $recorded_hash == "$hash" && ($recorded_extras == test || $extras == runtime) ]] && install_healthy; then
+        info "up to date (pyproject.toml and C sources unchanged)"
+        return
+    fi
+    info "pip install -e '$target'"
+    rm -f "$STAMP"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$target"
+    install_healthy || die "PiBuddy installed but $VENV/bin/pibuddy does not work"
+    printf '%s %s\n' "$hash" "$extras" >"$STAMP"
+    changed
+}
+
+# ---- Step 4 (--service): user, config, state dir, unit -------------------------------------------------
+
+check_service_preconditions() {
+    [[ $EUID -eq 0 ]] || die "--service needs root: sudo ./setup.sh --service"
+    case "$REPO/" in
+        /home/* | /root/* | /run/user/*)
+            die "the service runs as '$SERVICE_USER' with ProtectHome=true and cannot see $REPO." \
+                "Put a checkout in /opt/pibuddy and install from there:" \
+                "sudo git clone '$REPO' /opt/pibuddy && sudo /opt/pibuddy/setup.sh --service"
+            ;;
+    esac
+    [[ $REPO =~ ^[A-Za-z0-9._/+-]+$ ]] ||
+        die "the checkout path '$REPO' has characters a unit's ExecStart= would need quoted; move it (e.g. /opt/pibuddy)"
+    [[ -f $REPO/config.yaml ]] || die "config.yaml is missing from $REPO"
+}
+
+# Group and user lookups, in $ROOT's files when a prefix is set.
+group_exists() {
+    if [[ -n $ROOT ]]; then
+        grep -q "^$1:" "$ROOT/etc/group" 2>/dev/null
+    else
+        getent group "$1" >/dev/null
+    fi
+}
+
+user_exists() {
+    if [[ -n $ROOT ]]; then
+        grep -q "^$1:" "$ROOT/etc/passwd" 2>/dev/null
+    else
+        getent passwd "$1" >/dev/null
+    fi
+}
+
+user_groups() {
+    if [[ -n $ROOT ]]; then
+        awk -F: -v u="$1" '{ n = split($4, m, ","); for (i = 1; i <= n; i++) if (m[i] == u) print $1 }' \
+            "$ROOT/etc/group"
+    else
+        id -nG "$1" | tr ' ' '\n'
+    fi
+}
+
+# "uid gid" of a user.
+user_ids() {
+    if [[ -n $ROOT ]]; then
+        awk -F: -v u="$1" '$1 == u { print $3, $4 }' "$ROOT/etc/passwd"
+    else
+        printf '%s %s\n' "$(id -u "$1")" "$(id -g "$1")"
+    fi
+}
+
+step_service_user() {
+    say "Service user '$SERVICE_USER'"
+    local prefix=() wanted=() group
+    [[ -n $ROOT ]] && prefix=(--prefix "$ROOT")
+    for group in "${SERVICE_GROUPS[@]}"; do
+        group_exists "$group" && wanted+=("$group")
+    done
+    local joined
+    joined="$(IFS=,; echo "${wanted[*]}")"
+    if ! user_exists "$SERVICE_USER"; then
+        useradd "${prefix[@]}" --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+            --shell /usr/sbin/nologin --comment "PiBuddy service" ${joined:+--groups "$joined"} "$SERVICE_USER"
+        info "created, groups: ${wanted[*]:-none}"
+        changed
+        return
+    fi
+    local current missing=()
+    current=" $(user_groups "$SERVICE_USER" | tr '\n' ' ') "
+    for group in "${wanted[@]}"; do
+        [[ $current == *" $group "* ]] || missing+=("$group")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        info "exists, groups: ${wanted[*]:-none}"
+        return
+    fi
+    usermod "${prefix[@]}" --append --groups "$(IFS=,; echo "${missing[*]}")" "$SERVICE_USER"
+    info "added to groups: ${missing[*]}"
+    changed
+}
+
+# Create directory $1 or fix it to mode $2 and owner $3 (uid:gid), reporting only real changes.
+ensure_dir() {
+    local path="$1" mode="$2" owner="$3"
+    if [[ -d $path && "$(stat -c '%a %u:%g' "$path")" == "$mode $owner" ]]; then
+        info "$path exists (mode $mode)"
+        return
+    fi
+    mkdir -p "$path"
+    chmod "$mode" "$path"
+    chown "$owner" "$path"
+    info "$path ready (mode $mode)"
+    changed
+}
+
+step_service_files() {
+    local uid gid
+    read -r uid gid < <(user_ids "$SERVICE_USER")
+    [[ -n $gid ]] || die "cannot find the ids of user $SERVICE_USER"
+
+    say "Configuration ($CONFIG_DIR/config.yaml)"
+    if [[ ! -d $ROOT$CONFIG_DIR ]]; then
+        install -d -m 755 "$ROOT$CONFIG_DIR" # root's; the file itself is what the group may read
+        changed
+    fi
+    local config="$ROOT$CONFIG_DIR/config.yaml"
+    if [[ -e $config ]]; then
+        info "keeping the existing $CONFIG_DIR/config.yaml"
+    else
+        install -m 640 -o 0 -g "$gid" "$REPO/config.yaml" "$config"
+        info "installed from config.yaml (mode 640, root:$SERVICE_USER): edit it before starting"
+        changed
+    fi
+
+    say "State directory ($STATE_DIR)"
+    ensure_dir "$ROOT$STATE_DIR" 700 "$uid:$gid"
+}
+
+# The unit from systemd/, with ExecStart's program pointed at this checkout's venv.
+render_unit() {
+    local line command program
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line == ExecStart=* ]]; then
+            command="${line#ExecStart=}"
+            program="${command%% *}"
+            printf 'ExecStart=%s%s\n' "$VENV/bin/pibuddy" "${command#"$program"}"
+        else
+            printf '%s\n' "$line"
+        fi
+    done <"$REPO/systemd/$UNIT_NAME"
+}
+
+step_unit() {
+    say "systemd unit ($UNIT_DIR/$UNIT_NAME)"
+    local target="$ROOT$UNIT_DIR/$UNIT_NAME" rendered unit_changed=0
+    rendered="$(render_unit)"
+    if [[ -f $target && "$(<"$target")" == "$rendered" ]]; then
+        info "up to date"
+    else
+        mkdir -p "$ROOT$UNIT_DIR"
+        printf '%s\n' "$rendered" >"$target.tmp"
+        chmod 644 "$target.tmp"
+        mv "$target.tmp" "$target"
+        info "installed, ExecStart=$VENV/bin/pibuddy ..."
+        unit_changed=1
+        changed
+    fi
+    local systemctl=(systemctl)
+    if [[ -n $ROOT ]]; then
+        systemctl+=(--root="$ROOT")
+    elif systemd_running && [[ $unit_changed -eq 1 ]]; then
+        systemctl daemon-reload
+    fi
+    if "${systemctl[@]}" --quiet is-enabled "$UNIT_NAME" 2>/dev/null; then
+        info "enabled"
+    else
+        "${systemctl[@]}" --quiet enable "$UNIT_NAME"
+        info "enabled now (starts at boot)"
+        changed
+    fi
+}
+
+# The service must be able to run the venv's interpreter, and the service user to import PiBuddy from
+# the checkout. These check this host, so they are skipped when installing into a PIBUDDY_ROOT prefix.
+check_service_interpreter() {
+    [[ -z $ROOT ]] || return 0
+    local interpreter
+    interpreter="$(readlink -f "$VENV/bin/python")"
+    case "$interpreter" in
+        /home/* | /root/* | /run/user/*)
+            die "the venv's Python is $interpreter, hidden from the service by ProtectHome=true." \
+                "Recreate the venv from a system Python: rm -rf '$VENV' &&" \
+                "sudo PIBUDDY_PYTHON=/usr/bin/python3 ./setup.sh --service"
+            ;;
+    esac
+}
+
+check_service_can_run() {
+    [[ -z $ROOT ]] || return 0
+    (cd / && runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -c 'import pibuddy') 2>/dev/null ||
+        die "user $SERVICE_USER cannot import PiBuddy from $REPO: make the checkout readable (chmod -R o+rX '$REPO')"
+}
+
+# ---- Summary -------------------------------------------------------------------------------------------
+
+next_steps() {
+    if [[ $CHANGES -eq 0 ]]; then
+        say "Done in ${SECONDS}s: nothing changed"
+    else
+        say "Done in ${SECONDS}s: $CHANGES step(s) changed something"
+    fi
+    cat <<EOF
+
+Next:
+  Edit the configuration:  ${EDITOR:-nano} $REPO/config.yaml   (the service reads $CONFIG_DIR/config.yaml)
+  Check it:                $VENV/bin/pibuddy check
+  Run in this terminal:    $VENV/bin/pibuddy run
+EOF
+    if [[ $SERVICE -eq 1 ]]; then
+        cat <<EOF
+  Start the service:       sudo systemctl restart pibuddy && journalctl -u pibuddy -f
+  Service configuration:   sudoedit $CONFIG_DIR/config.yaml
+EOF
+    else
+        cat <<EOF
+  Run it at boot:          sudo ./setup.sh --service   (from a checkout in /opt/pibuddy)
+EOF
+    fi
+    [[ $DEV -eq 1 ]] && echo "  Run the tests:           ./scripts/test.sh"
+    return 0
+}
+
+main() {
+    parse_args "$@"
+    cd "$REPO"
+    [[ $SERVICE -eq 1 ]] && check_service_preconditions
+    step_apt
+    step_venv
+    step_install
+    if [[ $SERVICE -eq 1 ]]; then
+        check_service_interpreter
+        step_service_user
+        check_service_can_run
+        step_service_files
+        step_unit
+    fi
+    next_steps
+}
+
+main "$@"
