@@ -1,0 +1,145 @@
+"""A real mosquitto broker on 127.0.0.1 for tests, with stop/restart on the same port.
+
+Use the ``mosquitto`` fixture (import its function into the test module) or ``MosquittoBroker``::
+
+    from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
+
+    async def test_x(mosquitto: MosquittoBroker) -> None:
+        ...connect to mosquitto.host:mosquitto.port...
+        await mosquitto.restart()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final
+
+import pytest
+import pytest_asyncio
+
+SKIP_REASON: Final = "mosquitto not installed (apt install mosquitto)"
+_START_TIMEOUT: Final = 5.0
+_STOP_TIMEOUT: Final = 3.0
+_POLL_SECONDS: Final = 0.02
+
+
+def mosquitto_binary() -> str | None:
+    """The broker executable (Debian puts it in /usr/sbin, often not on a user's PATH)."""
+    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+
+
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class MosquittoBroker:
+    """``mosquitto -c <tmp conf>``: anonymous, no persistence, one listener on ``host:port``.
+
+    Args:
+        workdir: Where the config and log go (default: a temporary directory removed on stop).
+        host: Listener address.
+        port: Listener port (default: a free one, kept across restarts).
+    """
+
+    def __init__(self, workdir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise FileNotFoundError(SKIP_REASON)
+        self._binary = binary
+        self.host = host
+        self.port = port or free_tcp_port(host)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="mosquitto-")
+            workdir = Path(self._tmp.name)
+        self.config_path = workdir / "mosquitto.conf"
+        self.log_path = workdir / "mosquitto.log"
+        self._process: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+
+    async def __aenter__(self) -> MosquittoBroker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self) -> None:
+        """Start the broker and return once its port accepts connections."""
+        if self.running:
+            return
+        self.config_path.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "log_dest stderr\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+        )
+        self._log = self.log_path.open("ab")
+        self._process = await asyncio.create_subprocess_exec(
+            self._binary, "-c", str(self.config_path), stdout=self._log, stderr=self._log
+        )
+        await self._wait_until_accepting()
+
+    async def stop(self) -> None:
+        """Terminate the broker (SIGTERM, then SIGKILL after a few seconds)."""
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    async def restart(self, downtime: float = 0.0) -> None:
+        """Stop, stay down for ``downtime`` seconds, and start again on the same port."""
+        await self.stop()
+        await asyncio.sleep(downtime)
+        await self.start()
+
+    async def _wait_until_accepting(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _START_TIMEOUT
+        while loop.time() < deadline:
+            if self._process is None or self._process.returncode is not None:
+                break
+            try:
+                _reader, writer = await asyncio.open_connection(self.host, self.port)
+            except OSError:
+                await asyncio.sleep(_POLL_SECONDS)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+        await self.stop()
+        log = self.log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"mosquitto did not accept on {self.host}:{self.port}; log tail:\n{log}")
+
+
+@pytest_asyncio.fixture(name="mosquitto")
+async def mosquitto_fixture(tmp_path: Path) -> AsyncIterator[MosquittoBroker]:
+    """A started broker on a free 127.0.0.1 port; skips the test when mosquitto is missing."""
+    if mosquitto_binary() is None:
+        pytest.skip(SKIP_REASON)
+    async with MosquittoBroker(tmp_path) as broker:
+        yield broker
