@@ -1,0 +1,393 @@
+"""The device client: drives a DEVICE-role `Session` over a channel, with audio and the MCP server.
+
+`async with DeviceClient(...) as client:` connects (MQTT: the control link; WebSocket: nothing yet) and
+`await client.run()` returns only by raising `ConnectionLost` when the control link drops — the
+supervisor restarts the service with backoff. Conversations start from the event bus (`WakeDetected` from
+the wake-word engine, `Command`s from buttons) or from the intent methods.
+
+Bad input from the server is handled in one place each: a bad control message is logged (one line, the
+reason) and dropped; a bad audio packet is counted and logged at most once per interval. Neither ends
+the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Self
+
+from pibuddy.drops import DropCounter
+from pibuddy.errors import ConnectionLost
+from pibuddy.events import Command, DeviceState, EventBus, Say, UpstreamLink, WakeDetected
+from pibuddy.tools.mcp import McpServer
+from pibuddy.upstream.audio_port import AudioPort
+from pibuddy.upstream.channels import Channel
+from pibuddy.xiaozhi import (
+    AlertReceived,
+    ChannelTimedOut,
+    ErrorReceived,
+    HelloTimedOut,
+    ListenMode,
+    LocalProtocolError,
+    McpReceived,
+    ProtocolError,
+    RemoteProtocolError,
+    Role,
+    SentenceStarted,
+    ServerHelloReceived,
+    Session,
+    State,
+    StateChanged,
+    SttReceived,
+    SystemCommand,
+    TtsStopped,
+    UnknownReceived,
+)
+from pibuddy.xiaozhi.messages import Mcp
+
+_LOGGER = logging.getLogger(__name__)
+_DRAIN_TIMEOUT_SECONDS: Final = 10.0  # longest a reply's tail may play before the mic reopens
+_TIMER_MAX_SLEEP_SECONDS: Final = 1.0
+_BUS_STATE: Final = {
+    State.IDLE: DeviceState.IDLE,
+    State.CONNECTING: DeviceState.CONNECTING,
+    State.OPEN: DeviceState.IDLE,
+    State.LISTENING: DeviceState.LISTENING,
+    State.SPEAKING: DeviceState.SPEAKING,
+}
+
+
+class DeviceClient:
+    """A xiaozhi device as the server sees it.
+
+    Args:
+        channel: MQTT+UDP or WebSocket, unconnected.
+        bus: conversation state goes out, wake words and button commands come in.
+        audio: the audio pipeline (or `NoAudio`).
+        mcp: the device-side MCP server answering the server's tool calls.
+        listen_mode: the mode of wake-word turns (auto or realtime).
+        hello_timeout, channel_timeout: seconds (§5.3).
+        clock: monotonic seconds; tests may pass their own.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        bus: EventBus,
+        audio: AudioPort,
+        mcp: McpServer,
+        listen_mode: ListenMode = ListenMode.AUTO,
+        hello_timeout: float = 10.0,
+        channel_timeout: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.channel = channel
+        self.session = Session(Role.DEVICE, transport=channel.transport, ws_version=channel.ws_version,
+                               listen_mode=listen_mode, hello_timeout=hello_timeout,
+                               channel_timeout=channel_timeout)
+        self._bus = bus
+        self._audio = audio
+        self._mcp = mcp
+        self._clock = clock
+        self._send_lock = asyncio.Lock()
+        self._state_changed = asyncio.Event()
+        self._lost: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._audio_drops = DropCounter("malformed audio packets from the server", _LOGGER)
+        self._unknown_types: set[str] = set()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._lost = asyncio.get_running_loop().create_future()
+        await self.channel.connect(self)
+        self._bus.publish(UpstreamLink(True, self.channel.transport.value, self.channel.describe()))
+        self._bus.set_state(DeviceState.IDLE, "connected")
+        for coroutine, name in ((self._run_timer(), "timer"), (self._run_uplink(), "uplink"),
+                                (self._run_bus_commands(), "bus-commands")):
+            self._spawn(coroutine, name)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(ConnectionLost, LocalProtocolError):
+            await self.close_conversation()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.channel.close()
+        self._bus.publish(UpstreamLink(False, self.channel.transport.value, "disconnected"))
+        self._bus.set_state(DeviceState.DISCONNECTED)
+
+    async def run(self) -> None:
+        """Serve until the control link drops; raises ConnectionLost."""
+        assert self._lost is not None, "use `async with DeviceClient(...)` first"
+        await self._lost
+        raise ConnectionLost("control link closed")  # pragma: no cover - the future always raises
+
+    # --- intents ---------------------------------------------------------------------------------
+
+    async def wake(self, wake_word: str) -> bool:
+        """The wake word was heard: open a channel if needed, send its audio, start listening (§5.1)."""
+        if self.session.state is State.SPEAKING:
+            self._audio.stop_playback()  # barge-in: silence first, then tell the server
+        if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
+            return False
+        if self.session.state is State.OPEN:
+            for frame in self._audio.wake_audio():
+                await self._send_audio(frame)
+        self.session.wake_word_detected(wake_word)
+        await self._flush()
+        return True
+
+    async def start_listening(self, mode: ListenMode = ListenMode.MANUAL) -> bool:
+        """Push-to-talk pressed (or a turn started by other means)."""
+        if self.session.state is State.SPEAKING:
+            self._audio.stop_playback()
+        if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
+            return False
+        self.session.start_listening(mode)
+        await self._flush()
+        return True
+
+    async def stop_listening(self) -> None:
+        """Push-to-talk released."""
+        if self.session.state is State.LISTENING:
+            self.session.stop_listening()
+            await self._flush()
+
+    async def abort(self) -> None:
+        """Stop the reply being spoken."""
+        if self.session.state is State.SPEAKING:
+            self._audio.stop_playback()
+            self.session.abort()
+            await self._flush()
+
+    async def close_conversation(self) -> None:
+        """End the conversation (goodbye on MQTT, socket close on WebSocket)."""
+        if self.session.state is not State.IDLE:
+            self.session.close(send_goodbye=True)
+            await self._flush()
+            await self._handle_events()
+
+    async def wait_state(self, *states: State) -> State:
+        """Wait until the session is in one of `states` (bound it with `asyncio.timeout`)."""
+        while self.session.state not in states:
+            self._state_changed.clear()
+            await self._state_changed.wait()
+        return self.session.state
+
+    # --- ChannelSink -----------------------------------------------------------------------------
+
+    async def json_received(self, data: bytes | str) -> None:
+        try:
+            self.session.receive_json(data, self._clock())
+        except RemoteProtocolError as exc:
+            preview = data[:80] if isinstance(data, str) else data[:80].decode("utf-8", "replace")
+            _LOGGER.warning("dropped a bad message from the server (%s): %r", exc, preview)
+            return
+        await self._handle_events()
+        await self._flush()
+
+    async def audio_received(self, data: bytes) -> None:
+        try:
+            frame = self.session.receive_audio(data, self._clock())
+        except ProtocolError as exc:
+            self._audio_drops.count(str(exc))
+            return
+        if frame is not None:
+            self._audio.play(frame.payload)
+
+    def conversation_lost(self, reason: str) -> None:
+        _LOGGER.info("conversation link closed: %s", reason)
+        self.session.channel_lost()
+        self._spawn(self._handle_events(), "conversation-lost")
+
+    def control_lost(self, error: ConnectionLost) -> None:
+        _LOGGER.warning("%s", error)
+        self.session.channel_lost()
+        self._spawn(self._handle_events(), "control-lost")
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_exception(error)
+
+    # --- internals -------------------------------------------------------------------------------
+
+    async def _open_channel(self) -> bool:
+        """Send hello and wait for the server's; False (logged) when it does not come."""
+        if self.session.state is State.IDLE:
+            try:
+                await self.channel.begin()
+            except ConnectionLost as exc:
+                _LOGGER.warning("cannot start a conversation: %s", exc)
+                self._bus.set_state(DeviceState.IDLE, str(exc))
+                return False
+            self.session.open_channel(self._clock())
+            await self._handle_events()
+            await self._flush()
+        try:
+            # The session's own hello timeout (driven by the timer task) ends the wait in time.
+            now = self._clock()
+            async with asyncio.timeout(max((self.session.deadline or now) - now, 0.0) + 1.0):
+                await self.wait_state(State.OPEN, State.LISTENING, State.SPEAKING, State.IDLE)
+        except TimeoutError:
+            return False
+        return self.session.state is not State.IDLE
+
+    async def _handle_events(self) -> None:
+        for event in self.session.events_received():
+            handler = self._HANDLERS.get(type(event))
+            if handler is not None:
+                await handler(self, event)
+
+    async def _on_state(self, event: StateChanged) -> None:
+        self._state_changed.set()
+        self._audio.set_uplink(self.session.should_send_audio)
+        self._bus.set_state(_BUS_STATE[event.new], f"conversation {event.old} -> {event.new}")
+        if event.new is State.IDLE:
+            await self.channel.end()
+
+    async def _on_server_hello(self, event: ServerHelloReceived) -> None:
+        _LOGGER.info("conversation %s opened over %s", event.session_id or "(no id)", self.channel.describe())
+        try:
+            await self.channel.open_audio(self.session.udp)
+        except ConnectionLost as exc:
+            _LOGGER.warning("%s", exc)
+            self.session.channel_lost()
+            return
+        self._audio.start_playback(event.downlink.sample_rate, event.downlink.frame_duration)
+
+    async def _on_tts_stopped(self, event: TtsStopped) -> None:
+        del event
+        if self.session.state is State.LISTENING:
+            # The session already queued `listen start`; like the firmware, reopen the mic only once the
+            # speaker has fallen silent, so the buddy does not listen to itself.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._audio.wait_drained(), _DRAIN_TIMEOUT_SECONDS)
+
+    async def _on_sentence(self, event: SentenceStarted) -> None:
+        _LOGGER.info("buddy: %s", event.message.text)
+        self._audio.speaking_sentence(event.message.text)
+
+    async def _on_stt(self, event: SttReceived) -> None:
+        _LOGGER.info("you: %s", event.message.text)
+        self._bus.set_state(DeviceState.THINKING, "speech recognised")
+
+    async def _on_mcp(self, event: McpReceived) -> None:
+        self._spawn(self._answer_mcp(dict(event.message.payload)), "mcp-call")
+
+    async def _answer_mcp(self, payload: dict[str, Any]) -> None:
+        reply = await self._mcp.handle(payload)
+        if reply is None:
+            return
+        try:
+            self.session.send(Mcp(payload=reply))
+        except LocalProtocolError as exc:
+            _LOGGER.warning("cannot send the MCP reply: %s", exc)
+            return
+        await self._flush()
+
+    async def _on_alert(self, event: AlertReceived) -> None:
+        _LOGGER.warning("server alert (%s): %s", event.message.status, event.message.message)
+        self._bus.publish(Say(event.message.message))
+
+    async def _on_system(self, event: SystemCommand) -> None:
+        _LOGGER.warning("the server asked for %r; PiBuddy does not reboot its host on request",
+                        event.message.command)
+
+    async def _on_error(self, event: ErrorReceived) -> None:
+        _LOGGER.warning("server error: %s", event.message.message)
+
+    async def _on_hello_timeout(self, event: HelloTimedOut) -> None:
+        del event
+        _LOGGER.warning("the server did not answer hello in time; back to idle")
+
+    async def _on_channel_timeout(self, event: ChannelTimedOut) -> None:
+        del event
+        _LOGGER.info("no word from the server for a while; the audio channel is closed")
+
+    async def _on_unknown(self, event: UnknownReceived) -> None:
+        kind = event.message.type
+        if kind not in self._unknown_types:
+            self._unknown_types.add(kind)
+            _LOGGER.info("ignoring messages of unknown type %r from the server", kind)
+
+    _HANDLERS: Final[dict[type, Callable[[DeviceClient, Any], Coroutine[Any, Any, None]]]] = {
+        StateChanged: _on_state,
+        ServerHelloReceived: _on_server_hello,
+        TtsStopped: _on_tts_stopped,
+        SentenceStarted: _on_sentence,
+        SttReceived: _on_stt,
+        McpReceived: _on_mcp,
+        AlertReceived: _on_alert,
+        SystemCommand: _on_system,
+        ErrorReceived: _on_error,
+        HelloTimedOut: _on_hello_timeout,
+        ChannelTimedOut: _on_channel_timeout,
+        UnknownReceived: _on_unknown,
+    }
+
+    async def _flush(self) -> None:
+        """Send what the session queued, in order, even when several tasks flush at once."""
+        async with self._send_lock:
+            for text in self.session.messages_to_send():
+                try:
+                    await self.channel.send_json(text)
+                except LocalProtocolError as exc:
+                    _LOGGER.warning("not sent: %s", exc)
+                except ConnectionLost as exc:
+                    _LOGGER.warning("message not sent, link down: %s", exc)
+                    return
+
+    async def _send_audio(self, opus: bytes) -> None:
+        with contextlib.suppress(ConnectionLost):
+            await self.channel.send_audio(self.session.send_audio(opus))
+
+    async def _run_uplink(self) -> None:
+        while True:
+            frame = await self._audio.next_uplink_frame()
+            if self.session.should_send_audio:
+                await self._send_audio(frame)
+
+    async def _run_timer(self) -> None:
+        while True:
+            now = self._clock()
+            deadline = self.session.deadline
+            await asyncio.sleep(_TIMER_MAX_SLEEP_SECONDS if deadline is None
+                                else min(max(deadline - now, 0.0), _TIMER_MAX_SLEEP_SECONDS))
+            self.session.tick(self._clock())
+            await self._handle_events()
+
+    async def _run_bus_commands(self) -> None:
+        with self._bus.subscribe() as events:
+            async for event in events:
+                try:
+                    await self._on_bus_event(event)
+                except (LocalProtocolError, ConnectionLost) as exc:
+                    _LOGGER.warning("could not act on %s: %s", event, exc)
+
+    async def _on_bus_event(self, event: object) -> None:
+        match event:
+            case WakeDetected(wake_word=word):
+                await self.wake(word)
+            case Command(name="listen_start"):
+                await self.start_listening(ListenMode.MANUAL)
+            case Command(name="listen_stop"):
+                await self.stop_listening()
+            case Command(name="abort"):
+                await self.abort()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            _LOGGER.error("device client task %s failed: %r", task.get_name(), error)
+            if self._lost is not None and not self._lost.done():
+                self._lost.set_exception(ConnectionLost(f"internal error in {task.get_name()}: {error!r}"))

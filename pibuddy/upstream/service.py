@@ -1,0 +1,99 @@
+"""The device client as a supervised service: identity, OTA/activation, then the conversation client.
+
+A failure anywhere (OTA unreachable, MQTT refused, the link dropping later) raises out of `start()` or
+`serve()`, and the supervisor retries with capped exponential backoff and jitter — forever.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pibuddy import __version__
+from pibuddy.config import Config, Transport
+from pibuddy.events import DeviceState, EventBus
+from pibuddy.statedir import StateDir
+from pibuddy.supervisor import Health, Service
+from pibuddy.tools.mcp import McpServer
+from pibuddy.tools.registry import ToolRegistry
+from pibuddy.upstream.audio_port import AudioPort
+from pibuddy.upstream.channels import Channel, MqttChannel, WsChannel
+from pibuddy.upstream.client import DeviceClient
+from pibuddy.upstream.identity import Identity, load_identity
+from pibuddy.upstream.ota_client import DEFAULT_TIMINGS, ActivationTimings, OtaClient, fetch_upstream_settings
+from pibuddy.upstream.settings import UpstreamSettingsStore
+from pibuddy.upstream.sysinfo import build_ota_device
+from pibuddy.xiaozhi import ListenMode
+from pibuddy.xiaozhi.ota import MqttSettings, OtaResponse, choose_transport
+
+_LOGGER = logging.getLogger(__name__)
+
+
+async def provision(config: Config, bus: EventBus, timings: ActivationTimings = DEFAULT_TIMINGS
+                    ) -> tuple[Identity, OtaResponse]:
+    """Load (or create) the identity and ask the OTA server how to connect, activating if it asks."""
+    state = StateDir(config.device.resolved_state_dir)
+    identity = load_identity(state, configured_device_id=config.device.device_id)
+    device = build_ota_device(config, identity)
+    async with OtaClient(str(config.upstream.ota_url), device) as ota:
+        response = await fetch_upstream_settings(ota, UpstreamSettingsStore(state), bus=bus, timings=timings)
+    return identity, response
+
+
+def make_channel(config: Config, identity: Identity, response: OtaResponse) -> Channel:
+    settings = choose_transport(response, Transport(config.upstream.transport).value)
+    if isinstance(settings, MqttSettings):
+        return MqttChannel(settings, timeout=config.upstream.hello_timeout)
+    return WsChannel(settings, device_id=identity.device_id, client_id=identity.client_id,
+                     protocol_version=config.upstream.websocket_protocol_version,
+                     timeout=config.upstream.hello_timeout)
+
+
+def _wake_turn_mode(configured: str) -> ListenMode:
+    """Wake-word turns run auto or realtime; `manual` (push-to-talk) applies to button turns, which
+    are always manual, so a manual config still ends wake-word turns by the server's VAD."""
+    return ListenMode.REALTIME if configured == ListenMode.REALTIME else ListenMode.AUTO
+
+
+class UpstreamService(Service):
+    """Keeps PiBuddy connected to its xiaozhi server as a device."""
+
+    name = "upstream"
+
+    def __init__(self, config: Config, *, bus: EventBus, registry: ToolRegistry, audio: AudioPort,
+                 timings: ActivationTimings = DEFAULT_TIMINGS) -> None:
+        self._config = config
+        self._bus = bus
+        self._audio = audio
+        self._mcp = McpServer(registry, server_name=config.upstream.board_type, server_version=__version__)
+        self._timings = timings
+        self._client: DeviceClient | None = None
+
+    @property
+    def client(self) -> DeviceClient | None:
+        return self._client
+
+    async def start(self) -> None:
+        self._bus.set_state(DeviceState.CONNECTING, f"asking {self._config.upstream.ota_url} how to connect")
+        identity, response = await provision(self._config, self._bus, self._timings)
+        channel = make_channel(self._config, identity, response)
+        upstream = self._config.upstream
+        client = DeviceClient(channel, bus=self._bus, audio=self._audio, mcp=self._mcp,
+                              listen_mode=_wake_turn_mode(upstream.listen_mode),
+                              hello_timeout=upstream.hello_timeout, channel_timeout=upstream.channel_timeout)
+        await client.__aenter__()
+        self._client = client
+        _LOGGER.info("connected as %s over %s; waiting for the wake word", identity.device_id, channel.describe())
+
+    async def serve(self) -> None:
+        assert self._client is not None
+        await self._client.run()
+
+    async def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.__aexit__(None, None, None)
+
+    def health(self) -> Health:
+        if self._client is None:
+            return Health(False, "not connected")
+        return Health(True, f"{self._client.channel.describe()}, conversation {self._client.session.state}")
