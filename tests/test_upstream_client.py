@@ -4,6 +4,7 @@ WebSocket directly, and MQTT+UDP through a real mosquitto broker."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,10 +12,11 @@ import pytest
 
 from pibuddy.events import EventBus, UpstreamLink
 from pibuddy.tools.catalog import build_registry
+from pibuddy.tools.registry import Tool, ToolResult
 from pibuddy.upstream.service import UpstreamService
 from pibuddy.xiaozhi import State
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
-from tests.peers.xiaozhi_server import MqttBrokerInfo, XiaozhiTestServer
+from tests.peers.xiaozhi_server import McpCallError, MqttBrokerInfo, XiaozhiTestServer
 from tests.upstream_helpers import ScriptedAudio, device_config
 
 WAKE_WORD = "你好小智"
@@ -99,3 +101,127 @@ def _drain(subscription: object) -> list[object]:
     while not queue.empty():
         items.append(queue.get_nowait())
     return items
+
+
+async def _open_conversation(client: object, server: XiaozhiTestServer) -> None:
+    assert await client.wake(WAKE_WORD)  # type: ignore[attr-defined]
+    await _wait(server.listen_start)
+
+
+async def test_wake_word_while_speaking_aborts_and_stops_playback(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    server.settings.tts_frames = 60
+    server.settings.tts_frame_interval = 0.05  # a long reply, so it is still speaking when we interrupt
+    audio = ScriptedAudio()
+    service = await _service(tmp_path, server, audio)
+    client = service.client
+    assert client is not None
+    try:
+        await _open_conversation(client, server)
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.SPEAKING)
+        assert await client.wake(WAKE_WORD)
+        await _wait(server.abort_received)
+        aborts = server.messages_of_type("abort")
+        assert aborts[-1]["reason"] == "wake_word_detected"
+        assert audio.stopped_at, "playback stopped at once on barge-in"
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.LISTENING)  # the server's tts stop ends the reply
+    finally:
+        await service.stop()
+
+
+async def test_goodbye_acts_only_on_the_current_session(server: XiaozhiTestServer, tmp_path: Path) -> None:
+    server.settings.utterance_frames = None  # stay listening until told otherwise
+    service = await _service(tmp_path, server, ScriptedAudio())
+    client = service.client
+    assert client is not None
+    try:
+        await _open_conversation(client, server)
+        await server.send_goodbye(session_id="not-this-session")
+        await asyncio.sleep(0.2)
+        assert client.session.state is not State.IDLE, "a stray goodbye must not end the conversation"
+        await server.send_goodbye()
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.IDLE)
+        assert not [m for m in server.device_messages[-1:] if m.get("type") == "goodbye"], \
+            "the device does not answer the server's goodbye with its own"
+    finally:
+        await service.stop()
+
+
+async def test_channel_timeout_closes_a_silent_conversation_and_the_next_wake_says_hello_again(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    server.settings.utterance_frames = None
+    server.settings.mcp = False  # no MCP chatter: the server falls completely silent
+    service = await _service(tmp_path, server, ScriptedAudio(), channel_timeout=0.5)
+    client = service.client
+    assert client is not None
+    try:
+        await _open_conversation(client, server)
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.IDLE)
+        hellos_before = len(server.messages_of_type("hello"))
+        server.reset_milestones()
+        await _open_conversation(client, server)
+        assert len(server.messages_of_type("hello")) == hellos_before + 1
+    finally:
+        await service.stop()
+
+
+async def test_bad_messages_from_the_server_are_dropped_and_the_conversation_goes_on(
+    server: XiaozhiTestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pibuddy.upstream")
+    server.settings.utterance_frames = None
+    service = await _service(tmp_path, server, ScriptedAudio())
+    client = service.client
+    assert client is not None
+    try:
+        await _open_conversation(client, server)
+        for bad in ("{not json", "[1, 2]", '{"type": 5}', '{"type": "tts", "state": "dance"}',
+                    '{"type": "stt", "text": "' + "x" * 200_000 + '"}', '{"type": "brand-new", "x": 1}'):
+            await server.send_raw_text(bad)
+        await server.send_raw_binary(b"\x01\x00\x00")  # a truncated audio packet
+        await asyncio.sleep(0.3)
+        assert client.session.state is State.LISTENING
+        assert caplog.text.count("dropped a bad message from the server") == 5
+        assert "unknown type 'brand-new'" in caplog.text
+        # Still a working conversation: an MCP call round-trips.
+        result = await asyncio.wait_for(server.call_tool("self.get_device_status", {}), _STEP)
+        assert result["isError"] is False
+    finally:
+        await service.stop()
+
+
+async def test_mcp_tools_list_pages_over_8000_bytes_and_errors_reach_the_server(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    config = device_config(tmp_path, server.ota_url)
+    registry = build_registry(config)
+
+    async def echo(arguments: dict[str, object]) -> ToolResult:
+        return ToolResult(f"echo {arguments['n']}")
+
+    for i in range(40):
+        registry.register(Tool(f"self.test.tool_{i:02d}", "描述 " * 80,
+                               {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0,
+                                                                       "maximum": 9}}, "required": ["n"]},
+                               echo))
+    service = UpstreamService(config, bus=EventBus(), registry=registry, audio=ScriptedAudio())
+    await service.start()
+    try:
+        assert service.client is not None
+        await _open_conversation(service.client, server)
+        await _wait(server.tools_listed)
+        names = [t["name"] for t in server.mcp_tools]
+        assert len(names) == len(registry.list()) == len(set(names)), "every tool once, across pages"
+        assert (await server.call_tool("self.test.tool_07", {"n": 3}))["content"][0]["text"] == "echo 3"
+        with pytest.raises(McpCallError, match="Value exceeds maximum allowed: 9"):
+            await server.call_tool("self.test.tool_07", {"n": 12})
+        with pytest.raises(McpCallError, match="Unknown tool: nope"):
+            await server.call_tool("nope", {})
+    finally:
+        await service.stop()

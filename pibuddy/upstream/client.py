@@ -43,6 +43,7 @@ from pibuddy.xiaozhi import (
     StateChanged,
     SttReceived,
     SystemCommand,
+    TtsStarted,
     TtsStopped,
     UnknownReceived,
 )
@@ -259,6 +260,11 @@ class DeviceClient:
             return
         self._audio.start_playback(event.downlink.sample_rate, event.downlink.frame_duration)
 
+    async def _on_tts_started(self, event: TtsStarted) -> None:
+        del event
+        for frame in self.session.take_early_audio():
+            self._audio.play(frame.payload)
+
     async def _on_tts_stopped(self, event: TtsStopped) -> None:
         del event
         if self.session.state is State.LISTENING:
@@ -317,6 +323,7 @@ class DeviceClient:
     _HANDLERS: Final[dict[type, Callable[[DeviceClient, Any], Coroutine[Any, Any, None]]]] = {
         StateChanged: _on_state,
         ServerHelloReceived: _on_server_hello,
+        TtsStarted: _on_tts_started,
         TtsStopped: _on_tts_stopped,
         SentenceStarted: _on_sentence,
         SttReceived: _on_stt,

@@ -18,6 +18,7 @@ and the firmware too ignores what it cannot use. Whether to close the link is th
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 from typing import Final
 
@@ -61,6 +62,7 @@ from pibuddy.xiaozhi.udp_codec import UdpParams
 UPLINK_AUDIO: Final = AudioParams(UPLINK_SAMPLE_RATE, UPLINK_FRAME_DURATION_MS)
 HELLO_REJECTED_TEXT: Final = "处理 hello 消息失败"  # what the gateway publishes when a hello fails (§3.4)
 _OPEN_STATES: Final = frozenset({State.OPEN, State.LISTENING, State.SPEAKING})
+_EARLY_AUDIO_FRAMES: Final = 8  # the server sends 5 frames at once after tts start; 8 leaves room
 
 
 class Session:
@@ -93,6 +95,7 @@ class Session:
         self.audio = AudioChannel(role, self.transport, WsProtocolVersion(ws_version))
         self.audio_discarded = 0
         """Audio that arrived outside a conversation, or on a device that was not speaking."""
+        self._early_audio: deque[AudioFrame] = deque(maxlen=_EARLY_AUDIO_FRAMES)
         self._peer = Role.SERVER if role is Role.DEVICE else Role.DEVICE
         self._hello_timeout = hello_timeout
         self._channel_timeout = channel_timeout
@@ -141,9 +144,22 @@ class Session:
             return None
         self._last_incoming = now
         if self.role is Role.DEVICE and self.state is not State.SPEAKING:
-            self.audio_discarded += 1
+            if self.state is State.LISTENING:
+                # UDP may overtake the `tts start` that the control link (a broker hop) still carries;
+                # the firmware loses those first frames. Keep a few for `take_early_audio()`.
+                if len(self._early_audio) == self._early_audio.maxlen:
+                    self.audio_discarded += 1
+                self._early_audio.append(frame)
+            else:
+                self.audio_discarded += 1
             return None
         return frame
+
+    def take_early_audio(self) -> list[AudioFrame]:
+        """DEVICE: frames that arrived while listening just before `tts start`; play them first."""
+        frames = list(self._early_audio)
+        self._early_audio.clear()
+        return frames
 
     def send_audio(self, payload: bytes, timestamp: int = 0) -> bytes:
         """Wrap one Opus frame for the wire: a sealed datagram (udp) or a framed WebSocket message.
@@ -332,6 +348,8 @@ class Session:
             self._mode = message.mode
         if target is State.IDLE:
             self.audio.stop()
+        if target is State.LISTENING:
+            self._early_audio.clear()  # only what precedes the next tts start counts as early
         old, self.state = self.state, target
         if old is not target:
             self._events.append(StateChanged(old, target))
