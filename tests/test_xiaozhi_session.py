@@ -417,11 +417,26 @@ def test_outgoing_sequence_starts_at_one_per_hello() -> None:
 def test_device_plays_only_while_speaking() -> None:
     pair = SessionPair()
     pair.open()
-    pair.send(DEVICE, lambda s: s.start_listening(), expect=None)
-    assert pair.audio(SERVER, b"early") is None
+    assert pair.audio(SERVER, b"open") is None  # channel open, not listening: dropped
     assert pair.device.audio_discarded == 1
+    pair.send(DEVICE, lambda s: s.start_listening(), expect=None)
+    assert pair.audio(SERVER, b"early") is None  # listening: held, not played
     pair.send(SERVER, [TTS_START])
+    assert pair.device.take_early_audio() == [AudioFrame(0, b"early")]  # overtook tts start: play first
+    assert pair.device.take_early_audio() == []
     assert pair.audio(SERVER, b"now") == AudioFrame(0, b"now")
+
+
+def test_early_audio_is_bounded_and_forgotten_on_a_new_turn() -> None:
+    pair = SessionPair()
+    pair.open()
+    pair.send(DEVICE, lambda s: s.start_listening(), expect=None)
+    for i in range(12):
+        assert pair.audio(SERVER, bytes([i])) is None
+    assert pair.device.audio_discarded == 4  # only the newest 8 are kept
+    pair.send(DEVICE, lambda s: s.start_listening(), expect=None)  # a new turn forgets them
+    pair.send(SERVER, [TTS_START])
+    assert pair.device.take_early_audio() == []
 
 
 def test_incoming_sequence_rules_per_role() -> None:
