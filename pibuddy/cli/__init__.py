@@ -13,6 +13,7 @@ from pibuddy import __version__
 # Subcommand modules under pibuddy.cli; each keeps heavy imports inside its run().
 _COMMAND_MODULES: Final = (
     "run",
+    "activate",
     "check",
     "audio_devices",
     "tools",
