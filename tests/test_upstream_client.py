@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pibuddy.events import EventBus, UpstreamLink
+from pibuddy.events import Command, EventBus, UpstreamLink
 from pibuddy.tools.catalog import build_registry
 from pibuddy.tools.registry import Tool, ToolResult
 from pibuddy.upstream.service import UpstreamService
@@ -223,5 +223,47 @@ async def test_mcp_tools_list_pages_over_8000_bytes_and_errors_reach_the_server(
             await server.call_tool("self.test.tool_07", {"n": 12})
         with pytest.raises(McpCallError, match="Unknown tool: nope"):
             await server.call_tool("nope", {})
+    finally:
+        await service.stop()
+
+
+async def test_push_to_talk_from_bus_commands(server: XiaozhiTestServer, tmp_path: Path) -> None:
+    bus = EventBus()
+    service = await _service(tmp_path, server, ScriptedAudio(), bus)
+    client = service.client
+    assert client is not None
+    try:
+        bus.publish(Command("listen_start"))
+        await _wait(server.listen_start)
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.LISTENING)
+        await asyncio.sleep(0.1)  # some speech
+        bus.publish(Command("listen_stop"))
+        await _wait(server.listen_stop)
+        await _wait(server.tts_done)
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.OPEN)  # manual: tts stop ends the turn, the channel stays open
+        starts = server.messages_of_type("listen")
+        assert [(m["state"], m.get("mode")) for m in starts[:2]] == [("start", "manual"), ("stop", None)]
+        assert bus.state.value == "idle"
+    finally:
+        await service.stop()
+
+
+async def test_server_closing_mid_sentence_returns_to_idle_and_the_next_turn_works(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    server.settings.close_after_tts_frames = 2
+    service = await _service(tmp_path, server, ScriptedAudio())
+    client = service.client
+    assert client is not None
+    try:
+        await _open_conversation(client, server)
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.IDLE)
+        server.settings.close_after_tts_frames = None
+        server.reset_milestones()
+        await _open_conversation(client, server)
+        await _wait(server.tts_done)
     finally:
         await service.stop()

@@ -21,7 +21,7 @@ from typing import Any, Final, Self
 
 from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
-from pibuddy.events import Command, DeviceState, EventBus, Say, UpstreamLink, WakeDetected
+from pibuddy.events import Command, DeviceState, EventBus, Say, Subscription, UpstreamLink, WakeDetected
 from pibuddy.tools.mcp import McpServer
 from pibuddy.upstream.audio_port import AudioPort
 from pibuddy.upstream.channels import Channel
@@ -108,8 +108,9 @@ class DeviceClient:
         await self.channel.connect(self)
         self._bus.publish(UpstreamLink(True, self.channel.transport.value, self.channel.describe()))
         self._bus.set_state(DeviceState.IDLE, "connected")
+        commands = self._bus.subscribe()  # now, so nothing published after entering is missed
         for coroutine, name in ((self._run_timer(), "timer"), (self._run_uplink(), "uplink"),
-                                (self._run_bus_commands(), "bus-commands")):
+                                (self._run_bus_commands(commands), "bus-commands")):
             self._spawn(coroutine, name)
         return self
 
@@ -367,8 +368,8 @@ class DeviceClient:
             self.session.tick(self._clock())
             await self._handle_events()
 
-    async def _run_bus_commands(self) -> None:
-        with self._bus.subscribe() as events:
+    async def _run_bus_commands(self, subscription: Subscription) -> None:
+        with subscription as events:
             async for event in events:
                 try:
                     await self._on_bus_event(event)
