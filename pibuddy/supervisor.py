@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pibuddy.backoff import Backoff
-from pibuddy.events import EventBus, ServiceStatus, StateChanged
+from pibuddy.events import ActiveBrain, EventBus, ServiceStatus, StateChanged
 from pibuddy.systemd import Notifier
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class Service(ABC):
     """A long-running part of PiBuddy: the device client, the gateway, a driver's event stream."""
 
     name: str = "service"
+    backoff: Backoff | None = None
+    """The service's own restart schedule (set per instance), if the supervisor's default does not fit."""
 
     @abstractmethod
     async def start(self) -> None:
@@ -98,8 +100,11 @@ class _Runner:
 
 
 async def _stop_quietly(service: Service) -> None:
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as the
+    # inner call finishes, and the runner would then loop on after shutdown cancelled it.
     try:
-        await asyncio.wait_for(service.stop(), _SERVICE_STOP_TIMEOUT_SECONDS)
+        async with asyncio.timeout(_SERVICE_STOP_TIMEOUT_SECONDS):
+            await service.stop()
     except Exception:
         _LOGGER.warning("service %s did not stop cleanly", service.name, exc_info=True)
 
@@ -125,7 +130,7 @@ class Supervisor:
     ) -> None:
         self._bus = bus
         self._notifier = notifier or Notifier({})
-        self._runners = [_Runner(s, bus, backoff_factory(), clock) for s in services]
+        self._runners = [_Runner(s, bus, s.backoff or backoff_factory(), clock) for s in services]
         self._tasks: list[asyncio.Task[None]] = []
         self._stop_requested = asyncio.Event()
 
@@ -179,23 +184,22 @@ class Supervisor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        stops = [asyncio.wait_for(r.service.stop(), _SERVICE_STOP_TIMEOUT_SECONDS) for r in self._runners]
-        results = []
         with contextlib.suppress(TimeoutError):
-            results = await asyncio.wait_for(asyncio.gather(*stops, return_exceptions=True), _STOP_TIMEOUT_SECONDS)
-        for runner, result in zip(self._runners, results, strict=False):
-            if isinstance(result, BaseException):
-                _LOGGER.warning("service %s did not stop cleanly: %s", runner.service.name, result)
+            async with asyncio.timeout(_STOP_TIMEOUT_SECONDS):
+                await asyncio.gather(*(_stop_quietly(r.service) for r in self._runners))
         _LOGGER.info("PiBuddy stopped")
 
     async def _report_status(self) -> None:
         with self._bus.subscribe() as events:
             async for event in events:
-                if isinstance(event, ServiceStatus | StateChanged):
+                if isinstance(event, ServiceStatus | StateChanged | ActiveBrain):
                     self._update_status()
 
     def _update_status(self) -> None:
         parts = [f"state {self._bus.state}"]
+        brain = self._bus.latest(ActiveBrain)
+        if isinstance(brain, ActiveBrain):
+            parts.append(f"brain {brain.brain}")
         for runner in self._runners:
             detail = f" ({runner.detail})" if runner.detail else ""
             parts.append(f"{runner.service.name} {runner.status}{detail}")

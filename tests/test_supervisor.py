@@ -140,3 +140,17 @@ async def test_event_bus_snapshot_and_bounded_queues(count: int) -> None:
     assert late.dropped == 2
     bus.set_state(DeviceState.LISTENING)  # no change, no event
     assert late.queue.qsize() == count
+
+
+async def test_a_service_may_bring_its_own_restart_schedule() -> None:
+    crasher = Crasher()
+    crasher.backoff = Backoff(initial=0.3, maximum=0.3, rng=random.Random(2))  # slower than the default below
+    supervisor = Supervisor([crasher], bus=EventBus(), backoff_factory=_fast_backoff)
+    task = asyncio.create_task(supervisor.run())
+    async with asyncio.timeout(5):
+        while len(crasher.starts) < 2:  # noqa: ASYNC110 (polling a plain counter)
+            await asyncio.sleep(0.01)
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 5)
+    first_gap = crasher.starts[1] - crasher.starts[0]
+    assert first_gap >= 0.15, "the service's own delay (0.15-0.3 s), not the default's 0.01-0.02 s"

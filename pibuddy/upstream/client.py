@@ -272,7 +272,8 @@ class DeviceClient:
             # The session already queued `listen start`; like the firmware, reopen the mic only once the
             # speaker has fallen silent, so the buddy does not listen to itself.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._audio.wait_drained(), _DRAIN_TIMEOUT_SECONDS)
+                async with asyncio.timeout(_DRAIN_TIMEOUT_SECONDS):
+                    await self._audio.wait_drained()
 
     async def _on_sentence(self, event: SentenceStarted) -> None:
         _LOGGER.info("buddy: %s", event.message.text)
