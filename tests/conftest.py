@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.homeassistant import homeassistant_peer  # noqa: F401 - registered once: one HA per session
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -17,6 +17,7 @@ _COMMAND_MODULES: Final = (
     "check",
     "audio_devices",
     "tools",
+    "mcp",
     "version",
 )
 

@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 from pibuddy.config import Config
+from pibuddy.drivers.homeassistant import HomeAssistantService, homeassistant_tools
+from pibuddy.supervisor import Service
 from pibuddy.tools.builtin import builtin_tools
 from pibuddy.tools.host import Host
 from pibuddy.tools.registry import ToolRegistry
 from pibuddy.tools.volume import SystemVolume
 
+_LOGGER = logging.getLogger(__name__)
 
-def build_registry(config: Config) -> ToolRegistry:
-    """A registry holding every tool `config` enables.
+
+@dataclass(frozen=True, slots=True)
+class Toolbox:
+    """The tools, and the services that keep their drivers connected (for the supervisor to run)."""
+
+    registry: ToolRegistry
+    services: list[Service]
+
+
+def build_toolbox(config: Config) -> Toolbox:
+    """Every tool `config` enables, plus the drivers' services.
 
     Order matters (the list is part of the LLM prompt, keep its prefix stable): the firmware-like built-ins,
     then drivers in a fixed order as they are added here (Home Assistant, MIoT, BLE, GPIO).
     """
     registry = ToolRegistry()
+    services: list[Service] = []
     if config.tools.builtin:
         for builtin in builtin_tools(SystemVolume(), Host()):
             registry.register(builtin)
-    return registry
+    if config.homeassistant.enabled:
+        homeassistant = HomeAssistantService(config.homeassistant)
+        for ha_tool in homeassistant_tools(homeassistant):
+            registry.register(ha_tool)
+        services.append(homeassistant)
+    return Toolbox(registry, services)
+
+
+def build_registry(config: Config) -> ToolRegistry:
+    """The tools alone; drivers whose service is not running connect on demand for each call."""
+    return build_toolbox(config).registry

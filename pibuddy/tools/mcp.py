@@ -98,13 +98,7 @@ class McpServer:
 
     async def _tools_list(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         params = params or {}
-        cursor = params.get("cursor")
-        with_user_tools = params.get("withUserTools")
-        tools = self._registry.list(with_user_tools=with_user_tools is True)
-        start = 0
-        if isinstance(cursor, str) and cursor:  # like the firmware, a non-string cursor means "from the start"
-            start = _position(tools, self._registry, cursor)
-        return _page(tools[start:])
+        return tools_page(self._registry, params.get("cursor"), with_user_tools=params.get("withUserTools") is True)
 
     async def _tools_call(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if params is None:
@@ -119,6 +113,16 @@ class McpServer:
         if result.is_error:
             raise McpError(result.text)  # the firmware answers every failure with a JSON-RPC error
         return {"content": [{"type": "text", "text": result.text}], "isError": False}
+
+
+def tools_page(registry: ToolRegistry, cursor: Any, *, with_user_tools: bool = False) -> dict[str, Any]:
+    """One `tools/list` result starting at `cursor` (the MCP endpoint bridge shares this paging).
+
+    Like the firmware, a non-string or empty cursor means "from the start"; an unknown one raises McpError.
+    """
+    tools = registry.list(with_user_tools=with_user_tools)
+    start = _position(tools, registry, cursor) if isinstance(cursor, str) and cursor else 0
+    return _page(tools[start:])
 
 
 def _position(tools: list[Tool], registry: ToolRegistry, cursor: str) -> int:
