@@ -9,7 +9,8 @@ set -euo pipefail
 APT_RUNTIME_PACKAGES=(
     python3 python3-venv python3-dev # the interpreter (>= 3.11), venv, headers for C extensions
     build-essential pkg-config       # the C fast path, and wheels that are sdist-only on ARM
-    libssl-dev libffi-dev            # building cryptography/cffi where no wheel exists
+    libssl-dev libffi-dev            # building cryptography/cffi where no wheel exists, and the C fast path
+    libssl3                          # libcrypto, which the C UDP packet fast path links at run time
     ca-certificates                  # TLS to the xiaozhi server and Home Assistant
     libopus0                         # Opus codec, loaded by opuslib-next through ctypes
     libportaudio2                    # PortAudio, loaded by sounddevice
@@ -215,6 +216,20 @@ install_healthy() {
     "$VENV/bin/python" -c 'import pibuddy' 2>/dev/null
 }
 
+# The C packet fast path is optional (setup.py falls back to its Python twin, and pip -q hides why):
+# say which one this install runs.
+report_packet_path() {
+    local path
+    path="$(env -u PIBUDDY_NATIVE "$VENV/bin/python" -c \
+        'from pibuddy.xiaozhi.udp_codec import PACKET_PATH; print(PACKET_PATH)')"
+    if [[ $path == native* ]]; then
+        info "UDP packet path: $path"
+    else
+        printf 'setup.sh: WARNING: UDP packet path: %s; install build-essential and libssl-dev, then run %s\n' \
+            "$path" "$VENV/bin/pip install -e $REPO" >&2
+    fi
+}
+
 step_install() {
     local extras="runtime" target="."
     if [[ $DEV -eq 1 ]]; then
@@ -233,6 +248,7 @@ step_install() {
     rm -f "$STAMP"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$target"
     install_healthy || die "PiBuddy installed but $VENV/bin/pibuddy does not work"
+    report_packet_path
     printf '%s %s\n' "$hash" "$extras" >"$STAMP"
     changed
 }

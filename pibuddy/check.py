@@ -68,6 +68,19 @@ async def probe_homeassistant(config: Config) -> ProbeResult:
     return await _probe_http(url, headers=headers, what="Home Assistant", accept_any_status=False)
 
 
+async def probe_ble(config: Config) -> ProbeResult:
+    from pibuddy.drivers.ble.probe import probe_bluetooth  # noqa: PLC0415 (bleak and the parsers are slow to load)
+
+    return await probe_bluetooth(config.ble)
+
+
+async def probe_packet_path(config: Config) -> ProbeResult:
+    """Which UDP packet implementation runs; the pure-Python fallback works, only slower."""
+    from pibuddy.xiaozhi.udp_codec import PACKET_PATH  # noqa: PLC0415 (loads cryptography)
+
+    return ProbeResult(True, PACKET_PATH)
+
+
 async def _probe_http(url: str, *, headers: dict[str, str], what: str, accept_any_status: bool) -> ProbeResult:
     try:
         async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT_SECONDS) as client:
@@ -97,6 +110,8 @@ PROBES: list[Probe] = [
     Probe("audio", lambda c: c.audio.enabled, probe_audio),
     Probe("upstream", lambda c: c.upstream.enabled, probe_upstream),
     Probe("homeassistant", lambda c: c.homeassistant.enabled, probe_homeassistant),
+    Probe("udp packet path", lambda c: c.upstream.enabled or c.gateway.enabled, probe_packet_path),
+    Probe("bluetooth", lambda c: c.ble.enabled, probe_ble),
 ]
 
 

@@ -9,6 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PIBUDDY_TEST_CACHE="${PIBUDDY_TEST_CACHE:-${HOME:?set HOME or PIBUDDY_TEST_CACHE}/.cache/pibuddy-tests}"
 mkdir -p "$PIBUDDY_TEST_CACHE"
 
+# setup.sh builds the C packet fast path here, so its tests fail rather than skip when it is missing.
+export PIBUDDY_REQUIRE_NATIVE=1
+
 # PulseAudio as root (CI): no flag or variable is needed. A test-owned `pulseaudio --daemonize=no
 # --system=false -n ...` run by root only logs "not intended to be run as root" plus cookie and D-Bus
 # warnings, all harmless. What the tests must do is point HOME, XDG_RUNTIME_DIR (mode 700),

@@ -1,7 +1,7 @@
 """The UDP audio packet (§4), the gateway re-framing (§8.2), the sequence rule (§4.3) and udp params.
 
-`TestUdpCodec.codec` is the implementation under test: the C fast path subclasses the class and swaps
-the module, so both run the same vectors and properties.
+`TestUdpCodec.codec` is the implementation under test, here the pure-Python twin: the C fast path's test
+(test_xiaozhi_udp_packet_native.py) subclasses the class and swaps the module, so both run these vectors.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from types import ModuleType
 from typing import ClassVar
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pibuddy.xiaozhi import udp_codec
+from pibuddy.xiaozhi import udp_codec, udp_packet
 from pibuddy.xiaozhi.const import Role
 from pibuddy.xiaozhi.errors import InvalidMessage, LocalProtocolError, MalformedPacket
 from pibuddy.xiaozhi.framing import AudioFrame, encode_gateway_frame
@@ -34,12 +34,14 @@ VECTOR_HEADER = bytes.fromhex("01000014123456780000000000000001")
 VECTOR_CIPHERTEXT = bytes.fromhex("df23ab7fd5b7d8b0c34dfaa86f7566749b5a3fc8")
 
 keys = st.binary(min_size=16, max_size=16)
+# The C path's test subclasses TestUdpCodec, so these properties run from two classes on purpose.
+shared = settings(deadline=None, suppress_health_check=[HealthCheck.differing_executors])
 u32 = st.integers(0, 2**32 - 1)
 payloads = st.binary(max_size=1500)
 
 
 class TestUdpCodec:
-    codec: ClassVar[ModuleType] = udp_codec
+    codec: ClassVar[ModuleType] = udp_packet
 
     def test_reference_vector_seal(self) -> None:
         datagram = self.codec.seal(VECTOR_KEY, 0x12345678, 0, 1, VECTOR_PAYLOAD)
@@ -66,6 +68,16 @@ class TestUdpCodec:
         with pytest.raises(LocalProtocolError):
             self.codec.pack_header(*fields)
 
+    def test_keyword_arguments(self) -> None:
+        datagram = self.codec.seal(key=VECTOR_KEY, ssrc=0x12345678, timestamp=0, sequence=1, payload=VECTOR_PAYLOAD)
+        assert datagram == VECTOR_HEADER + VECTOR_CIPHERTEXT
+        packet = self.codec.open_packet(VECTOR_KEY, datagram=datagram + b"x", exact_length=False)
+        assert packet.payload == VECTOR_PAYLOAD
+        with pytest.raises(TypeError):
+            self.codec.open_packet(VECTOR_KEY, datagram, False)  # exact_length is keyword-only
+        with pytest.raises(TypeError):
+            self.codec.seal(VECTOR_KEY, 1, 0, 1, VECTOR_PAYLOAD, ssrc=2)
+
     def test_seal_rejects_payload_over_u16(self) -> None:
         with pytest.raises(LocalProtocolError):
             self.codec.seal(VECTOR_KEY, 1, 0, 1, bytes(65536))
@@ -75,7 +87,7 @@ class TestUdpCodec:
         with pytest.raises(LocalProtocolError, match="16 bytes"):
             self.codec.seal(key, 1, 0, 1, b"opus")
 
-    @settings(max_examples=150, deadline=None)
+    @settings(shared, max_examples=150)
     @given(key=keys, ssrc=u32, timestamp=u32, sequence=u32, payload=payloads)
     def test_seal_open_round_trip(self, key: bytes, ssrc: int, timestamp: int, sequence: int,
                                   payload: bytes) -> None:
@@ -156,7 +168,7 @@ class TestUdpCodec:
         with pytest.raises(MalformedPacket):
             self.codec.ws_to_udp(VECTOR_KEY, frame, 1, 1)
 
-    @settings(max_examples=100, deadline=None)
+    @settings(shared, max_examples=100)
     @given(key=keys, ssrc=u32, timestamp=u32, sequence=u32, payload=payloads, new_ssrc=u32, new_seq=u32)
     def test_gateway_relay_round_trip(self, key: bytes, ssrc: int, timestamp: int, sequence: int,
                                       payload: bytes, new_ssrc: int, new_seq: int) -> None:

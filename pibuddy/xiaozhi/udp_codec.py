@@ -1,106 +1,70 @@
-"""The encrypted UDP audio packet (§4) and its re-framing for the gateway's WebSocket leg (§8.2).
+"""The encrypted UDP audio packet (§4), its gateway re-framing (§8.2), the sequence rule (§4.3), udp params.
 
-Packet: a 16-byte big-endian header (type u8 = 0x01, flags u8, payload_len u16, ssrc u32, timestamp u32,
-sequence u32) followed by one Opus frame encrypted with AES-128-CTR whose initial counter block is the
-header itself. There is no MAC: a forged packet decrypts to noise and fails Opus decoding later.
-
-This module is the hot path of both the device and the gateway, and the API a C fast path will mirror:
-plain functions on bytes, one small frozen result type, errors as `MalformedPacket` with a short reason.
+The packet functions (`pack_header`, `seal`, `open_packet`, `udp_to_ws`, `ws_to_udp`) are the hot path of
+both the device and the gateway. They come from the C extension `_udp_packet` when it imports, else from
+its byte-identical pure-Python twin `udp_packet`; `PIBUDDY_NATIVE=0` forces the twin. The choice is made
+once, here, so every caller gets it by importing from this module; `PACKET_PATH` says which one runs.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any, Final
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Final
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pibuddy.xiaozhi import udp_packet
+from pibuddy.xiaozhi.const import AES_KEY_SIZE, UDP_ENCRYPTION, UDP_NONCE_SIZE, Role
+from pibuddy.xiaozhi.errors import InvalidMessage, LocalProtocolError
+from pibuddy.xiaozhi.udp_packet import AudioPacket
 
-from pibuddy.xiaozhi.const import (
-    AES_KEY_SIZE,
-    UDP_ENCRYPTION,
-    UDP_HEADER_SIZE,
-    UDP_NONCE_SIZE,
-    UDP_PACKET_TYPE_AUDIO,
-    Role,
-)
-from pibuddy.xiaozhi.errors import InvalidMessage, LocalProtocolError, MalformedPacket
-from pibuddy.xiaozhi.framing import AudioFrame, decode_gateway_frame, encode_gateway_frame
+__all__ = [
+    "NATIVE_PACKET_PATH",
+    "PACKET_PATH",
+    "AudioPacket",
+    "ReceiveWindow",
+    "SequenceVerdict",
+    "UdpParams",
+    "decode_hex16",
+    "make_nonce",
+    "open_packet",
+    "pack_header",
+    "seal",
+    "ssrc_from_nonce",
+    "udp_to_ws",
+    "ws_to_udp",
+]
 
-_HEADER: Final = struct.Struct(">BBHIII")
-_CIPHER_CACHE_SIZE: Final = 512  # live keys: one per session; a gateway with more just rebuilds on a miss
 _HEX16: Final = re.compile(r"[0-9A-Fa-f]{32}")
 
 
-@dataclass(frozen=True, slots=True)
-class AudioPacket:
-    """A decrypted UDP audio packet."""
-
-    ssrc: int
-    timestamp: int
-    sequence: int
-    payload: bytes
-    type: int = UDP_PACKET_TYPE_AUDIO
-    flags: int = 0
-
-
-def pack_header(
-    payload_len: int, ssrc: int, timestamp: int, sequence: int, *, type: int = 1, flags: int = 0
-) -> bytes:
-    """The 16-byte header, which is also the packet's AES-CTR initial counter block."""
+def _load_native() -> tuple[ModuleType | None, str]:
+    """The C extension unless PIBUDDY_NATIVE=0 or it does not import, and a line saying which path runs."""
+    if os.environ.get("PIBUDDY_NATIVE", "").strip() == "0":
+        return None, "python (PIBUDDY_NATIVE=0)"
     try:
-        return _HEADER.pack(type, flags, payload_len, ssrc, timestamp, sequence)
-    except struct.error as exc:
-        raise LocalProtocolError(f"UDP header field out of range: {exc}") from exc
+        import pibuddy.xiaozhi._udp_packet as extension  # noqa: PLC0415 (optional: absent where it was not built)
+    except ImportError as exc:
+        return None, f"python (C extension unavailable: {exc})"
+    return extension, f"native C, {extension.OPENSSL_VERSION}"
 
 
-def seal(key: bytes, ssrc: int, timestamp: int, sequence: int, payload: bytes) -> bytes:
-    """Build the datagram carrying `payload` (one Opus frame), encrypted under the 16-byte `key`."""
-    header = pack_header(len(payload), ssrc, timestamp, sequence)
-    return header + _ctr(key, header, payload)
+_native, PACKET_PATH = _load_native()
+NATIVE_PACKET_PATH: Final = _native is not None
+"""True when the packet functions below are the C extension's."""
 
-
-def open_packet(key: bytes, datagram: bytes, *, exact_length: bool = True) -> AudioPacket:
-    """Check and decrypt one datagram.
-
-    `exact_length=True` is the firmware's rule (datagram length == 16 + payload_len); False is the
-    gateway's (trailing bytes after the payload are tolerated and ignored).
-    """
-    size = len(datagram)
-    if size < UDP_HEADER_SIZE:
-        raise MalformedPacket(f"UDP packet too short: {size} bytes")
-    ptype, flags, length, ssrc, timestamp, sequence = _HEADER.unpack_from(datagram)
-    if ptype != UDP_PACKET_TYPE_AUDIO:
-        raise MalformedPacket(f"UDP packet has wrong type 0x{ptype:02x}")
-    end = UDP_HEADER_SIZE + length
-    if size < end or (exact_length and size != end):
-        raise MalformedPacket(f"UDP length mismatch: header says {length} bytes, packet carries {size - 16}")
-    header = bytes(datagram[:UDP_HEADER_SIZE])
-    payload = _ctr(key, header, memoryview(datagram)[UDP_HEADER_SIZE:end])
-    return AudioPacket(ssrc, timestamp, sequence, payload, ptype, flags)
-
-
-def udp_to_ws(key: bytes, datagram: bytes) -> tuple[AudioPacket, bytes]:
-    """Gateway uplink in one call: a device datagram (gateway length rule) -> the chat-server frame.
-
-    The frame is 8 zero bytes, the device's timestamp unchanged, the Opus length, then the Opus data.
-    """
-    packet = open_packet(key, datagram, exact_length=False)
-    return packet, encode_gateway_frame(AudioFrame(packet.timestamp, packet.payload))
-
-
-def ws_to_udp(key: bytes, ws_frame: bytes, ssrc: int, sequence: int) -> bytes:
-    """Gateway downlink in one call: a chat-server frame -> the device datagram.
-
-    Reads the timestamp at offset 8 and the length at offset 12 (bytes 0..7 are ignored); the datagram
-    carries the server's timestamp and the gateway's own `ssrc` and `sequence`.
-    """
-    frame = decode_gateway_frame(ws_frame)
-    return seal(key, ssrc, frame.timestamp, sequence, frame.payload)
+if TYPE_CHECKING:  # both implementations have the twin's signatures
+    from pibuddy.xiaozhi.udp_packet import open_packet, pack_header, seal, udp_to_ws, ws_to_udp
+else:
+    _packet = _native or udp_packet
+    pack_header = _packet.pack_header
+    seal = _packet.seal
+    open_packet = _packet.open_packet
+    udp_to_ws = _packet.udp_to_ws
+    ws_to_udp = _packet.ws_to_udp
 
 
 def decode_hex16(text: object, name: str) -> bytes:
@@ -207,15 +171,3 @@ class ReceiveWindow:
 
     def reset(self) -> None:
         self.last = 0
-
-
-@lru_cache(maxsize=_CIPHER_CACHE_SIZE)
-def _aes(key: bytes) -> algorithms.AES:
-    if len(key) != AES_KEY_SIZE:
-        raise LocalProtocolError(f"AES-128 key must be {AES_KEY_SIZE} bytes, got {len(key)}")
-    return algorithms.AES(key)
-
-
-def _ctr(key: bytes, header: bytes, data: bytes | memoryview) -> bytes:
-    # CTR is symmetric: the same call encrypts and decrypts, and finalize() would add nothing.
-    return Cipher(_aes(key), modes.CTR(header)).encryptor().update(data)
