@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -296,8 +297,8 @@ class MiotDeviceConfig(Section):
     room: str | None = None
     """Room it is in (Living room, 客厅); empty: the Mi Home room, if any."""
     ip: str | None = None
-    """LAN address; empty: the one `pibuddy miot setup` or discovery found."""
-    token: SecretStr | None = Field(default=None, pattern=r"^[0-9a-fA-F]{32}$")
+    """LAN address; empty: the one setup found. Discovery replaces it when a device with this did moves."""
+    token: SecretStr | None = None
     """miIO token, 32 hex digits (enables LAN control). Secret; setup keeps fetched tokens in the state dir."""
     did: str | None = None
     """Mi Home device id (needed for cloud control and to match setup's list)."""
@@ -305,6 +306,13 @@ class MiotDeviceConfig(Section):
     """Device model, e.g. yeelink.light.color1."""
     urn: str | None = None
     """MIoT spec URN of the model; empty: looked up by model."""
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_hex(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", token.get_secret_value()):
+            raise PydanticCustomError("token_format", "a miIO token is 32 hex digits")
+        return token
 
 
 class MiotConfig(Section):
@@ -336,7 +344,8 @@ class MiotConfig(Section):
 
 BluetoothAddress = Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")]
 # A 16-bit ("2a19"), 32-bit or full 128-bit GATT UUID.
-GattUuid = Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})$")]
+GattUuid = Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{4}|[0-9A-Fa-f]{8}|[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}"
+                                        r"-[0-9A-Fa-f]{12})$")]
 # Hex bytes with optional `{value:0Nx}` placeholders (N = 2, 4, 6 or 8 hex digits, big-endian).
 GattTemplate = Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}|\{value:0[2468]x\})+$")]
 
@@ -348,7 +357,7 @@ class BleSensorConfig(Section):
     """What people call it, e.g. "bedroom sensor"."""
     area: str | None = None
     """Room it is in, so "the temperature in the bedroom" finds it."""
-    aliases: list[str] = Field(default_factory=list)
+    aliases: tuple[str, ...] = ()
     """Other names it answers to."""
     bindkey: SecretStr | None = None
     """Encryption key in hex: 32 digits (BTHome, MiBeacon v4/v5) or 24 (MiBeacon v2/v3). Secret."""
@@ -406,7 +415,7 @@ class GattDeviceConfig(Section):
     """What people call it, e.g. "desk lamp"."""
     area: str | None = None
     """Room it is in."""
-    aliases: list[str] = Field(default_factory=list)
+    aliases: tuple[str, ...] = ()
     """Other names it answers to."""
     actions: dict[str, GattWriteConfig] = Field(default_factory=dict)
     """Action name (on, off, brightness ...) -> the write that performs it."""
@@ -436,9 +445,9 @@ class BleConfig(Section):
     """Seconds to find and connect to a GATT device before giving up."""
     idle_disconnect_seconds: Seconds = 30.0
     """Seconds a GATT connection stays open after its last use."""
-    sensors: list[BleSensorConfig] = Field(default_factory=list)
+    sensors: tuple[BleSensorConfig, ...] = ()
     """Named sensors (BTHome v2, Xiaomi MiBeacon)."""
-    devices: list[GattDeviceConfig] = Field(default_factory=list)
+    devices: tuple[GattDeviceConfig, ...] = ()
     """Named GATT devices (bulbs, plugs, relay boards) and how to drive them."""
 
 
@@ -510,7 +519,7 @@ class LightsKind(StrEnum):
 class LightsConfig(Section):
     kind: LightsKind = LightsKind.NONE
     """none, led (one LED), rgb (an RGB LED) or apa102 (an APA102/DotStar ring on SPI)."""
-    pins: list[Annotated[int, Field(ge=0, le=27)]] = Field(default_factory=list)
+    pins: tuple[Annotated[int, Field(ge=0, le=27)], ...] = ()
     """BCM pins: led [pin]; rgb [red, green, blue]; unused for apa102."""
     active_high: bool = True
     """The LED lights when the pin is high; false for common-anode RGB LEDs."""
@@ -539,7 +548,7 @@ class RelayConfig(Section):
     """State when PiBuddy starts (on or off)."""
     area: str | None = None
     """Room it is in."""
-    aliases: list[str] = Field(default_factory=list)
+    aliases: tuple[str, ...] = ()
     """Other names it answers to."""
 
 
@@ -552,7 +561,7 @@ class GpioConfig(Section):
     """Push-to-talk button."""
     lights: LightsConfig = LightsConfig()
     """Status lights that follow what PiBuddy does."""
-    relays: list[RelayConfig] = Field(default_factory=list)
+    relays: tuple[RelayConfig, ...] = ()
     """Outputs (relays) offered as the gpio_switch tool."""
 
 
@@ -675,7 +684,7 @@ def _secret_values(model: BaseModel) -> list[str]:
     """The secrets of one section, including those in nested entries (miot.devices[].token)."""
     found: list[str] = []
     for value in model.__dict__.values():
-        for item in value if isinstance(value, tuple) else (value,):
+        for item in value if isinstance(value, tuple | list) else (value,):
             if isinstance(item, SecretStr) and item.get_secret_value():
                 found.append(item.get_secret_value())
             elif isinstance(item, BaseModel):

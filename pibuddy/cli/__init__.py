@@ -18,6 +18,7 @@ _COMMAND_MODULES: Final = (
     "audio_devices",
     "tools",
     "mcp",
+    "miot",
     "version",
 )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from pibuddy.config import Config
 from pibuddy.drivers.homeassistant import HomeAssistantService, homeassistant_tools
+from pibuddy.drivers.miot import MiotDriver, MiotService, miot_tools
 from pibuddy.supervisor import Service
 from pibuddy.tools.builtin import builtin_tools
 from pibuddy.tools.host import Host
@@ -40,6 +41,14 @@ def build_toolbox(config: Config) -> Toolbox:
         for ha_tool in homeassistant_tools(homeassistant):
             registry.register(ha_tool)
         services.append(homeassistant)
+    if config.miot.enabled:
+        miot = MiotDriver(config.miot, config.device.resolved_state_dir)
+        if miot.configured:  # else the driver is simply off (logged once)
+            for miot_tool in miot_tools(miot):
+                registry.register(miot_tool)
+            services.append(MiotService(miot))
+        else:
+            _LOGGER.info("miot is enabled but has no devices and no Mi account: run `pibuddy miot setup`")
     return Toolbox(registry, services)
 
 
