@@ -24,6 +24,8 @@ APT_DEV_PACKAGES=(
     mosquitto                        # MQTT broker (the system service is disabled; tests run their own)
     pulseaudio pulseaudio-utils      # null-sink virtual mic and speaker, paplay/parec/pactl
     shellcheck                       # lints setup.sh and scripts/ (tests/test_setup_script.py)
+    dbus libdbus-1-dev libglib2.0-dev # a private D-Bus with python-dbusmock's BlueZ (builds dbus-python)
+    sox                              # test speech: espeak-ng output padded and resampled
 )
 
 # ---- Service layout (--service). -----------------------------------------------------------------------

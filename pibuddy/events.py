@@ -54,6 +54,10 @@ class StateChanged(Event):
 @dataclass(frozen=True, slots=True)
 class WakeDetected(Event):
     wake_word: str
+    score: float = 1.0
+    """Engine score in [0, 1] (1.0 from yes/no engines)."""
+    loudness_dbfs: float = 0.0
+    """RMS level of the last second of microphone audio, dB relative to full scale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,15 @@ class UpstreamLink(Event):
     connected: bool
     transport: str = ""
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveBrain(Event):
+    """Who answers the next wake: "upstream" (the xiaozhi server) or "local" (pibuddy.brain); and why."""
+
+    sticky: ClassVar[bool] = True
+    brain: str
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +111,25 @@ class Say(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class Transcript(Event):
+    """A final transcript of what the user said, from a local speech recogniser (for a local brain)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Command(Event):
     """A user command from a peripheral (button press), for the conversation to act on."""
 
     name: str  # "listen_start", "listen_stop", "abort", "toggle_mute"
+
+
+@dataclass(frozen=True, slots=True)
+class Muted(Event):
+    """Whether the microphone is muted; whoever owns the mute (the conversation) publishes it."""
+
+    sticky: ClassVar[bool] = True
+    muted: bool
 
 
 @dataclass(eq=False)

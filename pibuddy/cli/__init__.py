@@ -19,6 +19,7 @@ _COMMAND_MODULES: Final = (
     "tools",
     "mcp",
     "miot",
+    "ble",
     "version",
 )
 

@@ -49,6 +49,20 @@ def build_toolbox(config: Config) -> Toolbox:
             services.append(MiotService(miot))
         else:
             _LOGGER.info("miot is enabled but has no devices and no Mi account: run `pibuddy miot setup`")
+    if config.ble.enabled:
+        from pibuddy.drivers.ble import BleDriver, BleService, ble_tools  # noqa: PLC0415 (bleak is slow to import)
+
+        ble = BleDriver(config.ble)
+        for ble_tool in ble_tools(ble):
+            registry.register(ble_tool)
+        services.append(BleService(ble))
+    if config.gpio.enabled and config.gpio.relays:
+        from pibuddy.drivers.gpio import Relays, RelayService, gpio_tools  # noqa: PLC0415 (gpiozero: only when on)
+
+        relays = Relays(config.gpio)
+        for gpio_tool in gpio_tools(relays):
+            registry.register(gpio_tool)
+        services.append(RelayService(relays))
     return Toolbox(registry, services)
 
 
