@@ -20,6 +20,8 @@ _COMMAND_MODULES: Final = (
     "mcp",
     "miot",
     "ble",
+    "openclaw",
+    "openclaw_bridge",
     "version",
 )
 
