@@ -28,6 +28,9 @@ APT_DEV_PACKAGES=(
     sox                              # test speech: espeak-ng output padded and resampled
 )
 
+# The Silero VAD model comes from this wheel, installed without its dependencies (see step_install).
+SILERO_VAD_REQUIREMENT='silero-vad>=6,<7'
+
 # ---- Service layout (--service). -----------------------------------------------------------------------
 
 SERVICE_USER=pibuddy
@@ -249,6 +252,10 @@ step_install() {
     info "pip install -e '$target'"
     rm -f "$STAMP"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e "$target"
+    # The Silero VAD model file ships in the silero-vad wheel, whose dependencies (torch) PiBuddy never
+    # imports: onnxruntime runs the model. --no-deps keeps torch out.
+    info "pip install --no-deps silero-vad (its ONNX model only)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps "$SILERO_VAD_REQUIREMENT"
     install_healthy || die "PiBuddy installed but $VENV/bin/pibuddy does not work"
     report_packet_path
     printf '%s %s\n' "$hash" "$extras" >"$STAMP"

@@ -8,6 +8,7 @@ from pibuddy.config import Config
 from pibuddy.events import EventBus
 from pibuddy.supervisor import Service
 from pibuddy.tools.catalog import Toolbox, build_toolbox
+from pibuddy.upstream.audio_port import AudioPort
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -21,11 +22,11 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
         from pibuddy.drivers.gpio import GpioService  # noqa: PLC0415 (gpiozero: only when on)
 
         services.append(GpioService(config.gpio, bus))
+    audio = audio_port(config, bus, services)
     if config.upstream.enabled:
-        from pibuddy.upstream.audio_port import NoAudio  # noqa: PLC0415
         from pibuddy.upstream.service import UpstreamService  # noqa: PLC0415
 
-        services.append(UpstreamService(config, bus=bus, registry=toolbox.registry, audio=NoAudio()))
+        services.append(UpstreamService(config, bus=bus, registry=toolbox.registry, audio=audio))
     if config.gateway.enabled:
         from pibuddy.gateway.service import GatewayService  # noqa: PLC0415 (aiohttp, zeroconf: only when on)
 
@@ -37,6 +38,21 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
     if not services:
         _LOGGER.warning("nothing is enabled in the config: PiBuddy will idle (see config.yaml)")
     return services
+
+
+def audio_port(config: Config, bus: EventBus, services: list[Service]) -> AudioPort:
+    """The microphone and speaker as conversations see them; adds the audio service when audio is on."""
+    if not config.audio.enabled:
+        from pibuddy.upstream.audio_port import NoAudio  # noqa: PLC0415
+
+        return NoAudio()
+    from pibuddy.audio.pipeline import AudioPipeline  # noqa: PLC0415 (wake word and VAD models load here)
+    from pibuddy.audio.port import PipelineAudioPort  # noqa: PLC0415
+    from pibuddy.audio.service import AudioService  # noqa: PLC0415
+
+    pipeline = AudioPipeline(config.audio, bus)
+    services.append(AudioService(pipeline))
+    return PipelineAudioPort(pipeline)
 
 
 def tool_services(config: Config, toolbox: Toolbox) -> list[Service]:

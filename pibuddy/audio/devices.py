@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import threading
 from dataclasses import dataclass
 from typing import Any
 
-from pibuddy.errors import PiBuddyError
+from pibuddy.audio.errors import AudioError
 
 
-class AudioDeviceError(PiBuddyError):
+class AudioDeviceError(AudioError):
     """No usable sound device, or PortAudio itself is missing."""
 
 
@@ -30,7 +33,8 @@ class ChosenDevices:
     output_name: str
 
 
-def _sounddevice() -> Any:
+def sounddevice_module() -> Any:
+    """The sounddevice module, or AudioDeviceError when PortAudio (libportaudio2) is missing."""
     try:
         import sounddevice  # noqa: PLC0415 (loading PortAudio is slow and may fail; only when needed)
     except OSError as exc:  # the wheel is there but libportaudio2 is not
@@ -43,7 +47,7 @@ def _sounddevice() -> Any:
 
 
 def list_devices() -> list[AudioDevice]:
-    sd = _sounddevice()
+    sd = sounddevice_module()
     host_apis = [api["name"] for api in sd.query_hostapis()]
     return [
         AudioDevice(i, d["name"], host_apis[d["hostapi"]], d["max_input_channels"], d["max_output_channels"],
@@ -76,3 +80,80 @@ def _pick(devices: list[AudioDevice], wanted: str | None, kind: str, usable: Any
         names = ", ".join(sorted({d.name for d in candidates}))
         raise AudioDeviceError(f"no {kind} device matches {wanted!r}; available: {names}")
     return matches[0]
+
+
+class AudioDeviceLost(AudioDeviceError):
+    """An open stream stopped delivering (USB unplugged, sound server restarted); the owner reopens it."""
+
+
+_streams_lock = threading.Lock()
+_streams_open = 0
+
+
+def stream_opened() -> None:
+    """Count a stream as open; `refresh_device_list` never pulls PortAudio from under an open stream."""
+    global _streams_open  # noqa: PLW0603 (PortAudio itself is process-global state)
+    with _streams_lock:
+        _streams_open += 1
+
+
+def stream_closed() -> None:
+    global _streams_open  # noqa: PLW0603
+    with _streams_lock:
+        _streams_open = max(0, _streams_open - 1)
+
+
+def refresh_device_list() -> bool:
+    """Re-scan devices (PortAudio lists them once at start-up, so a re-plugged USB card needs this).
+
+    Skipped, returning False, while any stream is open: re-initialising PortAudio closes every stream.
+    """
+    sd = sounddevice_module()
+    with _streams_lock:
+        if _streams_open:
+            return False
+        sd._terminate()  # sounddevice's documented way to re-scan devices
+        sd._initialize()
+    return True
+
+
+def device_index(name: str | None, kind: str) -> int | None:
+    """The index of the first `kind` ("input"/"output") device whose name contains `name`; None: default."""
+    if name is None:
+        return None
+    chosen = resolve_devices(name, None) if kind == "input" else resolve_devices(None, name)
+    return chosen.input_index if kind == "input" else chosen.output_index
+
+
+def choose_samplerate(device: int | None, preferred: int, kind: str) -> int:
+    """`preferred` if the device accepts it (ALSA plug/pulse devices take any rate), else its default rate."""
+    sd = sounddevice_module()
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    try:
+        check(device=device, samplerate=preferred, channels=1, dtype="int16")
+    except (sd.PortAudioError, ValueError):
+        info = sd.query_devices(device, kind)
+        return int(info["default_samplerate"])
+    return preferred
+
+
+def echo_cancel_source(environ: dict[str, str] | None = None) -> str | None:
+    """The name of a PulseAudio/PipeWire echo-cancel source, if the sound server has one.
+
+    PulseAudio's module-echo-cancel names it `<master>.echo-cancel` by default and PipeWire's
+    libpipewire-module-echo-cancel `echo-cancel-source`; matching "echo" and "cancel" in the name or the
+    owning module covers both. UNCONFIRMED for PipeWire setups with custom names (set input_device then).
+    """
+    pactl = shutil.which("pactl")
+    if pactl is None:
+        return None
+    try:
+        result = subprocess.run([pactl, "list", "short", "sources"], capture_output=True, text=True, timeout=3,
+                                env=environ, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in result.stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and any("echo" in f and "cancel" in f for f in fields[1:3]):
+            return fields[1]
+    return None

@@ -41,6 +41,13 @@ class PulseServer:
     env: dict[str, str]
     """A full environment for clients (subprocesses) of this server."""
     log_path: Path
+    mic_source: str | None = None
+    """With `mic=True`: the default source, a remap of the `mic_feed` sink's monitor (a virtual microphone)."""
+
+    @property
+    def mic_feed(self) -> str:
+        """The sink to play into (paplay -d) to "speak" into the virtual microphone."""
+        return f"{self.mic_source}_feed"
 
     @property
     def server(self) -> str:
@@ -59,7 +66,7 @@ class PulseServer:
 
 
 @contextlib.asynccontextmanager
-async def pulseaudio_server(sink: str = "test_sink") -> AsyncIterator[PulseServer]:
+async def pulseaudio_server(sink: str = "test_sink", *, mic: bool = False) -> AsyncIterator[PulseServer]:
     binary = shutil.which("pulseaudio")
     if binary is None or shutil.which("pactl") is None:
         pytest.skip("pulseaudio/pactl not installed (apt-get install pulseaudio pulseaudio-utils)")
@@ -72,16 +79,22 @@ async def pulseaudio_server(sink: str = "test_sink") -> AsyncIterator[PulseServe
         env |= {"HOME": str(root / "home"), "XDG_RUNTIME_DIR": str(root / "xdg"),
                 "PULSE_RUNTIME_PATH": str(root / "runtime")}
         server = PulseServer(socket_path, sink, env | {"PULSE_SERVER": f"unix:{socket_path}"},
-                             root / "pulseaudio.log")
+                             root / "pulseaudio.log", "test_mic" if mic else None)
+        mic_modules = ["-L", f"module-null-sink sink_name={server.mic_feed}",
+                       "-L", f"module-remap-source source_name={server.mic_source} master={server.mic_feed}.monitor",
+                       ] if mic else []
         with server.log_path.open("wb") as log:
             process = await asyncio.create_subprocess_exec(
                 binary, "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit",
-                "--use-pid-file=no", "--log-target=stderr",
+                "--use-pid-file=no", "--log-target=stderr", "--high-priority=yes", "--realtime=yes",
                 "-L", f"module-native-protocol-unix socket={socket_path} auth-anonymous=1",
-                "-L", f"module-null-sink sink_name={sink}",
+                "-L", f"module-null-sink sink_name={sink}", *mic_modules,
                 env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log)
         try:
             await _wait_ready(server, process)
+            if mic:
+                await server.pactl("set-default-source", server.mic_source or "")
+                await server.pactl("set-default-sink", sink)
             yield server
         finally:
             if process.returncode is None:

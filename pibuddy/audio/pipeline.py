@@ -1,0 +1,224 @@
+"""The audio pipeline facade the device client uses: wake events, uplink Opus, downlink playback.
+
+    async with AudioPipeline(config.audio, bus) as audio:
+        async for wake in audio.wake_events():               # WakeDetected(wake_word, score, loudness)
+            uplink = audio.uplink_opus(preroll=True)          # the wake word audio first, then live
+            async for packet in uplink: send(packet)          # until uplink.stop() or end of utterance
+        audio.set_downlink_format(24000, 60)                  # from the server hello
+        audio.play_opus(packet); audio.set_speaking(text)     # tts audio / sentence_start
+        await audio.wait_drained(); audio.set_speaking(None)  # tts stop: back to listening when quiet
+        audio.stop_playback()                                 # barge-in (abort)
+
+One task on the loop reads microphone frames and runs, per 30 ms frame: the pre-roll ring, the wake word
+engine behind its `WakeGate`, and, while an uplink is open, VAD + end of utterance + Opus encoding.
+Half duplex: without an echo-cancel source the VAD ignores the microphone while PiBuddy speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+from pibuddy.audio.capture import Microphone
+from pibuddy.audio.errors import EngineUnavailable
+from pibuddy.audio.frames import FRAME_SECONDS, PreRoll, loudness_dbfs
+from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusEncoder
+from pibuddy.audio.playback import Speaker
+from pibuddy.audio.prompts import Prompts
+from pibuddy.audio.uplink import UplinkStream
+from pibuddy.audio.vad import EndOfUtterance, VoiceDetector, get_vad_engine
+from pibuddy.audio.vad.base import VadEngine
+from pibuddy.audio.vad.webrtc import WebRtcVad
+from pibuddy.audio.wakeword import WakeGate, WakeWordEngine, get_wakeword_engine
+from pibuddy.config import AudioConfig, VadBackend, WakeWordBackend
+from pibuddy.drops import DropCounter
+from pibuddy.events import EventBus, WakeDetected
+
+_LOGGER = logging.getLogger(__name__)
+_CONNECT_MARGIN_SECONDS: Final = 3.0  # pre-roll also keeps what was said while the channel opened
+_LOUDNESS_FRAMES: Final = round(1.0 / FRAME_SECONDS)
+_WAKE_QUEUE: Final = 8
+
+UPLINK_FORMAT: Final = {"format": "opus", "sample_rate": UPLINK_RATE, "channels": 1, "frame_duration": FRAME_MS}
+"""The `audio_params` of the device hello."""
+
+
+def _vad_engine(config: AudioConfig, backend: VadBackend | None) -> VadEngine:
+    """The configured VAD; a missing Silero model (setup.sh's --no-deps step skipped) falls back to pymicro-vad."""
+    try:
+        return get_vad_engine(config.vad, backend)
+    except EngineUnavailable as exc:
+        if (backend or config.vad.backend) is not VadBackend.SILERO or backend is not None:
+            raise
+        _LOGGER.warning("%s; using pymicro-vad instead", exc)
+        return get_vad_engine(config.vad, VadBackend.MICRO)
+
+
+class AudioPipeline:
+    """Microphone -> wake word / VAD / Opus up, Opus -> jitter buffer -> speaker down.
+
+    Args:
+        config: The `audio` config section.
+        bus: Gets `WakeDetected`; its `Say` events are spoken. None: no bus.
+        microphone, speaker: Injected devices (tests, benchmarks); default: built from config.
+        wakeword_backend, vad_backend: Override the configured engines (bleak's `backend=`).
+        wake_engine, vad_engine: Injected engines, overriding the backends.
+    """
+
+    def __init__(self, config: AudioConfig, bus: EventBus | None = None, *, microphone: Microphone | None = None,
+                 speaker: Speaker | None = None, wakeword_backend: WakeWordBackend | None = None,
+                 vad_backend: VadBackend | None = None, wake_engine: WakeWordEngine | None = None,
+                 vad_engine: VadEngine | None = None) -> None:
+        self._config = config
+        self._bus = bus
+        self.microphone = microphone or Microphone(config.input_device, echo_cancel=config.echo_cancel)
+        self.speaker = speaker or Speaker(config.output_device, config=config.playback)
+        self._wake_engine = wake_engine or get_wakeword_engine(config.wakeword, wakeword_backend)
+        wake = config.wakeword
+        self._gate = WakeGate(wake.refractory_seconds, wake.speaking_raise, wake.echo_raise)
+        vad = config.vad
+        pregate = WebRtcVad(vad.webrtc_mode) if vad.pregate and (vad_backend or vad.backend) != VadBackend.WEBRTC \
+            else None
+        self._voice = VoiceDetector(vad_engine or _vad_engine(config, vad_backend), threshold=vad.threshold,
+                                    pregate=pregate)
+        self._eou = EndOfUtterance(vad.speech_seconds, vad.silence_seconds, vad.timeout_seconds)
+        self._preroll = PreRoll(config.preroll_seconds + _CONNECT_MARGIN_SECONDS)
+        self._preroll_frames = round(config.preroll_seconds / FRAME_SECONDS)
+        self.prompts = Prompts(self.speaker, voice=config.prompts.espeak_voice, chime=config.prompts.chime)
+        self._uplink: UplinkStream | None = None
+        self._sentence: str | None = None
+        self._last_index = 0
+        self._wake_index: int | None = None
+        self._wakes: asyncio.Queue[WakeDetected] | None = None  # made by the first wake_events() reader
+        self._wake_drops = DropCounter("wake events (wake_events() reader too slow)", _LOGGER)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> AudioPipeline:
+        await self.speaker.start()
+        await self.microphone.start()
+        self._tasks.append(asyncio.create_task(self._process(), name="audio-pipeline"))
+        if self._bus is not None:
+            self._tasks.append(asyncio.create_task(self.prompts.serve(self._bus), name="audio-prompts"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._uplink is not None:
+            self._uplink.stop()
+        await self.microphone.stop()
+        await self.speaker.stop()
+
+    # ---- up ----------------------------------------------------------------------------------------
+    async def wake_events(self) -> AsyncIterator[WakeDetected]:
+        """Every accepted wake word from now on, for one direct consumer (the bus gets them as well)."""
+        if self._wakes is None:
+            self._wakes = asyncio.Queue(_WAKE_QUEUE)
+        while True:
+            yield await self._wakes.get()
+
+    def uplink_opus(self, *, preroll: bool = True, end_on_silence: bool = False) -> UplinkStream:
+        """Start streaming microphone Opus; replaces (stops) any previous uplink.
+
+        Args:
+            preroll: Start with up to `preroll_seconds` of audio from before the last wake word (or from
+                before now, with no recent wake), as the firmware sends its wake word audio.
+            end_on_silence: End the stream at the end of the user's utterance (manual mode, or to stop
+                streaming once the user is quiet).
+        """
+        self.stop_uplink()
+        uplink = UplinkStream(self._encoder(), max_packets=self._config.opus.uplink_queue_frames,
+                              end_on_silence=end_on_silence)
+        if preroll:
+            for pcm in self._take_preroll():
+                uplink.feed(pcm)
+        self._voice.reset()
+        self._eou.reset()
+        self._uplink = uplink
+        return uplink
+
+    def wake_audio_opus(self) -> list[bytes]:
+        """The pre-roll (up to `preroll_seconds` before the last wake word, and what followed) as Opus frames."""
+        encoder = self._encoder()
+        pcm = b"".join(self._take_preroll())
+        frame_bytes = encoder.frame_samples * 2
+        return [encoder.encode(pcm[i:i + frame_bytes]) for i in range(0, len(pcm) - frame_bytes + 1, frame_bytes)]
+
+    def _take_preroll(self) -> list[bytes]:
+        start = self._wake_index if self._wake_index is not None else self._last_index
+        self._wake_index = None
+        return self._preroll.take(since=start - self._preroll_frames)
+
+    def _encoder(self) -> OpusEncoder:
+        return OpusEncoder(complexity=self._config.opus.complexity, dtx=self._config.opus.dtx)
+
+    def stop_uplink(self) -> None:
+        if self._uplink is not None:
+            self._uplink.stop()
+            self._uplink = None
+
+    # ---- down --------------------------------------------------------------------------------------
+    def set_downlink_format(self, sample_rate: int, frame_ms: int = FRAME_MS) -> None:
+        self.speaker.set_format(sample_rate, frame_ms)
+
+    def play_opus(self, packet: bytes) -> None:
+        self.speaker.play_opus(packet)
+
+    def stop_playback(self) -> None:
+        """Barge-in: silence within one callback block plus the device latency."""
+        self.speaker.interrupt()
+
+    async def wait_drained(self) -> None:
+        await self.speaker.wait_drained()
+
+    def set_speaking(self, sentence: str | None) -> None:
+        """The sentence now being spoken (tts sentence_start), "" if unknown; None once PiBuddy is quiet."""
+        self._sentence = sentence
+
+    def set_volume(self, percent: int) -> None:
+        self.speaker.set_volume(percent)
+
+    @property
+    def volume(self) -> int:
+        return self.speaker.volume
+
+    # ---- the frame loop ----------------------------------------------------------------------------
+    async def _process(self) -> None:
+        while True:
+            frame = await self.microphone.read()
+            self._last_index = frame.index
+            self._preroll.append(frame)
+            speaking = self._sentence is not None or self.speaker.playing
+            self._gate.set_speaking(self._sentence if self._sentence is not None else ("" if speaking else None))
+            detection = self._wake_engine.process(frame.pcm)
+            if detection is not None and self._gate.accept(detection, time.monotonic()):
+                self._wake_index = frame.index
+                self._publish_wake(WakeDetected(detection.phrase, round(detection.score, 3),
+                                                round(loudness_dbfs(self._preroll.recent(_LOUDNESS_FRAMES)), 1)))
+            uplink = self._uplink
+            if uplink is None or uplink.finished:
+                continue
+            uplink.feed(frame.pcm)
+            if uplink.end_on_silence:
+                half_duplex = speaking and not self.microphone.echo_cancelled
+                reason = self._eou.process(FRAME_SECONDS, not half_duplex and self._voice.is_speech(frame.pcm))
+                if reason is not None:
+                    _LOGGER.debug("utterance ended: %s after %.1f s", reason, self._eou.elapsed)
+                    uplink.finish(reason)
+
+    def _publish_wake(self, event: WakeDetected) -> None:
+        _LOGGER.info("wake word %r (score %.2f, %.0f dBFS)", event.wake_word, event.score, event.loudness_dbfs)
+        if self._wakes is not None:
+            if self._wakes.full():
+                self._wakes.get_nowait()  # drop the oldest: a stale wake is worth nothing
+                self._wake_drops.count()
+            self._wakes.put_nowait(event)
+        if self._bus is not None:
+            with contextlib.suppress(RuntimeError):
+                self._bus.publish(event)

@@ -1,0 +1,302 @@
+"""The speaker: jitter buffer -> Opus decode -> soxr resample -> a PCM ring the PortAudio callback plays.
+
+The callback thread only copies from the ring (a deque of numpy chunks; each side owns one counter),
+applies the volume and short fades, and signals the loop when the ring runs dry; it never blocks. On the
+loop, one playout task releases packets from the jitter buffer as the ring empties, opens the stream on
+demand and closes it after `idle_close_seconds` of silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any, Final
+
+import numpy as np
+import soxr
+
+from pibuddy.audio import devices
+from pibuddy.audio.errors import CodecError
+from pibuddy.audio.jitter import JitterBuffer
+from pibuddy.audio.loopsignal import LoopSignal
+from pibuddy.audio.opus import FRAME_MS, OpusDecoder
+from pibuddy.config import PlaybackConfig
+from pibuddy.drops import DropCounter
+
+_LOGGER = logging.getLogger(__name__)
+_TICK_SECONDS: Final = 0.02  # how often the playout task looks at the ring while audio is flowing
+_BLOCK_SECONDS: Final = 0.02  # PortAudio callback block: bounds how late a stop() takes effect
+_DEVICE_LATENCY_SECONDS: Final = 0.1  # device buffer: rides out scheduling hiccups, still well inside barge-in
+_FADE_SECONDS: Final = 0.005  # ramps at start after silence and on stop, so neither clicks
+_DEFAULT_DOWNLINK_RATE: Final = 24000
+
+
+class _Ring:
+    """Decoded PCM at the device rate. The loop appends and owns `written`; the callback owns `played`."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[tuple[int, np.ndarray]] = deque()  # (start sample, int16 samples)
+        self.written = 0
+        self.played = 0
+        self.offset = 0  # samples of chunks[0] already played
+        self.flush_until = 0  # stop(): the callback discards everything written before this
+        self.gain = 1.0
+        self.was_dry = True
+        self.dry_signal: LoopSignal | None = None
+
+    @property
+    def queued(self) -> int:
+        return self.written - self.played
+
+    def write(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self.chunks.append((self.written, samples))
+            self.written += samples.size
+
+    def callback(self, outdata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
+        del time_info, status
+        out = np.zeros(frame_count, dtype=np.float32)
+        fade = max(1, round(frame_count * _FADE_SECONDS / _BLOCK_SECONDS))
+        if self.chunks and self.chunks[0][0] < self.flush_until:
+            filled = self._take(out, min(fade, frame_count))
+            out[:filled] *= np.linspace(1.0, 0.0, filled, dtype=np.float32)
+            self._discard_until(self.flush_until)
+        else:
+            starting = self.was_dry
+            filled = self._take(out, frame_count)
+            if starting and filled:
+                ramp = min(fade, filled)
+                out[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
+        self.was_dry = not self.chunks
+        outdata[:, 0] = np.clip(out * self.gain, -32768, 32767).astype(np.int16)
+        if self.was_dry and self.dry_signal is not None:
+            self.dry_signal.set_threadsafe()
+
+    def _take(self, out: np.ndarray, count: int) -> int:
+        filled = 0
+        while filled < count and self.chunks:
+            _, chunk = self.chunks[0]
+            n = min(count - filled, chunk.size - self.offset)
+            out[filled:filled + n] = chunk[self.offset:self.offset + n]
+            filled += n
+            self.offset += n
+            self.played += n
+            if self.offset == chunk.size:
+                self.chunks.popleft()
+                self.offset = 0
+        return filled
+
+    def _discard_until(self, mark: int) -> None:
+        while self.chunks and self.chunks[0][0] < mark:
+            start, chunk = self.chunks.popleft()
+            self.played = max(self.played, start + chunk.size)
+            self.offset = 0
+
+
+class Speaker:
+    """Plays downlink Opus and local PCM prompts on an output device chosen by partial name.
+
+    Args:
+        device: Partial output device name; None for the default.
+        config: Jitter buffer, volume, rate and idle-close settings.
+    """
+
+    def __init__(self, device: str | None = None, *, config: PlaybackConfig | None = None) -> None:
+        self._device_name = device
+        self._config = config or PlaybackConfig()
+        self._decoder = OpusDecoder(sample_rate=_DEFAULT_DOWNLINK_RATE, frame_ms=FRAME_MS)
+        self._jitter = self._new_jitter()
+        self._ring = _Ring()
+        self._pending_pcm: deque[tuple[np.ndarray, int]] = deque()
+        self._ring.gain = self._config.volume / 100
+        self._stream: Any = None
+        self._device_rate = 0
+        self._resampler: Any = None
+        self._activity: LoopSignal | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._drops = DropCounter("downlink audio packets (jitter buffer full)", _LOGGER)
+        self._bad_packets = DropCounter("undecodable downlink audio packets", _LOGGER)
+        self._last_sound = time.monotonic()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            self._activity = LoopSignal(loop)
+            self._ring.dry_signal = self._activity
+            self._task = asyncio.create_task(self._playout(), name="speaker")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._close_stream()
+
+    async def __aenter__(self) -> Speaker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- what the device client calls ------------------------------------------------------------
+    def set_format(self, sample_rate: int, frame_ms: int = FRAME_MS) -> None:
+        """Decode at the server hello's rate and frame duration from the next packet on."""
+        if (sample_rate, frame_ms) != (self._decoder.sample_rate, self._decoder.frame_ms):
+            self._decoder = OpusDecoder(sample_rate=sample_rate, frame_ms=frame_ms)
+            self._jitter = self._new_jitter()
+            self._resampler = None
+
+    def play_opus(self, packet: bytes) -> None:
+        """Queue one downlink Opus packet. Never blocks; a full buffer drops it (counted, logged)."""
+        if not self._jitter.push(packet, time.monotonic()):
+            self._drops.count()
+            return
+        self._drained.clear()
+        self._wake()
+
+    def play_pcm(self, pcm: bytes, sample_rate: int) -> None:
+        """Queue local int16 mono PCM (prompts) behind whatever is playing."""
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        if samples.size:
+            self._pending_pcm.append((samples, sample_rate))
+            self._drained.clear()
+            self._wake()
+
+    def interrupt(self) -> None:
+        """Barge-in: drop everything queued; the callback fades out within one block."""
+        self._jitter.clear()
+        self._pending_pcm.clear()
+        self._ring.flush_until = self._ring.written
+        self._drained.set()
+        self._wake()
+
+    async def wait_drained(self) -> None:
+        """Mark the end of the current stream (tts stop) and return once its last sample has been heard."""
+        self._jitter.end()
+        self._wake()
+        await self._drained.wait()
+
+    @property
+    def playing(self) -> bool:
+        return not self._drained.is_set()
+
+    @property
+    def volume(self) -> int:
+        return round(self._ring.gain * 100)
+
+    def set_volume(self, percent: int) -> None:
+        """0-100, applied in the callback so it takes effect within one block."""
+        self._ring.gain = max(0, min(100, percent)) / 100
+
+    @property
+    def underruns(self) -> int:
+        return self._jitter.underruns
+
+    @property
+    def jitter_target_seconds(self) -> float:
+        return self._jitter.target_seconds
+
+    # ---- the playout task ------------------------------------------------------------------------
+    def _new_jitter(self) -> JitterBuffer:
+        return JitterBuffer(frame_seconds=self._decoder.frame_ms / 1000,
+                            target_seconds=self._config.jitter_target_ms / 1000,
+                            max_target_seconds=max(self._config.jitter_max_ms, self._config.jitter_target_ms) / 1000,
+                            max_packets=self._config.queue_packets)
+
+    def _wake(self) -> None:
+        if self._activity is not None:
+            self._activity.set()
+
+    async def _playout(self) -> None:
+        assert self._activity is not None
+        while True:
+            busy = not self._jitter.empty or self._pending_pcm or self._ring.queued > 0
+            await self._activity.wait(_TICK_SECONDS if busy or self._stream is not None else None)
+            try:
+                await self._feed()
+            except devices.AudioDeviceError as exc:
+                _LOGGER.warning("speaker unavailable (%s); dropping this audio", exc)
+                self.interrupt()
+                await asyncio.sleep(1.0)
+
+    async def _feed(self) -> None:
+        now = time.monotonic()
+        queued_seconds = self._ring.queued / self._device_rate if self._device_rate else 0.0
+        packets = self._jitter.release(now, queued_seconds)
+        if packets or self._pending_pcm:
+            await self._ensure_stream()
+            self._ring.write(self._decode(packets))
+            while self._pending_pcm:
+                samples, rate = self._pending_pcm.popleft()
+                self._ring.write(soxr.resample(samples, rate, self._device_rate) if rate != self._device_rate
+                                 else samples)
+            if not self._stream.active:  # started only once audio is queued: no initial underrun
+                await asyncio.to_thread(self._stream.start)
+        if self._ring.queued > 0 or not self._jitter.empty:
+            self._last_sound = now
+        elif self._stream is not None:
+            await self._finish_drain(now)
+
+    async def _finish_drain(self, now: float) -> None:
+        """The ring is empty: wait out the device latency once, then report drained; close when idle."""
+        if not self._drained.is_set() and self._jitter.empty and not self._pending_pcm:
+            await asyncio.sleep(float(self._stream.latency))
+            if self._ring.queued == 0 and self._jitter.empty:
+                self._drained.set()
+        if self._drained.is_set() and now - self._last_sound >= self._config.idle_close_seconds:
+            await self._close_stream()
+
+    def _decode(self, packets: list[bytes]) -> np.ndarray:
+        """Decode (concealing bad packets) and resample to the device rate, as one block for the ring."""
+        pcm = bytearray()
+        for packet in packets:
+            try:
+                pcm += self._decoder.decode(packet)
+            except CodecError as exc:
+                self._bad_packets.count(str(exc))
+                pcm += self._decoder.conceal()
+        return self._resample_stream(np.frombuffer(bytes(pcm), dtype=np.int16))
+
+    def _resample_stream(self, samples: np.ndarray) -> np.ndarray:
+        if self._decoder.sample_rate == self._device_rate:
+            return samples
+        if self._resampler is None:
+            self._resampler = soxr.ResampleStream(self._decoder.sample_rate, self._device_rate, 1, dtype="int16")
+        return self._resampler.resample_chunk(samples)
+
+    async def _ensure_stream(self) -> None:
+        if self._stream is None:
+            self._stream = await asyncio.to_thread(self._open)
+
+    def _open(self) -> Any:
+        """Blocking: open (but do not start) the output stream."""
+        sd = devices.sounddevice_module()
+        index = devices.device_index(self._device_name, "output")
+        rate = self._config.samplerate or devices.choose_samplerate(index, self._decoder.sample_rate, "output")
+        try:
+            stream = sd.OutputStream(device=index, samplerate=rate, channels=1, dtype="int16",
+                                     blocksize=round(rate * _BLOCK_SECONDS), latency=_DEVICE_LATENCY_SECONDS,
+                                     callback=self._ring.callback)
+        except (sd.PortAudioError, ValueError) as exc:
+            raise devices.AudioDeviceError(f"cannot open output {self._device_name or 'default'}: {exc}") from None
+        devices.stream_opened()
+        if rate != self._device_rate:
+            self._resampler = None
+        self._device_rate = rate
+        self._ring.was_dry = True
+        _LOGGER.debug("speaker open at %d Hz", rate)
+        return stream
+
+    async def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                await asyncio.to_thread(stream.close, True)
+            finally:
+                devices.stream_closed()

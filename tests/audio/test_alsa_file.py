@@ -1,0 +1,167 @@
+"""Capture and playback code paths through ALSA file-plugin devices: exact content, no timing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import soxr
+
+from pibuddy.audio.capture import Microphone
+from pibuddy.audio.frames import FRAME_SAMPLES
+from pibuddy.audio.opus import OpusDecoder, OpusEncoder
+from pibuddy.audio.playback import Speaker
+from pibuddy.audio.prompts import Prompts
+from pibuddy.backoff import Backoff
+from pibuddy.config import PlaybackConfig
+from pibuddy.events import EventBus, Say
+from tests.audio.conftest import best_lag, rescan
+from tests.peers.alsa_file import AlsaFileDevices
+from tests.peers.speech import speech
+
+_FAST_RETRY = Backoff(initial=0.1, maximum=0.3)
+
+
+async def _collect(microphone: Microphone, count: int) -> list:
+    return [await asyncio.wait_for(microphone.read(), 5) for _ in range(count)]
+
+
+async def test_capture_at_16k_delivers_the_file_frame_for_frame(alsa: AlsaFileDevices) -> None:
+    source = speech("okay nahboo, what is the weather", pad=0.5)
+    alsa.microphone("vmic", source)
+    alsa.write()
+    rescan()
+    # A huge queue: the unpaced device must not overrun it before the loop first reads.
+    async with Microphone("vmic", echo_cancel=False, queue_frames=10000) as microphone:
+        frames = await _collect(microphone, 60)
+        assert microphone.device_rate == 16000
+    indices = [f.index for f in frames]
+    assert indices == sorted(indices)
+    in_file = [f for f in frames if (f.index + 1) * FRAME_SAMPLES <= source.size]
+    assert len(in_file) > 20
+    for frame in in_file:
+        assert frame.pcm == source[frame.index * FRAME_SAMPLES:(frame.index + 1) * FRAME_SAMPLES].tobytes()
+
+
+async def test_capture_resamples_a_48k_device_to_16k(alsa: AlsaFileDevices) -> None:
+    source48 = speech("turn on the kitchen light", rate=48000, pad=0.5)
+    alsa.microphone("vmic48", source48, rate=48000)
+    alsa.write()
+    rescan()
+    async with Microphone("vmic48", echo_cancel=False, samplerate=48000, queue_frames=10000) as microphone:
+        frames = await _collect(microphone, 80)
+        assert microphone.device_rate == 48000
+    # The callback resamples PortAudio's 60 ms (2880-sample) blocks with a soxr stream: do the same here.
+    stream = soxr.ResampleStream(48000, 16000, 1, dtype="int16", quality="HQ")
+    blocks = [stream.resample_chunk(source48[i:i + 2880]) for i in range(0, source48.size - 2879, 2880)]
+    expected = np.concatenate(blocks)
+    in_file = [f for f in frames if (f.index + 1) * FRAME_SAMPLES <= expected.size]
+    assert len(in_file) > 20
+    for frame in in_file:
+        want = expected[frame.index * FRAME_SAMPLES:(frame.index + 1) * FRAME_SAMPLES]
+        assert np.max(np.abs(frame.samples.astype(int) - want)) <= 4  # soxr's int16 output may dither
+    got = np.concatenate([f.samples for f in in_file])
+    assert np.abs(got).max() > 1000  # real speech came through, not just the padding
+
+
+async def test_a_slow_consumer_loses_the_oldest_frames_not_the_newest(alsa: AlsaFileDevices) -> None:
+    alsa.microphone("vmic", speech("hello", pad=2.0))
+    alsa.write()
+    rescan()
+    async with Microphone("vmic", echo_cancel=False, queue_frames=5) as microphone:
+        await asyncio.wait_for(microphone.opened.wait(), 5)
+        await asyncio.sleep(0.2)  # the unpaced device produces far more than 5 frames meanwhile
+        frames = await _collect(microphone, 5)
+        assert microphone.dropped > 0
+    assert frames[0].index > 5  # the first frames were dropped, the queue holds recent ones
+    indices = [f.index for f in frames]
+    assert indices == sorted(set(indices))
+
+
+async def test_a_missing_microphone_is_retried_until_it_appears(alsa: AlsaFileDevices) -> None:
+    async with Microphone("vlate", echo_cancel=False, backoff=_FAST_RETRY) as microphone:
+        await asyncio.sleep(0.5)
+        assert microphone.open_count == 0
+        assert not microphone.opened.is_set()
+        alsa.microphone("vlate", speech("hello", pad=0.5))
+        alsa.write()  # "plugged in": the retry loop rescans devices
+        frame = await asyncio.wait_for(microphone.read(), 5)
+        assert microphone.open_count == 1
+        assert len(frame.pcm) == 2 * FRAME_SAMPLES
+
+
+def _tts(rate: int = 24000) -> tuple[list[bytes], np.ndarray]:
+    """Opus packets of speech at `rate` (60 ms) and what a fresh decoder makes of them."""
+    pcm = speech("the weather today is sunny and warm", rate=rate, pad=0.3)
+    frame = rate * 60 // 1000
+    encoder = OpusEncoder(sample_rate=rate, complexity=10, dtx=False)
+    packets = [encoder.encode(pcm[i:i + frame].tobytes()) for i in range(0, pcm.size - frame + 1, frame)]
+    decoder = OpusDecoder(sample_rate=rate)
+    return packets, np.frombuffer(b"".join(decoder.decode(p) for p in packets), dtype=np.int16)
+
+
+async def _play(speaker: Speaker, packets: list[bytes]) -> None:
+    for packet in packets:
+        speaker.play_opus(packet)
+    await asyncio.wait_for(speaker.wait_drained(), 10)
+
+
+async def test_playback_decodes_resamples_and_writes_everything(alsa: AlsaFileDevices) -> None:
+    out = alsa.speaker("vspk", rate=48000)
+    alsa.write()
+    rescan()
+    packets, decoded = _tts()
+    config = PlaybackConfig(samplerate=48000, volume=100, idle_close_seconds=0, queue_packets=100)
+    async with Speaker("vspk", config=config) as speaker:
+        await _play(speaker, [*packets[:5], b"\xff\xfe garbage", *packets[5:]])
+        assert not speaker.playing
+    written = np.fromfile(out, dtype="<i2")
+    expected = soxr.resample(decoded, 24000, 48000)
+    lag, correlation = best_lag(expected, written)
+    assert correlation > 0.97  # one concealed packet in the middle, the rest exact
+    assert np.count_nonzero(written[lag + expected.size:]) == 0  # nothing after the stream, no stray repeat
+
+
+async def test_volume_scales_what_is_played(alsa: AlsaFileDevices) -> None:
+    outputs = {}
+    packets, _ = _tts()
+    for volume in (100, 25):
+        outputs[volume] = alsa.speaker(f"vspk{volume}", rate=24000)
+        alsa.write()
+        rescan()
+        config = PlaybackConfig(volume=volume, idle_close_seconds=0, queue_packets=100)
+        async with Speaker(f"vspk{volume}", config=config) as speaker:
+            assert speaker.volume == volume
+            await _play(speaker, packets)
+    loud, quiet = (np.fromfile(outputs[v], dtype="<i2").astype(float) for v in (100, 25))
+    loud = loud[np.nonzero(loud)[0][0]:]
+    lag, correlation = best_lag(loud[:24000], quiet)
+    assert correlation > 0.99
+    aligned = quiet[lag:lag + loud.size]
+    assert np.dot(aligned, loud[:aligned.size]) / np.dot(loud[:aligned.size], loud[:aligned.size]) == \
+        pytest.approx(0.25, abs=0.01)
+
+
+async def test_say_events_are_spoken_and_the_chime_plays(alsa: AlsaFileDevices) -> None:
+    out = alsa.speaker("vspk", rate=24000)
+    alsa.write()
+    rescan()
+    bus = EventBus()
+    async with Speaker("vspk", config=PlaybackConfig(idle_close_seconds=0, queue_packets=100)) as speaker:
+        prompts = Prompts(speaker)
+        serving = asyncio.create_task(prompts.serve(bus))
+        await asyncio.sleep(0)  # subscribed
+        bus.publish(Say("Your code is 493021"))
+        async with asyncio.timeout(10):
+            while not speaker.playing:  # noqa: ASYNC110 (espeak-ng runs, then the speech is queued)
+                await asyncio.sleep(0.02)
+        await asyncio.wait_for(speaker.wait_drained(), 10)
+        serving.cancel()
+        spoken = np.count_nonzero(np.abs(np.fromfile(out, dtype="<i2")) > 300) / 24000
+        prompts.chime()
+        await asyncio.wait_for(speaker.wait_drained(), 5)
+    written = np.fromfile(out, dtype="<i2")
+    assert spoken > 1.5  # the prompt was spoken (the digit spelling itself: test_units)
+    chime = written[np.nonzero(np.abs(written) > 300)[0][-1] - 2000:]
+    assert np.abs(chime).max() > 5000  # the chime came after the speech

@@ -1,0 +1,87 @@
+"""End to end: virtual mic -> AudioPipeline -> device client -> test xiaozhi server -> speaker -> monitor.
+
+The device client (pibuddy.upstream) drives the pipeline through `PipelineAudioPort` and hears the wake
+word as the `WakeDetected` event the pipeline publishes on the shared bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pibuddy.audio.pipeline import AudioPipeline
+from pibuddy.audio.port import PipelineAudioPort
+from pibuddy.config import AudioConfig
+from pibuddy.events import EventBus
+from pibuddy.tools.catalog import build_registry
+from pibuddy.upstream.service import UpstreamService
+from tests.audio.conftest import MonitorRecorder, best_lag, play_into_microphone
+from tests.peers.pulseaudio import PulseServer
+from tests.peers.speech import speech
+from tests.peers.xiaozhi_server import XiaozhiTestServer
+from tests.upstream_helpers import device_config
+
+pytestmark = pytest.mark.peer
+_STEP = 8.0
+
+
+def _tone_seconds(recorded: np.ndarray, rate: int, freq: float = 440.0) -> float:
+    """Seconds of `recorded` (in 30 ms windows) dominated by a `freq` tone."""
+    window = round(rate * 0.03)
+    count = 0
+    for i in range(0, recorded.size - window, window):
+        spectrum = np.abs(np.fft.rfft(recorded[i:i + window] * np.hanning(window)))
+        peak = np.argmax(spectrum) * rate / window
+        count += abs(peak - freq) < 40 and spectrum.max() > 1e4
+    return count * 0.03
+
+
+async def test_spoken_turn_reaches_the_server_and_the_reply_plays_and_barge_in_aborts(
+        pulse: PulseServer, tmp_path: Path) -> None:
+    wake = speech("okay nahboo", pad=1.0)  # PulseAudio drops the start of a fresh playback
+    command = speech("turn on the light", pad=0.3)
+    async with XiaozhiTestServer(tts_frames=30, utterance_frames=40, wake_words=("Okay Nabu",)) as server:
+        config = device_config(tmp_path, server.ota_url, transport="websocket")
+        bus = EventBus()
+        async with MonitorRecorder(pulse, rate=16000) as recorder, AudioPipeline(AudioConfig(), bus) as pipeline:
+            service = UpstreamService(config, bus=bus, registry=build_registry(config),
+                                      audio=PipelineAudioPort(pipeline))
+            await service.start()
+            client = service.client
+            assert client is not None
+            loop = asyncio.get_running_loop()
+            wakes: list[float] = []
+
+            async def note_wakes() -> None:
+                async for _ in pipeline.wake_events():
+                    wakes.append(loop.time())
+
+            wake_watch = asyncio.create_task(note_wakes())
+            try:
+                await asyncio.wait_for(pipeline.microphone.opened.wait(), _STEP)
+                await asyncio.sleep(1.0)  # a 2 s pre-roll exists before the wake word
+                await play_into_microphone(pulse, wake)
+                for milestone in (server.listen_detect, server.listen_start):
+                    await asyncio.wait_for(milestone.wait(), _STEP)
+                server.reset_milestones()
+                await play_into_microphone(pulse, command)
+                await asyncio.wait_for(server.tts_started.wait(), _STEP)  # the reply to 40 uplink frames
+                await asyncio.sleep(0.6)
+                await play_into_microphone(pulse, wake)  # barge in during the reply (30 frames = 1.8 s)
+                await asyncio.wait_for(server.abort_received.wait(), _STEP)
+                stopped_at = wakes[-1]
+                await asyncio.sleep(0.5)
+            finally:
+                wake_watch.cancel()
+                await service.stop()
+    assert len(wakes) == 2
+    heard = np.frombuffer(b"".join(f.pcm for f in server.uplink_frames), dtype=np.int16)
+    for part in (wake, command):  # the wake audio (pre-roll) and the live command, decodable and in order
+        loud = np.nonzero(np.abs(part) > 300)[0]
+        _, correlation = best_lag(part[loud[0]:loud[-1]], heard)
+        assert correlation > 0.6, (part.size, heard.size, len(server.uplink_frames))
+    assert _tone_seconds(recorder.samples(), 16000) > 0.6  # the reply's tone came out of the speaker
+    assert recorder.last_sound_arrival() - stopped_at < 0.3
