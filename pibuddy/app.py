@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from pibuddy.config import Config
 from pibuddy.events import EventBus
@@ -10,23 +11,29 @@ from pibuddy.supervisor import Service
 from pibuddy.tools.catalog import Toolbox, build_toolbox
 from pibuddy.upstream.audio_port import AudioPort
 
+if TYPE_CHECKING:
+    from pibuddy.audio.pipeline import AudioPipeline
+
 _LOGGER = logging.getLogger(__name__)
 
 
 def build_services(config: Config, bus: EventBus) -> list[Service]:
     """The services this config enables, in start order."""
-    services: list[Service] = []
     toolbox = build_toolbox(config)  # one registry for every MCP surface (the device channel too)
-    services += tool_services(config, toolbox)
+    services = tool_services(config, toolbox)
+    pipeline = _audio_pipeline(config, bus)
+    if pipeline is not None:
+        from pibuddy.audio.service import AudioService  # noqa: PLC0415
+
+        services.append(AudioService(pipeline))
     if config.gpio.enabled:
         from pibuddy.drivers.gpio import GpioService  # noqa: PLC0415 (gpiozero: only when on)
 
         services.append(GpioService(config.gpio, bus))
-    audio = audio_port(config, bus, services)
     if config.upstream.enabled:
         from pibuddy.upstream.service import UpstreamService  # noqa: PLC0415
 
-        services.append(UpstreamService(config, bus=bus, registry=toolbox.registry, audio=audio))
+        services.append(UpstreamService(config, bus=bus, registry=toolbox.registry, audio=_audio_port(pipeline)))
     if config.gateway.enabled:
         from pibuddy.gateway.service import GatewayService  # noqa: PLC0415 (aiohttp, zeroconf: only when on)
 
@@ -36,22 +43,30 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
 
         services += openclaw_services(config, bus, toolbox.registry)
     if not services:
-        _LOGGER.warning("nothing is enabled in the config: PiBuddy will idle (see config.yaml)")
+        _LOGGER.warning("nothing is enabled in the config: PiBuddy only answers `pibuddy say` (see config.yaml)")
+    from pibuddy.brain.build import brain_services  # noqa: PLC0415 (hassil, pocketsphinx: only when run)
+
+    services += brain_services(config, bus, toolbox, pipeline)
     return services
 
 
-def audio_port(config: Config, bus: EventBus, services: list[Service]) -> AudioPort:
-    """The microphone and speaker as conversations see them; adds the audio service when audio is on."""
+def _audio_pipeline(config: Config, bus: EventBus) -> AudioPipeline | None:
+    """The one microphone-and-speaker pipeline, shared by the device client and the local brain."""
     if not config.audio.enabled:
+        return None
+    from pibuddy.audio.pipeline import AudioPipeline  # noqa: PLC0415 (wake word and VAD models load here)
+
+    return AudioPipeline(config.audio, bus)
+
+
+def _audio_port(pipeline: AudioPipeline | None) -> AudioPort:
+    """The pipeline as the device client sees it; a headless hub has none."""
+    if pipeline is None:
         from pibuddy.upstream.audio_port import NoAudio  # noqa: PLC0415
 
         return NoAudio()
-    from pibuddy.audio.pipeline import AudioPipeline  # noqa: PLC0415 (wake word and VAD models load here)
     from pibuddy.audio.port import PipelineAudioPort  # noqa: PLC0415
-    from pibuddy.audio.service import AudioService  # noqa: PLC0415
 
-    pipeline = AudioPipeline(config.audio, bus)
-    services.append(AudioService(pipeline))
     return PipelineAudioPort(pipeline)
 
 

@@ -52,7 +52,7 @@ _WAIT = 20.0  # seconds for any one protocol milestone (gateway RPCs take well u
 def _config(gateway: OpenClawGateway, state: Path, **openclaw: Any) -> Config:
     return Config.model_validate({
         "device": {"state_dir": str(state), "name": "PiBuddy test"},
-        "upstream": {"enabled": False}, "gateway": {"enabled": False},
+        "upstream": {"enabled": False}, "gateway": {"enabled": False}, "audio": {"enabled": False},
         "openclaw": {"enabled": True, "gateway_url": gateway.url, "token": gateway.token,
                      "pairing_retry_seconds": 0.3, **openclaw},
     })
@@ -335,7 +335,7 @@ async def test_the_same_through_mosquitto_and_the_bridge(
         bus = EventBus()
         events = bus.subscribe(256)
         services = build_services(config, bus)
-        assert [s.name for s in services] == ["openclaw-bridge", "openclaw-node"]
+        assert [s.name for s in services] == ["openclaw-bridge", "openclaw-node", "brain-router"]
         async with _admin(openclaw_gateway) as admin, _running(services, bus):
             node_id = await _pair(openclaw_gateway, admin, tmp_path, events)
             result = await admin.invoke(node_id, "system.notify", {"body": "over MQTT"}, timeout_ms=5000)

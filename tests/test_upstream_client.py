@@ -267,3 +267,27 @@ async def test_server_closing_mid_sentence_returns_to_idle_and_the_next_turn_wor
         await _wait(server.tts_done)
     finally:
         await service.stop()
+
+
+async def test_a_server_deaf_to_hello_counts_as_down_until_it_answers_again(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    bus = EventBus()
+    service = await _service(tmp_path, server, ScriptedAudio(), bus, hello_timeout=0.3)
+    client = service.client
+    assert client is not None
+    try:
+        assert bus.latest(UpstreamLink) == UpstreamLink(True, client.channel.transport.value,
+                                                        client.channel.describe())
+        await client.channel.begin()  # open the link, then make the server ignore what we send
+        client.session.open_channel(0.0)  # a hello whose answer we pretend never came: drop it unsent
+        client.session.messages_to_send()
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.IDLE)
+        link = bus.latest(UpstreamLink)
+        assert isinstance(link, UpstreamLink)
+        assert link.connected is False
+        assert await client.wake(WAKE_WORD)  # the next hello is answered: up again
+        assert bus.latest(UpstreamLink).connected is True  # type: ignore[union-attr]
+    finally:
+        await service.stop()

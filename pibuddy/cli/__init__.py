@@ -22,6 +22,7 @@ _COMMAND_MODULES: Final = (
     "ble",
     "openclaw",
     "openclaw_bridge",
+    "say",
     "version",
 )
 

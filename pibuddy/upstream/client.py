@@ -21,7 +21,16 @@ from typing import Any, Final, Self
 
 from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
-from pibuddy.events import Command, DeviceState, EventBus, Say, Subscription, UpstreamLink, WakeDetected
+from pibuddy.events import (
+    ActiveBrain,
+    Command,
+    DeviceState,
+    EventBus,
+    Say,
+    Subscription,
+    UpstreamLink,
+    WakeDetected,
+)
 from pibuddy.tools.mcp import McpServer
 from pibuddy.upstream.audio_port import AudioPort
 from pibuddy.upstream.channels import Channel
@@ -106,7 +115,7 @@ class DeviceClient:
     async def __aenter__(self) -> Self:
         self._lost = asyncio.get_running_loop().create_future()
         await self.channel.connect(self)
-        self._bus.publish(UpstreamLink(True, self.channel.transport.value, self.channel.describe()))
+        self._publish_link(True, self.channel.describe())
         self._bus.set_state(DeviceState.IDLE, "connected")
         commands = self._bus.subscribe()  # now, so nothing published after entering is missed
         for coroutine, name in ((self._run_timer(), "timer"), (self._run_uplink(), "uplink"),
@@ -121,7 +130,7 @@ class DeviceClient:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.channel.close()
-        self._bus.publish(UpstreamLink(False, self.channel.transport.value, "disconnected"))
+        self._publish_link(False, "disconnected")
         self._bus.set_state(DeviceState.DISCONNECTED)
 
     async def run(self) -> None:
@@ -260,6 +269,7 @@ class DeviceClient:
             self.session.channel_lost()
             return
         self._audio.start_playback(event.downlink.sample_rate, event.downlink.frame_duration)
+        self._publish_link(True, self.channel.describe())
 
     async def _on_tts_started(self, event: TtsStarted) -> None:
         del event
@@ -311,6 +321,8 @@ class DeviceClient:
     async def _on_hello_timeout(self, event: HelloTimedOut) -> None:
         del event
         _LOGGER.warning("the server did not answer hello in time; back to idle")
+        # Reachable for OTA but deaf to hello is down as far as conversations go (the brain router listens).
+        self._publish_link(False, "the server did not answer hello")
 
     async def _on_channel_timeout(self, event: ChannelTimedOut) -> None:
         del event
@@ -379,7 +391,7 @@ class DeviceClient:
 
     async def _on_bus_event(self, event: object) -> None:
         match event:
-            case WakeDetected(wake_word=word):
+            case WakeDetected(wake_word=word) if self._answers_wakes():
                 await self.wake(word)
             case Command(name="listen_start"):
                 await self.start_listening(ListenMode.MANUAL)
@@ -387,6 +399,16 @@ class DeviceClient:
                 await self.stop_listening()
             case Command(name="abort"):
                 await self.abort()
+
+    def _publish_link(self, connected: bool, detail: str) -> None:
+        latest = self._bus.latest(UpstreamLink)
+        if not isinstance(latest, UpstreamLink) or latest.connected is not connected:
+            self._bus.publish(UpstreamLink(connected, self.channel.transport.value, detail))
+
+    def _answers_wakes(self) -> bool:
+        """Whether the brain router (pibuddy.brain.router) gives wakes to the server; yes without a router."""
+        active = self._bus.latest(ActiveBrain)
+        return not isinstance(active, ActiveBrain) or active.brain == "upstream"
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)

@@ -1,0 +1,44 @@
+"""The speech recogniser interface and its lazy-import factory (bleak's backend pattern, style habit 6)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from pibuddy.brain.errors import BrainUnavailable
+from pibuddy.brain.vocabulary import Vocabulary
+from pibuddy.config import AsrBackend, BrainConfig
+
+
+class AsrEngine(ABC):
+    """Turns one whole utterance (16 kHz mono int16 PCM) into text. Blocking and CPU-bound: call it from a
+    worker thread. An engine is used by one thread at a time."""
+
+    constrained: bool = False
+    """Whether it only ever writes sentences of a grammar (then text the intents do not match was not heard
+    right, rather than a request the brain cannot serve)."""
+
+    @abstractmethod
+    def transcribe(self, pcm: bytes) -> str:
+        """What was said; "" when nothing the engine accepts was heard."""
+
+    def set_vocabulary(self, vocabulary: Vocabulary) -> None:  # noqa: B027 - optional for free-form engines
+        """Adapt to the current device names (grammar engines rebuild their grammar when they change)."""
+
+
+def get_asr_engine(config: BrainConfig, language: str, backend: AsrBackend | None = None) -> AsrEngine:
+    """Build the configured recogniser for `language` (a home-assistant-intents code); `backend` overrides
+    `config.asr`. Imports only what it builds."""
+    chosen = backend or config.asr
+    try:
+        match chosen:
+            case AsrBackend.POCKETSPHINX:
+                from pibuddy.brain.asr.sphinx import PocketsphinxAsr  # noqa: PLC0415
+
+                return PocketsphinxAsr(language)
+            case AsrBackend.VOSK:
+                from pibuddy.brain.asr.vosk_asr import VoskAsr  # noqa: PLC0415
+
+                return VoskAsr(config.vosk_model_path)
+    except ImportError as exc:
+        raise BrainUnavailable(f"speech recogniser {chosen} needs the {exc.name} package (./setup.sh)") from None
+    raise BrainUnavailable(f"unknown speech recogniser {chosen!r}")

@@ -1,0 +1,66 @@
+"""What a local turn needs from the audio pipeline, as a narrow interface, and its implementation over
+`AudioPipeline`.
+
+The utterance is taken from the pipeline's own uplink (the same Opus stream the xiaozhi server would get,
+ended by the pipeline's VAD) and decoded back to 16 kHz PCM. That keeps the audio package untouched; on
+espeak-ng test speech, pocketsphinx even did slightly better on the decoded audio than on the raw PCM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import numpy as np
+
+from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusDecoder
+from pibuddy.audio.pipeline import AudioPipeline
+from pibuddy.events import WakeDetected
+
+
+class BrainAudio(Protocol):
+    async def open(self) -> None:
+        """Start the microphone and speaker."""
+
+    async def close(self) -> None: ...
+
+    def wakes(self) -> AsyncIterator[WakeDetected]:
+        """Every accepted wake word (all of them: the router decides who answers)."""
+        ...
+
+    async def utterance(self) -> bytes:
+        """16 kHz mono int16 PCM of what the user says now, until the end of their utterance."""
+        ...
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        """Queue int16 mono samples behind whatever is playing."""
+
+    async def wait_drained(self) -> None: ...
+
+
+class PipelineAudio:
+    """`BrainAudio` over the shared `AudioPipeline`, which the audio service opens and closes."""
+
+    def __init__(self, pipeline: AudioPipeline) -> None:
+        self.pipeline = pipeline
+
+    async def open(self) -> None:
+        """Wait until the audio service has the microphone open."""
+        await self.pipeline.microphone.opened.wait()
+
+    async def close(self) -> None:
+        """Nothing to release: the pipeline belongs to the audio service."""
+
+    def wakes(self) -> AsyncIterator[WakeDetected]:
+        return self.pipeline.wake_events()
+
+    async def utterance(self) -> bytes:
+        decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
+        return b"".join([decoder.decode(packet) async for packet in
+                         self.pipeline.uplink_opus(preroll=False, end_on_silence=True)])
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        self.pipeline.speaker.play_pcm(samples.astype(np.int16).tobytes(), sample_rate)
+
+    async def wait_drained(self) -> None:
+        await self.pipeline.wait_drained()

