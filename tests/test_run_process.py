@@ -15,6 +15,7 @@ import pytest
 _QUIET_CONFIG = """
 audio: {enabled: false}
 upstream: {enabled: false}
+gateway: {enabled: false}
 """
 
 

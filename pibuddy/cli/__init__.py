@@ -17,12 +17,13 @@ _COMMAND_MODULES: Final = (
     "check",
     "audio_devices",
     "tools",
+    "say",
     "mcp",
+    "gateway",
     "miot",
     "ble",
     "openclaw",
     "openclaw_bridge",
-    "say",
     "version",
 )
 

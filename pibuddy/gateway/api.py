@@ -1,0 +1,140 @@
+"""The management API (reference §9), aiohttp on port 8007, with the reference's bodies and status codes.
+
+Every route needs `Authorization: Bearer <daily token>`, the token of yesterday, today or tomorrow (the
+gateway's local date; manager-api uses UTC and retries ±1 day on 401, so both sides meet).
+- `POST /api/commands/{clientId}`: one MCP request to a connected device, 5 s for its answer.
+- `POST /api/devices/status`: `{"clientIds": [...]}` -> per id `{"isAlive", "exists"}`.
+- `GET /api/devices` (PiBuddy's own): who is connected, since when, session state, upstream, counters
+  (of the current session), and the chat servers with their health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from aiohttp import web
+
+from pibuddy.gateway.bridge import UpstreamPool, display_url
+from pibuddy.gateway.credentials import api_token_valid
+from pibuddy.gateway.device import DeviceSession, SessionState
+from pibuddy.gateway.mcp_cache import McpRequestFailed
+
+_LOGGER = logging.getLogger(__name__)
+COMMAND_TIMEOUT_SECONDS: Final = 5.0
+_NO_AUTH_HEADER: Final = "未提供有效的Authorization头"
+_BAD_TOKEN: Final = "无效的授权令牌"
+_NOT_CONNECTED: Final = "设备未连接"
+_BAD_COMMAND: Final = "指令类型无效"
+_CLIENT_IDS_NOT_A_LIST: Final = "clientIds必须是一个数组"
+_MAX_BODY_BYTES: Final = 64 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ManagementApi:
+    """Args:
+    sessions: the live device sessions by client id (read, never changed, by the API).
+    pool: the chat servers, listed with their counters.
+    key: the signature key the daily token derives from.
+    today: the local date (tests move it).
+    """
+
+    def __init__(self, sessions: Mapping[str, DeviceSession], pool: UpstreamPool, *, key: str,
+                 today: Callable[[], dt.date] = dt.date.today) -> None:
+        self._sessions = sessions
+        self._pool = pool
+        self._key = key
+        self._today = today
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._authorize], client_max_size=_MAX_BODY_BYTES)
+        app.router.add_post("/api/commands/{client_id}", self._command)
+        app.router.add_post("/api/devices/status", self._status)
+        app.router.add_get("/api/devices", self._devices)
+        return app
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return web.json_response({"error": _NO_AUTH_HEADER}, status=401)
+        if not api_token_valid(self._key, header.removeprefix("Bearer ").strip(), self._today()):
+            _LOGGER.warning("management API: bad token from %s", request.remote)
+            return web.json_response({"error": _BAD_TOKEN}, status=401)
+        return await handler(request)
+
+    async def _command(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        payload = body.get("payload") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or body.get("type") != "mcp" or not isinstance(payload, dict) \
+                or not isinstance(payload.get("method"), str):
+            return _failure(_BAD_COMMAND)
+        session = self._sessions.get(request.match_info["client_id"])
+        if session is None:
+            return _failure(_NOT_CONNECTED)
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
+                result = await session.mcp.request(payload["method"], payload.get("params"))
+        except TimeoutError:
+            return _failure("timeout")
+        except McpRequestFailed as exc:
+            return _failure(str(exc))
+        return web.json_response({"success": True, "data": result})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        client_ids = body.get("clientIds") if isinstance(body, dict) else None
+        if not isinstance(client_ids, list):
+            return web.json_response({"error": _CLIENT_IDS_NOT_A_LIST}, status=400)
+        answer = {}
+        for client_id in client_ids:
+            session = self._sessions.get(client_id) if isinstance(client_id, str) else None
+            answer[str(client_id)] = {"isAlive": session is not None and session.state is SessionState.BRIDGED,
+                                      "exists": session is not None}
+        return web.json_response(answer)
+
+    async def _devices(self, request: web.Request) -> web.Response:
+        del request
+        now = time.monotonic()
+        upstreams = [{"url": display_url(u.url), "healthy": u.healthy(now), "activeSessions": u.active,
+                      "sessionsTotal": u.sessions_total, "failures": u.failures} for u in self._pool.upstreams]
+        return web.json_response({"devices": [describe(session) for session in self._sessions.values()],
+                                  "upstreams": upstreams})
+
+
+def describe(session: DeviceSession) -> dict[str, Any]:
+    """One device for `GET /api/devices` (and `pibuddy gateway status`)."""
+    connection, route, bridge = session.connection, session.route, session.bridge
+    return {
+        "clientId": connection.identity.client_id,
+        "mac": connection.identity.mac,
+        "ip": connection.peer_ip,
+        "connectedAt": dt.datetime.fromtimestamp(connection.connected_at, dt.UTC).isoformat(timespec="seconds"),
+        "state": session.state.value,
+        "sessionId": session.session_id,
+        "upstream": display_url(bridge.upstream.url) if bridge else None,
+        "toolsCached": len(session.mcp.device_tools),
+        "mqtt": {"messagesIn": connection.messages_in, "messagesOut": connection.messages_out},
+        "udp": {"packetsIn": route.packets_in if route else 0, "packetsOut": route.packets_out if route else 0},
+        "websocket": {"framesUp": bridge.frames_up if bridge else 0, "framesDown": bridge.frames_down if bridge else 0},
+    }
+
+
+
+async def _json_body(request: web.Request) -> Any:
+    """The parsed body, or None when it is not JSON (answered like any other invalid body)."""
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def _failure(error: str) -> web.Response:
+    # The reference answers every command failure with HTTP 500 (§9.2); manager-api expects exactly that.
+    return web.json_response({"success": False, "error": error}, status=500)

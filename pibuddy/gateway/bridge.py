@@ -1,0 +1,219 @@
+"""The upstream leg: one WebSocket per device session to a xiaozhi chat server (reference §8).
+
+`UpstreamPool` picks the server: the healthy one with the fewest active sessions (the reference picks at
+random), and a server that failed to connect or to answer hello sits out `cooldown` seconds; when every
+server is cooling down the one whose cooldown ends first is tried anyway, so a single-server setup
+recovers as soon as its server is back.
+
+`Bridge.open()` connects with the §8.1 headers, sends the gateway hello and returns the server's hello.
+Afterwards server messages reach the callbacks straight from the socket (`ws_client`), and uplink audio
+is written from the UDP callback itself; `run()` returns when the socket has closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pibuddy.drops import DropCounter
+from pibuddy.errors import ConnectionLost
+from pibuddy.gateway.credentials import DeviceIdentity, server_auth_token
+from pibuddy.gateway.ws_client import WsClient, WsConnectFailed
+from pibuddy.xiaozhi.const import HELLO_VERSION_GATEWAY_UPSTREAM, MAX_JSON_MESSAGE_SIZE, AudioTransport
+from pibuddy.xiaozhi.errors import RemoteProtocolError
+from pibuddy.xiaozhi.messages import Hello, parse_message
+
+_LOGGER = logging.getLogger(__name__)
+_MAX_WS_MESSAGE: Final = MAX_JSON_MESSAGE_SIZE
+_MAX_EARLY_MESSAGES: Final = 64
+_CLOSE_TIMEOUT_SECONDS: Final = 2.0
+
+
+class UpstreamUnavailable(ConnectionLost):
+    """No chat server could be reached, or none answered hello in time."""
+
+
+@dataclass
+class Upstream:
+    """One configured chat server and what the pool knows of it."""
+
+    url: str
+    active: int = 0
+    sessions_total: int = 0
+    failures: int = 0
+    unhealthy_until: float = 0.0
+
+    def healthy(self, now: float) -> bool:
+        return now >= self.unhealthy_until
+
+
+class UpstreamPool:
+    """Args:
+    urls: chat server WebSocket URLs (each ending with `?from=mqtt_gateway`).
+    cooldown: seconds a failing server is skipped.
+    """
+
+    def __init__(self, urls: list[str], *, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.upstreams = [Upstream(url) for url in urls]
+        self._cooldown = cooldown
+        self._clock = clock
+
+    def candidates(self) -> list[Upstream]:
+        """Healthy servers by fewest active sessions, then the cooling ones by soonest recovery."""
+        now = self._clock()
+        healthy = sorted((u for u in self.upstreams if u.healthy(now)), key=lambda u: u.active)
+        cooling = sorted((u for u in self.upstreams if not u.healthy(now)), key=lambda u: u.unhealthy_until)
+        return healthy + cooling
+
+    def mark_failed(self, upstream: Upstream, reason: str) -> None:
+        upstream.failures += 1
+        upstream.unhealthy_until = self._clock() + self._cooldown
+        _LOGGER.warning("chat server %s failed (%s); skipping it for %.0f s", display_url(upstream.url), reason,
+                        self._cooldown)
+
+    def mark_ok(self, upstream: Upstream) -> None:
+        upstream.unhealthy_until = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHello:
+    """The chat server's hello: its session id and audio parameters go into the device's UDP hello."""
+
+    session_id: str
+    audio_params: Any
+
+
+def upstream_headers(identity: DeviceIdentity, *, server_secret: str | None, now: float) -> dict[str, str]:
+    """The §8.1 handshake headers for one device."""
+    # Without SERVER_SECRET the reference sends a literal token that servers without auth ignore.
+    token = server_auth_token(server_secret, identity.uuid, identity.mac, int(now)) if server_secret else "test-token"
+    headers = {"device-id": identity.mac, "protocol-version": str(HELLO_VERSION_GATEWAY_UPSTREAM),
+               "authorization": f"Bearer {token}", "x-forwarded-for": str(identity.user_data.get("ip", ""))}
+    if identity.uuid:
+        headers["client-id"] = identity.uuid
+    return headers
+
+
+class Bridge:
+    """One device session's WebSocket to its chat server.
+
+    Args:
+        upstream: the chosen server (its `active` count is kept by the bridge).
+        on_text: gets (this bridge, each server JSON message after the hello as text).
+        on_audio: gets (this bridge, each server binary frame in the §8.2 downlink form).
+    """
+
+    def __init__(self, upstream: Upstream, *, on_text: Callable[[Bridge, str], None],
+                 on_audio: Callable[[Bridge, bytes], None]) -> None:
+        self.upstream = upstream
+        self.frames_up = 0
+        self.frames_down = 0
+        self._on_text = on_text
+        self._on_audio = on_audio
+        self._ws: WsClient | None = None
+        self._counted = False
+        self._hello: asyncio.Future[ServerHello] = asyncio.get_running_loop().create_future()
+        self._early: list[str] = []
+        self._uplink_drops = DropCounter("uplink audio frames (chat server not reading)", _LOGGER)
+
+    async def open(self, headers: dict[str, str], device_hello: Hello) -> ServerHello:
+        """Connect and exchange hellos; raises `UpstreamUnavailable` (the caller sets the time limit)."""
+        try:
+            self._ws = await WsClient.connect(self.upstream.url, headers, on_text=self._text_before_hello,
+                                              on_binary=_ignore, max_size=_MAX_WS_MESSAGE)
+        except WsConnectFailed as exc:
+            raise UpstreamUnavailable(exc.args[0]) from exc
+        self.upstream.active += 1
+        self.upstream.sessions_total += 1
+        self._counted = True
+        hello = {"type": "hello", "version": HELLO_VERSION_GATEWAY_UPSTREAM, "transport": AudioTransport.WEBSOCKET,
+                 "audio_params": device_hello.audio_params, "features": device_hello.features}
+        self._ws.send_text(json.dumps(hello, ensure_ascii=False, separators=(",", ":")))
+        closed = asyncio.ensure_future(self._ws.wait_closed())
+        try:
+            await asyncio.wait({self._hello, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+        if not self._hello.done():
+            raise UpstreamUnavailable("closed before its hello")
+        return self._hello.result()
+
+    def start(self) -> None:
+        """Relay from now on (the device has its hello): messages that came after the server's hello first."""
+        assert self._ws is not None, "open() first"
+        self._ws.on_text, self._ws.on_binary = self._text, self._audio
+        early, self._early = self._early, []
+        for text in early:
+            self._on_text(self, text)
+
+    def _text_before_hello(self, text: str) -> None:
+        if self._hello.done():  # after the hello, before start(): kept in order (MCP initialize comes now)
+            if len(self._early) < _MAX_EARLY_MESSAGES:
+                self._early.append(text)
+            return
+        try:
+            parsed = parse_message(text)
+        except RemoteProtocolError as exc:
+            _LOGGER.info("chat server %s said before its hello: %s", display_url(self.upstream.url), exc.reason)
+            return
+        if not isinstance(parsed, Hello):
+            _LOGGER.debug("server message before its hello ignored: %s", parsed.TYPE)
+        elif not isinstance(parsed.session_id, str):
+            self._hello.set_exception(UpstreamUnavailable("server hello without a session_id"))
+        else:
+            self._hello.set_result(ServerHello(parsed.session_id, parsed.audio_params))
+
+    def _text(self, text: str) -> None:
+        self._on_text(self, text)
+
+    def _audio(self, frame: bytes) -> None:
+        self.frames_down += 1
+        self._on_audio(self, frame)
+
+    async def run(self) -> None:
+        """Return when the WebSocket has closed (the caller says goodbye to the device)."""
+        assert self._ws is not None, "open() first"
+        try:
+            await self._ws.wait_closed()
+        finally:
+            await self.close()
+
+    def send_text(self, text: str) -> None:
+        """Send a JSON message to the server now (dropped if the socket is closing)."""
+        if self._ws is not None and not self._ws.send_text(text):
+            _LOGGER.debug("message to a closing chat server connection dropped")
+
+    def send_audio(self, frame: bytes) -> None:
+        """Send one uplink frame now; dropped and counted if the server has stopped reading."""
+        ws = self._ws
+        if ws is not None and ws.send_binary(frame):
+            self.frames_up += 1
+        else:
+            self._uplink_drops.count()
+
+    async def close(self) -> None:
+        """Close the WebSocket (idempotent); the server's session count drops once."""
+        if self._counted:
+            self._counted = False
+            self.upstream.active -= 1
+        ws = self._ws
+        if ws is None:
+            return
+        ws.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ws.wait_closed(), _CLOSE_TIMEOUT_SECONDS)
+
+
+def _ignore(frame: bytes) -> None:
+    """Audio before the device has its UDP hello has nowhere to go."""
+
+
+def display_url(url: str) -> str:
+    """A chat-server URL for logs and the API: without its query, which may carry a token."""
+    return url.split("?", 1)[0]

@@ -1,0 +1,272 @@
+"""One device's life at the gateway: its MQTT messages, its sessions (hello -> bridge + UDP route), its MCP.
+
+`DeviceSession` is the `DeviceHandler` of one MQTT connection (reference §3.4, §5, §8):
+- `hello` (version 3): fresh AES key, a chat server chosen by the pool, its WebSocket opened, the server's
+  hello turned into the UDP hello for the device. A failure publishes `error` to the device.
+- other device JSON: forwarded verbatim to the chat server while a session exists; `goodbye` and
+  `udp_timeout` end the session; with no session the device gets a `goodbye` (as the reference does),
+  except while its hello is still being bridged (then it is dropped: that goodbye could close the very
+  session being opened, whose id the device does not know yet).
+- server JSON: published verbatim, except its hello and the MCP requests the gateway answers itself.
+- the session ends when either side closes: the device gets a `goodbye` with the server's session id.
+
+Bad input (non-JSON, wrong types, a hello without version 3) is logged in one line and dropped; the MQTT
+connection stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from pibuddy.gateway.bridge import (
+    Bridge,
+    ServerHello,
+    UpstreamPool,
+    UpstreamUnavailable,
+    display_url,
+    upstream_headers,
+)
+from pibuddy.gateway.mcp_cache import DeviceMcp, HostTools, ServerRequest
+from pibuddy.gateway.mqtt_server import DeviceConnection
+from pibuddy.gateway.udp_relay import UdpRelay, UdpRoute
+from pibuddy.xiaozhi.const import (
+    AES_KEY_SIZE,
+    HELLO_VERSION_MQTT,
+    MQTT_MAX_PACKET_SIZE,
+    UDP_ENCRYPTION,
+    AudioTransport,
+)
+from pibuddy.xiaozhi.errors import RemoteProtocolError
+from pibuddy.xiaozhi.messages import Goodbye, Hello, Mcp, UdpTimeout, parse_message
+from pibuddy.xiaozhi.udp_codec import make_nonce
+
+_LOGGER = logging.getLogger(__name__)
+_HELLO_BUDGET_SECONDS: Final = 8.0
+"""Time to reach a chat server and get its hello; the firmware gives up after 10 s."""
+HELLO_FAILED_TEXT: Final = "处理 hello 消息失败"  # the reference gateway's text (§3.4); firmware ignores it
+
+
+class SessionState(StrEnum):
+    IDLE = "idle"
+    """MQTT connected, no audio session."""
+    OPENING = "opening"
+    """A hello is being bridged to a chat server."""
+    BRIDGED = "bridged"
+    """Audio and JSON flow between the device and its chat server."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayContext:
+    """What every device session shares."""
+
+    relay: UdpRelay
+    pool: UpstreamPool
+    advertised_host: str
+    server_secret: str | None
+    host_tools: HostTools | None
+    max_tools: int
+    mcp_timeout: float
+
+
+class DeviceSession:
+    """The gateway's side of one MQTT connection."""
+
+    def __init__(self, connection: DeviceConnection, context: GatewayContext, *,
+                 on_closed: Callable[[DeviceSession], None] | None = None) -> None:
+        self.connection = connection
+        self.state = SessionState.IDLE
+        self.session_id: str | None = None
+        self.bridge: Bridge | None = None
+        self.route: UdpRoute | None = None
+        self.mcp = DeviceMcp(self._publish_text, max_tools=context.max_tools, timeout=context.mcp_timeout,
+                             host_tools=context.host_tools)
+        self._context = context
+        self._on_closed = on_closed
+        self._opening: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._spawn(self.mcp.discover())
+
+    @property
+    def client_id(self) -> str:
+        return self.connection.identity.client_id
+
+    # --- from the device ------------------------------------------------------------------------
+
+    def message_from_device(self, payload: bytes) -> None:
+        try:
+            message = parse_message(payload, max_size=MQTT_MAX_PACKET_SIZE)
+        except RemoteProtocolError as exc:
+            _LOGGER.warning("device %s sent a bad message (%s); dropped", self.client_id, exc.reason)
+            return
+        match message:
+            case Hello():
+                self._on_hello(message)
+            case Mcp() if self.mcp.response_from_device(message.payload):
+                pass
+            case Goodbye() | UdpTimeout():
+                self._end_session(f"device sent {message.TYPE}")
+            case _ if self.bridge is not None:
+                self.bridge.send_text(payload.decode("utf-8"))
+            case _ if self.state is SessionState.OPENING:
+                _LOGGER.debug("device %s sent %s before its hello was answered; dropped", self.client_id,
+                              message.TYPE)
+            case Mcp():
+                _LOGGER.debug("device %s answered an MCP request of a finished session", self.client_id)
+            case _:
+                # No session to take it: tell the device its session is gone (§5.2).
+                self._publish({"type": "goodbye", "session_id": message.session_id})
+
+    def _on_hello(self, hello: Hello) -> None:
+        if hello.version != HELLO_VERSION_MQTT:
+            _LOGGER.warning("device %s sent hello version %r, not %d; refused", self.client_id, hello.version,
+                            HELLO_VERSION_MQTT)
+            self._publish({"type": "error", "message": f"hello version must be {HELLO_VERSION_MQTT}"})
+            return
+        self._end_session("new hello", say_goodbye=False)
+        self.state = SessionState.OPENING
+        self._opening = self._spawn(self._run_session(hello))
+
+    def connection_closed(self) -> None:
+        self.mcp.close()
+        for task in list(self._tasks):  # before _end_session, whose bridge.close() task must run
+            task.cancel()
+        self._end_session("MQTT connection closed", say_goodbye=False)
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    async def drain(self) -> None:
+        """Wait for what is still running after `connection_closed()` (closing the chat-server WebSocket)."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- a session --------------------------------------------------------------------------------
+
+    async def _run_session(self, hello: Hello) -> None:
+        key = os.urandom(AES_KEY_SIZE)
+        opened = await self._open_bridge(hello)
+        if opened is None:
+            self.state = SessionState.IDLE
+            self._publish({"type": "error", "message": HELLO_FAILED_TEXT})
+            return
+        bridge, server_hello = opened
+        relay, connection_id = self._context.relay, self.connection.connection_id
+        route = relay.open_route(connection_id, key, bridge.send_audio)
+        self.bridge, self.route, self.session_id = bridge, route, server_hello.session_id
+        self.state = SessionState.BRIDGED
+        self._publish({
+            "type": "hello", "version": HELLO_VERSION_MQTT, "session_id": server_hello.session_id,
+            "transport": AudioTransport.UDP.value,
+            "udp": {"server": self._context.advertised_host, "port": relay.port, "encryption": UDP_ENCRYPTION,
+                    "key": key.hex(), "nonce": make_nonce(connection_id).hex()},
+            "audio_params": server_hello.audio_params,
+        })
+        _LOGGER.info("device %s session %s bridged to %s", self.client_id, server_hello.session_id,
+                     display_url(bridge.upstream.url))
+        bridge.start()
+        try:
+            await bridge.run()
+        finally:
+            relay.close_route(route)
+            if self.bridge is bridge:
+                self._end_session("chat server closed the session")
+
+    async def _open_bridge(self, hello: Hello) -> tuple[Bridge, ServerHello] | None:
+        """Try the pool's candidates within the hello budget; None if none answered."""
+        pool, deadline = self._context.pool, time.monotonic() + _HELLO_BUDGET_SECONDS
+        candidates = pool.candidates()
+        headers = upstream_headers(self.connection.identity, server_secret=self._context.server_secret,
+                                   now=time.time())
+        for index, upstream in enumerate(candidates):
+            share = (deadline - time.monotonic()) / (len(candidates) - index)  # later servers keep their turn
+            bridge = Bridge(upstream, on_text=self._text_from_server, on_audio=self._audio_from_server)
+            try:
+                server_hello = await asyncio.wait_for(bridge.open(headers, hello), max(share, 0.1))
+            except (UpstreamUnavailable, TimeoutError) as exc:
+                await bridge.close()
+                pool.mark_failed(upstream, str(exc) or "no hello in time")
+                continue
+            except asyncio.CancelledError:  # superseded by a new hello or a goodbye
+                await bridge.close()
+                raise
+            pool.mark_ok(upstream)
+            return bridge, server_hello
+        if not candidates:
+            _LOGGER.error("device %s said hello but gateway.chat_servers is empty", self.client_id)
+        return None
+
+    def _end_session(self, reason: str, *, say_goodbye: bool = True) -> None:
+        """Close the current bridge, if any; the device hears `goodbye` unless a new hello superseded it."""
+        if self._opening is not None and self.state is SessionState.OPENING:
+            self._opening.cancel()
+        bridge, session_id = self.bridge, self.session_id
+        self.bridge, self.route, self.session_id, self._opening = None, None, None, None
+        self.state = SessionState.IDLE
+        if bridge is None:
+            return
+        _LOGGER.info("device %s session %s ended (%s)", self.client_id, session_id, reason)
+        self._spawn(bridge.close())
+        if say_goodbye:
+            self._publish({"type": "goodbye", "session_id": session_id})
+
+    # --- from the chat server ------------------------------------------------------------------------
+
+    def _audio_from_server(self, bridge: Bridge, frame: bytes) -> None:
+        route = self.route
+        if route is not None and bridge is self.bridge:
+            route.to_device(frame)
+
+    def _text_from_server(self, bridge: Bridge, text: str) -> None:
+        if bridge is not self.bridge:
+            return  # a superseded session's last words
+        try:
+            message = parse_message(text)
+        except RemoteProtocolError as exc:
+            _LOGGER.warning("chat server sent device %s a bad message (%s); dropped", self.client_id, exc.reason)
+            return
+        if isinstance(message, Hello):
+            return
+        if isinstance(message, Mcp):
+            action = self.mcp.classify_server_request(message.payload)
+            if action is ServerRequest.ANSWER:
+                self._spawn(self._answer_server(bridge, message))
+            if action is not ServerRequest.FORWARD:
+                return
+        self._publish_text(text)
+
+    async def _answer_server(self, bridge: Bridge, request: Mcp) -> None:
+        """Answer on the bridge the request came by (a newer session must not get an old answer)."""
+        response = await self.mcp.answer_server(request.payload)
+        reply: dict[str, Any] = {"type": "mcp", "payload": response}
+        if request.session_id is not None:
+            reply = {"session_id": request.session_id, **reply}
+        bridge.send_text(_compact(reply))
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        self._publish_text(_compact(message))
+
+    def _publish_text(self, text: str) -> None:
+        self.connection.publish(text.encode("utf-8"))
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("device %s: task failed", self.client_id, exc_info=task.exception())
+
+
+def _compact(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,295 @@
+"""The MQTT endpoint for stock firmware (reference §3.2, §14): the gateway is the server, not a broker.
+
+Stricter than the reference gateway: CONNECT is validated before CONNACK (rc 2/4/5 and a close on bad
+credentials, rc 3 when full), only QoS 0 is accepted, a packet over the size cap or a malformed one closes
+that connection alone, and a client silent for 1.5 × its keep-alive is dropped. A second connection with
+the same client id takes over: the older one is closed. Messages to a device go to its
+`devices/p2p/<mac_>` topic whether or not it subscribed (the firmware never does).
+
+What a connection means to the gateway lives in a `DeviceHandler` made by the `on_connect` factory; this
+module only speaks MQTT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from pibuddy.gateway.credentials import CredentialRejected, DeviceIdentity
+from pibuddy.gateway.mqtt_codec import (
+    PINGRESP,
+    ConnackCode,
+    Connect,
+    Disconnect,
+    MqttParser,
+    MqttProtocolError,
+    PingReq,
+    Publish,
+    Subscribe,
+    Unsubscribe,
+    encode_connack,
+    encode_publish,
+    encode_suback,
+    encode_unsuback,
+)
+from pibuddy.xiaozhi.const import MQTT_MAX_PACKET_SIZE
+
+_LOGGER = logging.getLogger(__name__)
+_CONNECT_TIMEOUT_SECONDS: Final = 10.0
+_KEEPALIVE_FACTOR: Final = 1.5
+_READ_SIZE: Final = 16384
+_MAX_WRITE_BUFFER: Final = 256 * 1024
+"""A device that lets this much of our output pile up is not reading: it is disconnected."""
+_U32_SPACE: Final = 1 << 32
+
+Authenticate = Callable[[Connect, str], DeviceIdentity]
+"""(CONNECT, peer ip) -> identity, or raises `CredentialRejected`."""
+
+
+class DeviceHandler(Protocol):
+    """What the gateway does with one authenticated device connection."""
+
+    def message_from_device(self, payload: bytes) -> None:
+        """A QoS 0 PUBLISH payload from the device (any topic)."""
+
+    def connection_closed(self) -> None:
+        """The MQTT connection is gone (EOF, error, takeover, keep-alive or server stop)."""
+
+
+class DeviceConnection:
+    """One accepted MQTT connection, as the rest of the gateway sees it."""
+
+    def __init__(self, identity: DeviceIdentity, connection_id: int, keepalive: int,
+                 writer: asyncio.StreamWriter) -> None:
+        self.identity = identity
+        self.connection_id = connection_id
+        """Random u32, unique among live connections: the UDP ssrc of every session on it (§3.4)."""
+        self.keepalive = keepalive
+        self.connected_at = time.time()
+        self.messages_in = 0
+        self.messages_out = 0
+        self._writer = writer
+        self._closed = asyncio.Event()
+
+    @property
+    def peer_ip(self) -> str:
+        return str(self.identity.user_data.get("ip", ""))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def publish(self, payload: bytes) -> None:
+        """Send `payload` to the device's reply topic (QoS 0). Dropped silently once closed."""
+        if self.closed:
+            return
+        if self._writer.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
+            _LOGGER.warning("device %s is not reading its MQTT messages; disconnecting", self.identity.client_id)
+            self.close()
+            return
+        self.messages_out += 1
+        self._writer.write(encode_publish(self.identity.reply_topic, payload))
+
+    def close(self) -> None:
+        """Close the connection; the server's reader notices and tells the handler."""
+        self._closed.set()
+        self._writer.close()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+
+class MqttServer:
+    """Accepts device connections on `host:port`.
+
+    Args:
+        host, port: where to listen (port 0 picks a free one; see `port`).
+        authenticate: checks a CONNECT's credentials.
+        on_connect: makes the handler of a newly authenticated connection.
+        max_connections: most authenticated devices at once (and most connections still handshaking).
+        max_packet_size: the packet cap, header included.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        authenticate: Authenticate,
+        on_connect: Callable[[DeviceConnection], DeviceHandler],
+        max_connections: int,
+        max_packet_size: int = MQTT_MAX_PACKET_SIZE,
+    ) -> None:
+        self._host, self._port = host, port
+        self._authenticate = authenticate
+        self._on_connect = on_connect
+        self._max_connections = max_connections
+        self._max_packet_size = max_packet_size
+        self._server: asyncio.Server | None = None
+        self._handshaking = 0
+        self.connections: dict[str, DeviceConnection] = {}
+        """Live authenticated connections by client id."""
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self._host, self._port, reuse_address=True)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections.values()):
+            connection.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        parser = MqttParser(max_packet_size=self._max_packet_size)
+        connection: DeviceConnection | None = None
+        handler: DeviceHandler | None = None
+        try:
+            if self._handshaking >= self._max_connections:
+                _LOGGER.warning("MQTT %s:%s refused: too many connections still handshaking", *peer[:2])
+                return
+            self._handshaking += 1
+            try:
+                first = await asyncio.wait_for(_read_connect(reader, parser), _CONNECT_TIMEOUT_SECONDS)
+                if first is None:  # a port probe: connected and closed without a byte
+                    return
+                connect, rest = first
+                connection = self._admit(connect, peer[0], writer)
+            finally:
+                self._handshaking -= 1
+            if connection is None:
+                return
+            handler = self._on_connect(connection)
+            await self._dispatch(connection, handler, writer, rest)
+            await self._read_loop(reader, parser, connection, handler, writer)
+        except MqttProtocolError as exc:
+            who = connection.identity.client_id if connection else f"{peer[0]}:{peer[1]}"
+            _LOGGER.warning("MQTT %s: %s; closing", who, exc.reason)
+            if connection is None and exc.hint:
+                writer.write(encode_connack(ConnackCode(exc.hint)))
+        except TimeoutError:
+            who = connection.identity.client_id if connection else f"{peer[0]}:{peer[1]}"
+            _LOGGER.info("MQTT %s timed out (%s); closing", who, "keep-alive" if connection else "no CONNECT")
+        except (ConnectionError, OSError) as exc:
+            _LOGGER.info("MQTT %s:%s connection error: %s", peer[0], peer[1], exc)
+        except Exception:
+            _LOGGER.exception("MQTT %s:%s: unexpected error; closing this connection", peer[0], peer[1])
+        finally:
+            await self._finish(connection, handler, writer)
+
+    def _admit(self, connect: Connect, peer_ip: str, writer: asyncio.StreamWriter) -> DeviceConnection | None:
+        try:
+            identity = self._authenticate(connect, peer_ip)
+        except CredentialRejected as exc:
+            _LOGGER.warning("MQTT %s refused (rc %d): %s", peer_ip, exc.hint, exc.reason)
+            writer.write(encode_connack(ConnackCode(exc.hint)))
+            return None
+        previous = self.connections.get(identity.client_id)
+        if previous is None and len(self.connections) >= self._max_connections:
+            _LOGGER.warning("MQTT %s refused: max_connections (%d) reached", identity.client_id,
+                            self._max_connections)
+            writer.write(encode_connack(ConnackCode.SERVER_UNAVAILABLE))
+            return None
+        if previous is not None:
+            _LOGGER.info("MQTT %s reconnected; closing its older connection", identity.client_id)
+            previous.close()
+        connection = DeviceConnection(identity, self._new_connection_id(), connect.keepalive, writer)
+        self.connections[identity.client_id] = connection
+        writer.write(encode_connack(ConnackCode.ACCEPTED))
+        _LOGGER.info("MQTT %s connected from %s (keep-alive %d s)", identity.client_id, peer_ip, connect.keepalive)
+        return connection
+
+    def _new_connection_id(self) -> int:
+        taken = {c.connection_id for c in self.connections.values()}
+        while True:
+            candidate = secrets.randbelow(_U32_SPACE)
+            if candidate and candidate not in taken:
+                return candidate
+
+    async def _read_loop(self, reader: asyncio.StreamReader, parser: MqttParser, connection: DeviceConnection,
+                         handler: DeviceHandler, writer: asyncio.StreamWriter) -> None:
+        timeout = connection.keepalive * _KEEPALIVE_FACTOR or None
+        while not connection.closed:  # close() (takeover, stop) ends the transport: the read sees EOF
+            data = await asyncio.wait_for(reader.read(_READ_SIZE), timeout)
+            if not data:
+                if not parser.idle:
+                    raise MqttProtocolError("connection closed in the middle of a packet (truncated)")
+                return
+            await self._dispatch(connection, handler, writer, parser.feed(data))
+
+    async def _dispatch(self, connection: DeviceConnection, handler: DeviceHandler,
+                        writer: asyncio.StreamWriter, packets: list) -> None:
+        for packet in packets:
+            match packet:
+                case Publish(qos=0):
+                    connection.messages_in += 1
+                    handler.message_from_device(packet.payload)
+                case Publish():
+                    raise MqttProtocolError(f"PUBLISH with QoS {packet.qos} (only QoS 0 is served)")
+                case Subscribe():
+                    writer.write(encode_suback(packet.packet_id, [0] * len(packet.topics)))
+                case Unsubscribe():
+                    writer.write(encode_unsuback(packet.packet_id))
+                case PingReq():
+                    writer.write(PINGRESP)
+                case Disconnect():
+                    connection.close()
+                    return
+                case Connect():
+                    raise MqttProtocolError("second CONNECT on one connection")
+        if writer.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
+            await writer.drain()
+
+    async def _finish(self, connection: DeviceConnection | None, handler: DeviceHandler | None,
+                      writer: asyncio.StreamWriter) -> None:
+        if connection is not None:
+            connection.close()
+            if self.connections.get(connection.identity.client_id) is connection:
+                del self.connections[connection.identity.client_id]
+                _LOGGER.info("MQTT %s disconnected", connection.identity.client_id)
+        if handler is not None:
+            handler.connection_closed()
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+            await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+
+async def _read_connect(reader: asyncio.StreamReader, parser: MqttParser) -> tuple[Connect, list] | None:
+    """Read until the first packet, which must be CONNECT; return it and any packets pipelined after it,
+    or None if the peer closed without sending anything."""
+    received = False
+    while True:
+        data = await reader.read(_READ_SIZE)
+        if not data:
+            if not received:
+                return None
+            raise MqttProtocolError("truncated CONNECT" if not parser.idle else "closed before CONNECT")
+        received = True
+        packets = parser.feed(data)
+        if packets:
+            first, *rest = packets
+            if not isinstance(first, Connect):
+                raise MqttProtocolError(f"first packet is {type(first).__name__}, not CONNECT")
+            return first, rest

@@ -1,0 +1,160 @@
+"""The gateway as a supervised service of `pibuddy run`: MQTT, UDP relay, bridge, API, local OTA, mDNS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+from pibuddy.config import Config, GatewayConfig
+from pibuddy.gateway.api import ManagementApi
+from pibuddy.gateway.bridge import UpstreamPool
+from pibuddy.gateway.credentials import DeviceIdentity, generate_signature_key, key_weakness, validate_client
+from pibuddy.gateway.device import DeviceSession, GatewayContext
+from pibuddy.gateway.mcp_cache import HostTools
+from pibuddy.gateway.mqtt_codec import Connect
+from pibuddy.gateway.mqtt_server import DeviceConnection, MqttServer
+from pibuddy.gateway.ota_server import LocalOta, MdnsAdvertiser, MdnsFailed
+from pibuddy.gateway.udp_relay import UdpRelay
+from pibuddy.gateway.webapp import WebApp
+from pibuddy.statedir import StateDir
+from pibuddy.supervisor import Health, Service
+from pibuddy.tools.registry import ToolRegistry
+from pibuddy.upstream import netinfo
+
+_LOGGER = logging.getLogger(__name__)
+SIGNATURE_KEY_FILE: Final = "gateway_signature_key"
+_MCP_TIMEOUT_SECONDS: Final = 10.0  # the reference gateway's per-request discovery timeout (§5.3)
+_WILDCARDS: Final = ("", "0.0.0.0")
+_DRAIN_SECONDS: Final = 2.0
+
+
+def signature_key(config: GatewayConfig, state_dir: StateDir) -> str:
+    """The configured key, else the one kept in the state dir, else a new one saved there (mode 600)."""
+    if config.signature_key is not None and config.signature_key.get_secret_value():
+        return config.signature_key.get_secret_value()
+    stored = (state_dir.read_text(SIGNATURE_KEY_FILE) or "").strip()
+    if stored:
+        return stored
+    key = generate_signature_key()
+    path = state_dir.write_text(SIGNATURE_KEY_FILE, key + "\n")
+    _LOGGER.info("gateway: generated a signature key in %s", path)
+    return key
+
+
+def advertised_host(config: GatewayConfig) -> str:
+    """Where devices are told to connect: public_ip, else the bind address, else the LAN address."""
+    if config.public_ip:
+        return config.public_ip
+    if config.host not in _WILDCARDS:
+        return config.host
+    interface = netinfo.primary_interface()
+    address = netinfo.ipv4_address(interface.name) if interface else None
+    return address or "127.0.0.1"
+
+
+class GatewayService(Service):
+    """Args:
+    config: the gateway section.
+    state_dir: where a generated signature key is kept.
+    registry: PiBuddy's tools, offered to devices when `config.host_tools` is on.
+    mdns_interfaces: limit mDNS to these addresses (tests: ["127.0.0.1"]); None means all.
+    """
+
+    name = "gateway"
+
+    def __init__(self, config: GatewayConfig, *, state_dir: StateDir, registry: ToolRegistry | None = None,
+                 mdns_interfaces: list[str] | None = None) -> None:
+        self.config = config
+        self._state_dir = state_dir
+        self._registry = registry
+        self._mdns_interfaces = mdns_interfaces
+        self.sessions: dict[str, DeviceSession] = {}
+        self.relay: UdpRelay | None = None
+        self.mqtt: MqttServer | None = None
+        self.pool = UpstreamPool(list(config.chat_servers), cooldown=config.upstream_cooldown)
+        self.api: WebApp | None = None
+        self.ota: WebApp | None = None
+        self.advertised_host = ""
+        self.mdns: MdnsAdvertiser | None = None
+        """The mDNS advertisement, while it runs."""
+
+    @classmethod
+    def from_config(cls, config: Config, registry: ToolRegistry) -> GatewayService:
+        """The service `pibuddy run` starts; `registry` is PiBuddy's one tool registry."""
+        return cls(config.gateway, state_dir=StateDir(config.device.resolved_state_dir),
+                   registry=registry if config.gateway.host_tools else None)
+
+    async def start(self) -> None:
+        config = self.config
+        key = signature_key(config, self._state_dir)
+        self.advertised_host = advertised_host(config)
+        self.relay = UdpRelay(bind_host=config.host, port=config.udp_port, advertised_host=self.advertised_host)
+        await self.relay.start()
+        context = GatewayContext(
+            relay=self.relay, pool=self.pool, advertised_host=self.advertised_host,
+            server_secret=config.server_secret.get_secret_value() if config.server_secret else None,
+            host_tools=HostTools(self._registry) if self._registry is not None else None,
+            max_tools=config.max_tools_count, mcp_timeout=_MCP_TIMEOUT_SECONDS,
+        )
+
+        def authenticate(connect: Connect, peer_ip: str) -> DeviceIdentity:
+            return validate_client(connect.client_id, connect.username, connect.password, peer_ip, key=key,
+                                   allow_two_part=config.allow_two_part_client_ids)
+
+        def on_connect(connection: DeviceConnection) -> DeviceSession:
+            session = DeviceSession(connection, context, on_closed=self._forget)
+            self.sessions[connection.identity.client_id] = session
+            return session
+
+        self.mqtt = MqttServer(host=config.host, port=config.mqtt_port, authenticate=authenticate,
+                               on_connect=on_connect, max_connections=config.max_connections)
+        await self.mqtt.start()
+        await self._start_http(key, self.mqtt.port, self.relay.port)
+        if not config.chat_servers:
+            _LOGGER.warning("gateway.chat_servers is empty: devices can connect, but their hello will fail")
+        _LOGGER.info("gateway up: MQTT %s:%d, UDP %d, API %d, OTA http://%s:%d/xiaozhi/ota/", self.advertised_host,
+                     self.mqtt.port, self.relay.port, self.api.port if self.api else 0, self.advertised_host,
+                     self.ota.port if self.ota else 0)
+
+    async def _start_http(self, key: str, mqtt_port: int, udp_port: int) -> None:
+        config = self.config
+        weakness = key_weakness(key)
+        if weakness is None:
+            self.api = WebApp(ManagementApi(self.sessions, self.pool, key=key).app())
+            await self.api.start(config.host, config.api_port)
+        else:  # as the reference: the API lets anyone with the key call device tools (§9.1)
+            _LOGGER.error("gateway: management API not started: the signature key is weak (%s)", weakness)
+        local_ota = LocalOta(key=key, mqtt_endpoint=f"{self.advertised_host}:{mqtt_port}")
+        self.ota = WebApp(local_ota.app())
+        await self.ota.start(config.host, config.ota_port)
+        if config.mdns:
+            try:
+                self.mdns = MdnsAdvertiser(address=self.advertised_host, ota_port=self.ota.port,
+                                           mqtt_port=mqtt_port, udp_port=udp_port, interfaces=self._mdns_interfaces)
+                await self.mdns.start()
+            except MdnsFailed as exc:
+                _LOGGER.warning("gateway: no mDNS advertisement (%s); devices need the OTA URL by hand", exc)
+                self.mdns = None
+
+    async def stop(self) -> None:
+        sessions = list(self.sessions.values())
+        for part in (self.mdns, self.ota, self.api, self.mqtt):
+            if part is not None:
+                with contextlib.suppress(OSError):
+                    await part.stop()
+        self.mdns = self.ota = self.api = self.mqtt = None
+        with contextlib.suppress(TimeoutError):  # the chat servers get their close frames
+            await asyncio.wait_for(asyncio.gather(*(s.drain() for s in sessions)), _DRAIN_SECONDS)
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
+
+    def _forget(self, session: DeviceSession) -> None:
+        if self.sessions.get(session.client_id) is session:  # a takeover may have put a newer one there
+            del self.sessions[session.client_id]
+
+    def health(self) -> Health:
+        bridged = sum(1 for s in self.sessions.values() if s.bridge is not None)
+        return Health(True, f"{len(self.sessions)} devices, {bridged} in conversation")

@@ -1,0 +1,1 @@
+"""Tests of the local gateway for ESP32 xiaozhi devices (pibuddy.gateway)."""
