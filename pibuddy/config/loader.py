@@ -1,0 +1,167 @@
+"""The whole configuration: the `Config` model, and loading it from YAML plus environment overrides.
+
+`load_config(path)` returns a `Config` or raises `ConfigError` with one line per problem, each naming
+the key path (`upstream.ota_url: not a URL`). Any `section.key` can be overridden from the environment
+as `PIBUDDY_<SECTION>_<KEY>` (for secrets such as `PIBUDDY_HOMEASSISTANT_TOKEN`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from pibuddy.config.audio import AudioConfig
+from pibuddy.config.base import (
+    ENV_PREFIX,
+    SYSTEM_CONFIG_PATH,
+    Section,
+)
+from pibuddy.config.core import BrainConfig, DeviceConfig, GatewayConfig, LoggingConfig, ToolsConfig, UpstreamConfig
+from pibuddy.config.drivers import BleConfig, GpioConfig, HomeAssistantConfig, MiotConfig
+from pibuddy.config.openclaw import OpenClawConfig
+from pibuddy.errors import ConfigError
+
+
+class Config(Section):
+    device: DeviceConfig = DeviceConfig()
+    audio: AudioConfig = AudioConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    tools: ToolsConfig = ToolsConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    miot: MiotConfig = MiotConfig()
+    ble: BleConfig = BleConfig()
+    gpio: GpioConfig = GpioConfig()
+    openclaw: OpenClawConfig = OpenClawConfig()
+    brain: BrainConfig = BrainConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def secrets(self) -> list[str]:
+        """Every secret value in this config, so the log filter can mask them."""
+        found: list[str] = []
+        for section_name in type(self).model_fields:
+            found += _secret_values(getattr(self, section_name))
+        return found
+
+
+def _secret_values(model: BaseModel) -> list[str]:
+    """The secrets of one section, including those in nested entries (miot.devices[].token)."""
+    found: list[str] = []
+    for value in model.__dict__.values():
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if isinstance(item, SecretStr) and item.get_secret_value():
+                found.append(item.get_secret_value())
+            elif isinstance(item, BaseModel):
+                found += _secret_values(item)
+    return found
+
+
+def default_config_path() -> Path:
+    """/etc/pibuddy/config.yaml when installed as a service, else ./config.yaml."""
+    return SYSTEM_CONFIG_PATH if SYSTEM_CONFIG_PATH.exists() else Path("config.yaml")
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge env overrides into, and validate the configuration at `path`.
+
+    `path=None` means no file: defaults plus environment.
+    """
+    data = _read_yaml(path) if path is not None else {}
+    problems = _apply_env_overrides(data, os.environ if environ is None else environ)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems += [_describe(error) for error in exc.errors()]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found (copy config.yaml from the PiBuddy repository)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: {where}invalid YAML ({reason})"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of sections, not {type(data).__name__}"])
+    return data
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Fold `PIBUDDY_<SECTION>_<KEY>` variables into `data`; return problems with unknown names."""
+    problems = []
+    sections = Config.model_fields
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in _NON_CONFIG_ENV:
+            continue
+        section_name, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
+        if section_name not in sections or not key:
+            problems.append(f"{name}: not a PIBUDDY_<SECTION>_<KEY> config variable")
+            continue
+        section_model = sections[section_name].annotation
+        assert section_model is not None
+        if key not in section_model.model_fields:
+            problems.append(f"{name}: {section_name} has no key {key!r}")
+            continue
+        section = data.setdefault(section_name, {})
+        if not isinstance(section, dict):
+            continue  # the file's own error for this section is reported by validation
+        section[key] = value
+    return problems
+
+
+# Variables that steer PiBuddy itself rather than override config keys.
+_NON_CONFIG_ENV: Final = frozenset({"PIBUDDY_CONFIG", "PIBUDDY_NATIVE"})
+
+_FRIENDLY_MESSAGES: Final = {
+    "url_parsing": "not a URL",
+    "url_scheme": "not an http(s) URL",
+    "missing": "required",
+    "int_parsing": "not a whole number",
+    "int_from_float": "not a whole number",
+    "float_parsing": "not a number",
+    "bool_parsing": "not true or false",
+    "string_type": "not a text value",
+    "dict_type": "must be a mapping of keys",
+    "model_type": "must be a mapping of keys",
+    "list_type": "must be a list",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    path = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key{_did_you_mean(error['loc'])}"
+    message = _FRIENDLY_MESSAGES.get(kind, error["msg"])
+    if kind in {"enum", "string_pattern_mismatch", "greater_than_equal", "less_than_equal", "greater_than"}:
+        message = error["msg"][0].lower() + error["msg"][1:]
+    return f"{path}: {message} (got {error['input']!r})" if kind != "missing" else f"{path}: {message}"
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return ""
+        model = field.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(model.model_fields)})"
