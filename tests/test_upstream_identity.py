@@ -18,7 +18,7 @@ from pibuddy.upstream import netinfo
 from pibuddy.upstream.identity import IDENTITY_FILE, Identity, IdentityError, load_identity
 from pibuddy.upstream.settings import UPSTREAM_FILE, UpstreamSettingsStore
 from pibuddy.upstream.sysinfo import application_sha256, build_ota_device
-from pibuddy.xiaozhi.ota import OtaResponse, parse_response
+from pibuddy.xiaozhi.ota_response import OtaResponse, parse_response
 
 ROUTE_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
 ETH0_MAC = "dc:a6:32:00:00:01"

@@ -21,15 +21,8 @@ from pibuddy.upstream.ota_client import (
     fetch_upstream_settings,
 )
 from pibuddy.upstream.settings import UPSTREAM_FILE, UpstreamSettingsStore
-from pibuddy.xiaozhi.ota import (
-    Activation,
-    OtaDevice,
-    OtaFailure,
-    OtaUnavailable,
-    WebsocketSettings,
-    choose_transport,
-    system_info,
-)
+from pibuddy.xiaozhi.ota import OtaDevice, OtaFailure, OtaUnavailable, system_info
+from pibuddy.xiaozhi.ota_response import Activation, WebsocketSettings, choose_transport
 from tests.peers.xiaozhi_server import XiaozhiTestServer
 
 FAST = ActivationTimings(polls=10, pending_delay=0.01, retry_delay=0.01, rounds=3)

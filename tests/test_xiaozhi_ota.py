@@ -10,17 +10,19 @@ from hypothesis import strategies as st
 
 from pibuddy.config import Transport
 from pibuddy.xiaozhi.ota import (
-    MqttSettings,
     NoTransportOffered,
     OtaDevice,
     OtaFailure,
-    OtaResponse,
     OtaUnavailable,
-    WebsocketSettings,
     activate_url,
     activation_hmac,
     build_activate_request,
     build_check_request,
+)
+from pibuddy.xiaozhi.ota_response import (
+    MqttSettings,
+    OtaResponse,
+    WebsocketSettings,
     choose_transport,
     parse_response,
     split_endpoint,

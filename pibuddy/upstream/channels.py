@@ -22,7 +22,7 @@ from pibuddy.upstream.mqtt_link import MqttLink
 from pibuddy.upstream.udp_link import UdpLink
 from pibuddy.upstream.ws_link import WsLink, handshake_headers
 from pibuddy.xiaozhi import AudioTransport, UdpParams, WsProtocolVersion
-from pibuddy.xiaozhi.ota import MqttSettings, WebsocketSettings
+from pibuddy.xiaozhi.ota_response import MqttSettings, WebsocketSettings
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import aiomqtt
 
 from pibuddy.errors import ConnectionLost
 from pibuddy.xiaozhi.errors import LocalProtocolError
-from pibuddy.xiaozhi.ota import MqttSettings
+from pibuddy.xiaozhi.ota_response import MqttSettings
 
 _LOGGER = logging.getLogger(__name__)
 _MAX_PACKET_BYTES: Final = 8192  # the gateway closes the connection for larger packets

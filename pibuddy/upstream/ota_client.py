@@ -27,17 +27,15 @@ from pibuddy.events import ActivationCode, DeviceState, EventBus, Say
 from pibuddy.upstream.settings import UpstreamSettingsStore
 from pibuddy.xiaozhi.ota import (
     MAX_RESPONSE_BYTES,
-    Activation,
     OtaDevice,
     OtaError,
     OtaFailure,
     OtaRequest,
-    OtaResponse,
     OtaUnavailable,
     build_activate_request,
     build_check_request,
-    parse_response,
 )
+from pibuddy.xiaozhi.ota_response import Activation, OtaResponse, parse_response
 
 _LOGGER = logging.getLogger(__name__)
 _DEFAULT_TIMEOUT_SECONDS: Final = 10.0

@@ -23,7 +23,7 @@ from pibuddy.upstream.ota_client import DEFAULT_TIMINGS, ActivationTimings, OtaC
 from pibuddy.upstream.settings import UpstreamSettingsStore
 from pibuddy.upstream.sysinfo import build_ota_device
 from pibuddy.xiaozhi import ListenMode
-from pibuddy.xiaozhi.ota import MqttSettings, OtaResponse, choose_transport
+from pibuddy.xiaozhi.ota_response import MqttSettings, OtaResponse, choose_transport
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any, Final
 
 from pibuddy.statedir import StateDir
-from pibuddy.xiaozhi.ota import OtaResponse, response_from_json
+from pibuddy.xiaozhi.ota_response import OtaResponse, response_from_json
 
 _LOGGER = logging.getLogger(__name__)
 UPSTREAM_FILE: Final = "upstream.json"
