@@ -424,6 +424,28 @@ step_unit() {
     fi
 }
 
+# The gateway relays thousands of small UDP packets a second; the kernel's default receive buffer cap
+# (212 992 bytes on Raspberry Pi OS) holds only ~40 ms of them. Raise the cap so the gateway can ask for 4 MiB.
+SYSCTL_FILE=/etc/sysctl.d/60-pibuddy.conf
+SYSCTL_LINE='net.core.rmem_max = 4194304'
+
+step_sysctl() {
+    say "UDP receive buffer for the gateway ($SYSCTL_FILE)"
+    local target="$ROOT$SYSCTL_FILE"
+    if [[ -f $target && "$(<"$target")" == "$SYSCTL_LINE" ]]; then
+        info "up to date"
+        return
+    fi
+    mkdir -p "$(dirname "$target")"
+    printf '%s\n' "$SYSCTL_LINE" >"$target"
+    chmod 644 "$target"
+    if [[ -z $ROOT ]]; then
+        sysctl -q -p "$target" || info "could not apply it now (container?); it applies at the next boot"
+    fi
+    info "installed"
+    changed
+}
+
 # The service must be able to run the venv's interpreter, and the service user to import PiBuddy from
 # the checkout. These check this host, so they are skipped when installing into a PIBUDDY_ROOT prefix.
 check_service_interpreter() {
@@ -486,6 +508,7 @@ main() {
         step_service_user
         check_service_can_run
         step_service_files
+        step_sysctl
         step_unit
     fi
     next_steps

@@ -222,6 +222,7 @@ def test_service_install_into_a_prefix_and_rerun(tmp_path: Path) -> None:
         exec_start if line.startswith("ExecStart=") else line for line in UNIT_TEMPLATE.read_text().splitlines()
     ]
     assert (root / "etc/systemd/system/multi-user.target.wants/pibuddy.service").is_symlink()
+    assert (root / "etc/sysctl.d/60-pibuddy.conf").read_text() == "net.core.rmem_max = 4194304\n"
     if shutil.which("systemd-analyze"):
         verify = run(["systemd-analyze", "verify", "--man=no", str(root / "etc/systemd/system/pibuddy.service")])
         assert verify.returncode == 0, verify.stderr
