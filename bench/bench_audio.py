@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -34,6 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.peers: speech and the PA daemon
 
+from _results import publish
+
 from pibuddy.audio.capture import _CaptureState
 from pibuddy.audio.opus import OpusDecoder, OpusEncoder
 from pibuddy.audio.vad.webrtc import WebRtcVad
@@ -41,8 +41,6 @@ from pibuddy.audio.wakeword import get_wakeword_engine
 from pibuddy.config import AudioConfig, WakeWordConfig
 from tests.peers.speech import noise, speech
 
-RESULTS: Final = Path(__file__).resolve().parent / "RESULTS.md"
-_RESULTS_HEADER: Final = "# Benchmark results\n\nEach section: date, machine (`uname -m`, CPU model), command.\n"
 _DEVICE_RATE: Final = 48000
 _WARMUP_SECONDS: Final = 6.0
 
@@ -170,19 +168,6 @@ def _per_call(function, inputs: list[bytes], count: int, rounds: int) -> float: 
     return statistics.median(times) * 1e6
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in ("model name", "Model"):
-                cpu = value.strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-
-
 def report(seconds: float) -> list[str]:
     lines = ["Idle listening, file-fed (60 s of room noise, pink noise and non-wake speech), % of one core:", "",
              "| stage | % of a core |", "|---|---:|"]
@@ -208,25 +193,13 @@ def report(seconds: float) -> list[str]:
     return lines
 
 
-def record(lines: list[str]) -> None:
-    header = "" if RESULTS.exists() else _RESULTS_HEADER
-    today = datetime.datetime.now(datetime.UTC).date().isoformat()
-    section = [f"\n## {today}: audio pipeline (bench/bench_audio.py)", "", f"Machine: {machine()}.", "", *lines, ""]
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write(header + "\n".join(section))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="live idle measurement (default 20)")
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     args = parser.parse_args(argv)
     lines = report(args.seconds)
-    print(f"Machine: {machine()}\n")
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
-        print(f"\nrecorded in {RESULTS}")
+    publish("audio pipeline", __file__, lines, record=args.record)
     return 0
 
 

@@ -16,23 +16,19 @@ from __future__ import annotations
 import argparse
 import array
 import ctypes
-import datetime
 import math
-import os
-import platform
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import ModuleType
 from typing import Final
 
+from _results import publish
+
 from pibuddy.xiaozhi import udp_packet
 
-RESULTS: Final = Path(__file__).resolve().parent / "RESULTS.md"
-_RESULTS_HEADER: Final = "# Benchmark results\n\nEach section: date, machine (`uname -m`, CPU model), command.\n"
 _SSRC: Final = 0x12345678
 
 Loop = Callable[[], None]
@@ -152,27 +148,6 @@ def opus_table(frames: int, rounds: int) -> list[str]:
     return lines
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() in ("model name", "Model"):
-                cpu = value.strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}, {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-
-
-def record(lines: list[str]) -> None:
-    header = "" if RESULTS.exists() else _RESULTS_HEADER
-    today = datetime.datetime.now(datetime.UTC).date().isoformat()
-    section = [f"\n## {today}: packet path (bench/packet_path.py)", "", f"Machine: {machine()}.", "", *lines, ""]
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write(header + "\n".join(section))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--packets", type=int, default=20000, help="packets per round (default 20000)")
@@ -185,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"packet_path: the C extension is not built ({exc}); run ./setup.sh", file=sys.stderr)
         return 1
     lines += opus_table(max(args.packets // 100, 50), args.rounds)
-    print(f"Machine: {machine()}\n")
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
-        print(f"\nrecorded in {RESULTS}")
+    publish("packet path", __file__, lines, record=args.record)
     return 0
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers import cache
 from tests.peers import homeassistant as peer
 
 
 def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PIBUDDY_TEST_CACHE", str(tmp_path))
-    assert peer.cache_root() == tmp_path
+    assert cache.cache_root() == tmp_path
     monkeypatch.delenv("PIBUDDY_TEST_CACHE")
-    assert peer.cache_root() == Path.home() / ".cache" / "pibuddy-tests"
+    assert cache.cache_root() == Path.home() / ".cache" / "pibuddy-tests"
 
 
 def test_no_route_to_pypi_means_skip_other_failures_mean_fail() -> None:

@@ -1,4 +1,5 @@
-"""Short local sounds (wake chime, error tone) and spoken prompts through espeak-ng.
+"""Short local sounds (wake chime, error tone) and spoken prompts through espeak-ng; `run_synthesizer` runs
+any text-to-speech program that writes a WAV to stdout (espeak-ng here, piper for the local brain).
 
 Spoken prompts arrive as `Say` events on the bus (the activation code, pairing hints); digits are spelled
 one by one so "493021" is read as "4 9 3 0 2 1", not as a large number.
@@ -13,6 +14,8 @@ import re
 import shutil
 import tempfile
 import wave
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 import numpy as np
@@ -54,22 +57,34 @@ async def espeak(text: str, voice: str = "en") -> tuple[np.ndarray, int]:
     if binary is None:
         raise AudioError("espeak-ng is not installed (apt install espeak-ng)")
     with tempfile.TemporaryDirectory(prefix="pibuddy-espeak-") as home:  # it probes libpulse under $HOME
-        process = await asyncio.create_subprocess_exec(
-            binary, "-v", voice, "--stdout", text, env={"HOME": home},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL)
-        try:
-            wav, err = await asyncio.wait_for(process.communicate(), _ESPEAK_TIMEOUT_SECONDS)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise AudioError("espeak-ng took too long") from None
+        return await run_synthesizer([binary, "-v", voice, "--stdout", text], env={"HOME": home},
+                                     max_seconds=_ESPEAK_TIMEOUT_SECONDS)
+
+
+async def run_synthesizer(command: Sequence[str], *, stdin: bytes | None = None, env: dict[str, str] | None = None,
+                          max_seconds: float) -> tuple[np.ndarray, int]:
+    """Run a text-to-speech program that writes one WAV to stdout: (int16 samples, rate).
+
+    `stdin` is fed to it (None: no input). Raises AudioError naming the program when it fails, runs past
+    `max_seconds` (it is killed) or writes no readable WAV.
+    """
+    name = Path(command[0]).name
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE)
+    try:
+        wav, err = await asyncio.wait_for(process.communicate(stdin), max_seconds)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AudioError(f"{name} took too long") from None
     if process.returncode != 0:
-        raise AudioError(f"espeak-ng failed: {err.decode(errors='replace').strip()[:200]}")
+        raise AudioError(f"{name} failed: {err.decode(errors='replace').strip()[-200:]}")
     try:
         with wave.open(io.BytesIO(wav)) as reader:
             return np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16), reader.getframerate()
     except (wave.Error, EOFError) as exc:
-        raise AudioError(f"espeak-ng produced no usable WAV: {exc}") from None
+        raise AudioError(f"{name} produced no usable WAV: {exc}") from None
 
 
 class Prompts:

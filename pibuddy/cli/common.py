@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pibuddy.config import Config, default_config_path, load_config
 from pibuddy.errors import ConfigError
@@ -31,3 +33,19 @@ def load_or_exit(args: argparse.Namespace) -> Config:
         raise SystemExit(EXIT_CONFIG_ERROR) from None
     setup_logging(args.log_level or config.logging.level.value, config.secrets())
     return config
+
+
+def json_object_arg(text: str, what: str, *, example: str = "") -> dict[str, Any] | None:
+    """The command-line argument `text` as a JSON object, or None after printing why it is not one.
+
+    `what` names it in the message ("the params"); `example` follows "must be a JSON object" (", e.g. ...").
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"pibuddy: {what} are not valid JSON ({exc})", file=sys.stderr)
+        return None
+    if not isinstance(value, dict):
+        print(f"pibuddy: {what} must be a JSON object{example}", file=sys.stderr)
+        return None
+    return value

@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from pibuddy.cli.common import load_or_exit
+from pibuddy.cli.common import json_object_arg, load_or_exit
 from pibuddy.config import Config
 
 NAME = "openclaw"
@@ -31,13 +31,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         print(status_text(config))
         return 0
-    try:
-        params = json.loads(args.params)
-    except json.JSONDecodeError as exc:
-        print(f"pibuddy: the params are not valid JSON ({exc})", file=sys.stderr)
-        return 1
-    if not isinstance(params, dict):
-        print("pibuddy: the params must be a JSON object", file=sys.stderr)
+    params = json_object_arg(args.params, "the params")
+    if params is None:
         return 1
     return asyncio.run(_invoke_self(config, args.command, params, args.timeout))
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pibuddy.cli.common import load_or_exit
+from pibuddy.cli.common import json_object_arg, load_or_exit
 
 if TYPE_CHECKING:
     from pibuddy.tools.registry import Tool
@@ -37,13 +37,8 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(format_table(registry.list(with_user_tools=args.all)))
         return 0
-    try:
-        arguments = json.loads(args.arguments)
-    except json.JSONDecodeError as exc:
-        print(f"pibuddy: the arguments are not valid JSON ({exc})", file=sys.stderr)
-        return 1
-    if not isinstance(arguments, dict):
-        print("pibuddy: the arguments must be a JSON object, e.g. '{\"volume\": 40}'", file=sys.stderr)
+    arguments = json_object_arg(args.arguments, "the arguments", example=", e.g. '{\"volume\": 40}'")
+    if arguments is None:
         return 1
     result = asyncio.run(registry.call(args.name, arguments))
     if result.is_error:

@@ -12,6 +12,10 @@ first hit wins:
 Equally good candidates raise `Ambiguous` listing them, so the LLM can ask; nothing close raises
 `NotFound` with the closest names. Kinds are MIoT device types (`light`, `fan`, `air-conditioner` ...),
 which map one-to-one onto most Home Assistant domains.
+
+A driver with its own index and targets (Home Assistant) builds its resolver from the public helpers:
+`normalize`, `lookup_kind`, `strip_all`, `remove_phrase`, `match_words`, `rank_by_similarity`, `closest`,
+`suggestion` and `shortlist`.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
 from pibuddy.errors import DriverError, NotFound
 
 T = TypeVar("T")
+X = TypeVar("X")
+K = TypeVar("K")
 
 _FILLER_WORDS: Final = frozenset({"the", "a", "an", "my", "our", "in", "on", "of", "at", "please", "room's"})
 _ALL_WORDS: Final = frozenset({"all", "every", "each", "所有", "全部"})
@@ -74,9 +80,7 @@ class Ambiguous(DriverError):
 
     def __init__(self, phrase: str, candidates: Iterable[Named[T]]) -> None:
         self.candidates = tuple(candidates)
-        shown = ", ".join(c.describe() for c in self.candidates[:_MAX_LISTED])
-        more = len(self.candidates) - _MAX_LISTED
-        super().__init__(f'"{phrase}" could mean {shown}{f" and {more} more" if more > 0 else ""}. Which one?')
+        super().__init__(f'"{phrase}" could mean {shortlist([c.describe() for c in self.candidates])}. Which one?')
 
 
 def normalize(text: str) -> str:
@@ -88,8 +92,12 @@ def normalize(text: str) -> str:
 
 def kind_of(text: str) -> str | None:
     """The kind a word names: `lights` -> light, `窗帘` -> curtain; None if it is no kind."""
-    text = normalize(text)
-    return _KINDS.get(text) or _KINDS.get(" ".join(_singular(w) for w in text.split()))
+    return lookup_kind(_KINDS, normalize(text))
+
+
+def lookup_kind(table: Mapping[str, K], text: str) -> K | None:
+    """`table`'s entry for normalized `text`, or for its singular (`ceiling lights` -> `ceiling light`)."""
+    return table.get(text) or table.get(" ".join(_singular(w) for w in text.split()))
 
 
 def resolve(phrase: str, pool: Sequence[Named[T]], *, what: str = "devices") -> list[T]:
@@ -97,7 +105,7 @@ def resolve(phrase: str, pool: Sequence[Named[T]], *, what: str = "devices") -> 
     text = normalize(phrase)
     if not text:
         raise NotFound("Say which one you mean.")
-    wants_all, text = _strip_all(text)
+    wants_all, text = strip_all(text)
     exact = [n for n in pool if any(normalize(name) == text for name in n.names)]
     if exact:
         return _one(phrase, exact)
@@ -139,7 +147,8 @@ def find_named(phrase: str, things: Iterable[N]) -> list[N]:
         return []
 
 
-def _strip_all(text: str) -> tuple[bool, str]:
+def strip_all(text: str) -> tuple[bool, str]:
+    """(whether "all"/"所有" was said, the normalized `text` without it)."""
     stripped = " ".join(w for w in text.split() if w not in _ALL_WORDS)
     for word in _ALL_WORDS:
         if _is_cjk(word):
@@ -153,7 +162,7 @@ def _find_room(pool: Sequence[Named[T]], text: str) -> tuple[str, str] | None:
     best: tuple[str, str] | None = None
     for room in {n.room for n in pool if n.room}:
         key = normalize(room)
-        rest = _remove(text, key)
+        rest = remove_phrase(text, key)
         if key and rest is not None and (best is None or len(key) > len(normalize(best[0]))):
             best = (room, rest)
     return best
@@ -167,16 +176,17 @@ def _in_room(phrase: str, pool: Sequence[Named[T]], room: str, rest: str, *, wha
     if kind is not None:
         of_kind = [n for n in in_room if n.kind == kind]
         if not of_kind:
-            raise NotFound(f"There is no {rest} in {room}{_suggestion([n.describe() for n in in_room])}")
+            raise NotFound(f"There is no {rest} in {room}{suggestion([n.describe() for n in in_room])}")
         return [n.item for n in of_kind]
     room_key = normalize(room)
-    named = [n for n in in_room if rest in {_remove(normalize(name), room_key) or normalize(name) for name in n.names}]
+    named = [n for n in in_room
+             if rest in {remove_phrase(normalize(name), room_key) or normalize(name) for name in n.names}]
     if named:
         return _one(phrase, named)
     return _by_words(phrase, rest, in_room, what=what)
 
 
-def _remove(text: str, key: str) -> str | None:
+def remove_phrase(text: str, key: str) -> str | None:
     """`text` without `key` (whole words for Latin script, substring for CJK); None if absent."""
     if _is_cjk(key):
         if key not in text:
@@ -190,18 +200,41 @@ def _remove(text: str, key: str) -> str | None:
 
 
 def _by_words(phrase: str, text: str, pool: Sequence[Named[T]], *, what: str) -> list[T]:
-    containing = [n for n in pool if any(_contains(normalize(name), text) for name in n.names)]
+    found, ranked = match_words(text, pool, lambda n: n.names)
+    if found:
+        return _one(phrase, found)
+    raise NotFound(f'I could not find "{phrase}" among the {what}{suggestion(closest(ranked, Named.describe))}')
+
+
+def match_words(text: str, pool: Sequence[X], names_of: Callable[[X], Iterable[str]]
+                ) -> tuple[list[X], list[tuple[float, X]]]:
+    """Steps 4 and 5 over any pool, for normalized `text`: (found, ranked).
+
+    `found` holds the things with every word of `text` in a name; failing those, the fuzzy winner when it
+    leads the runner-up by the margin, or every thing close enough when none does (the caller calls that
+    ambiguous); else it is empty. `ranked` is the pool ranked by similarity (empty when words matched),
+    for `closest`.
+    """
+    containing = [x for x in pool if any(_contains(normalize(name), text) for name in names_of(x))]
     if containing:
-        return _one(phrase, containing)
-    scored = sorted(((max(_similarity(text, normalize(name)) for name in n.names), n) for n in pool),
-                    key=lambda pair: pair[0], reverse=True)
-    good = [(score, n) for score, n in scored if score >= _FUZZY_ACCEPT]
-    if good and (len(good) == 1 or good[0][0] - good[1][0] >= _FUZZY_MARGIN):
-        return [good[0][1].item]
-    if good:
-        raise Ambiguous(phrase, [n for _, n in good])
-    close = [n.describe() for score, n in scored[:3] if score >= _FUZZY_SUGGEST]
-    raise NotFound(f'I could not find "{phrase}" among the {what}{_suggestion(close)}')
+        return containing, []
+    ranked = rank_by_similarity(text, pool, names_of)
+    good = [x for score, x in ranked if score >= _FUZZY_ACCEPT]
+    if len(good) > 1 and ranked[0][0] - ranked[1][0] >= _FUZZY_MARGIN:
+        return good[:1], ranked
+    return good, ranked
+
+
+def rank_by_similarity(text: str, pool: Iterable[X], names_of: Callable[[X], Iterable[str]]
+                       ) -> list[tuple[float, X]]:
+    """(best similarity of any of its names to normalized `text`, thing), best first; ties keep pool order."""
+    scored = ((max(_similarity(text, normalize(name)) for name in names_of(x)), x) for x in pool)
+    return sorted(scored, key=lambda pair: pair[0], reverse=True)
+
+
+def closest(ranked: Sequence[tuple[float, X]], describe: Callable[[X], str]) -> list[str]:
+    """The descriptions of up to three ranked things close enough to suggest."""
+    return [describe(x) for score, x in ranked[:3] if score >= _FUZZY_SUGGEST]
 
 
 def _contains(name: str, text: str) -> bool:
@@ -222,6 +255,7 @@ def _one(phrase: str, found: Sequence[Named[T]]) -> list[T]:
 
 
 def _singular(word: str) -> str:
+    """`lights` -> `light`, `switches` -> `switch`, `batteries` -> `battery`; `glass` stays."""
     if len(word) > 3 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith(("ches", "shes", "sses")):
@@ -231,8 +265,15 @@ def _singular(word: str) -> str:
     return word
 
 
-def _suggestion(names: list[str]) -> str:
+def suggestion(names: Sequence[str]) -> str:
+    """The end of a not-found sentence: `. Close matches: a, b.` or just `.`."""
     return f". Close matches: {', '.join(names)}." if names else "."
+
+
+def shortlist(descriptions: Sequence[str]) -> str:
+    """`a, b, c` or, past the first eight, `a, ..., h and 3 more`."""
+    more = len(descriptions) - _MAX_LISTED
+    return ", ".join(descriptions[:_MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
 def _is_cjk(text: str) -> bool:

@@ -1,8 +1,8 @@
 """A real Home Assistant for the test suite, on 127.0.0.1, in its own cached venv.
 
 `ensure_installed()` builds the HA venv once per version under
-`${PIBUDDY_TEST_CACHE:-~/.cache/pibuddy-tests}/homeassistant-<version>/` (a lock file keeps two test
-processes from building it at once; the venv is renamed into place only when complete).
+`${PIBUDDY_TEST_CACHE:-~/.cache/pibuddy-tests}/homeassistant-<version>/` (see `tests.peers.cache`: a lock
+file keeps two test processes from building it at once; a marker file says the build is complete).
 `HomeAssistantPeer` writes a YAML config with test entities, starts `hass` as a child process on a free
 port, obtains a long-lived token through onboarding, names areas and entities through the registries,
 and stops the process again. `stop()`/`start()` restart it on the same port and config, for
@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +24,7 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,6 +32,9 @@ from typing import Any, Final
 import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
+
+from tests.peers.cache import InstallImpossible, Progress, cached_install, run_step
+from tests.peers.processes import stop_group
 
 HA_VERSION: Final = "2024.3.3"
 # What HA would otherwise pip-install at startup, plus the reference's fixes (josepy<2 for acme,
@@ -53,53 +53,18 @@ _EXTRA_REQUIREMENTS: Final = (
     "mutagen==1.47.0",
     "numpy==1.26.0",
 )
-_NO_NETWORK_MARKERS: Final = (
-    "NewConnectionError",
-    "Network is unreachable",
-    "Temporary failure in name resolution",
-    "No matching distribution found",
-    "Could not find a version that satisfies",
-)
 _START_TIMEOUT_SECONDS: Final = 120.0
 _STOP_TIMEOUT_SECONDS: Final = 30.0
 _CLIENT_ID_PATH: Final = "/"
 _PR_SET_PDEATHSIG: Final = 1
 _OWNER = {"name": "Test Owner", "username": "owner", "password": "pibuddy-test-password", "language": "en"}
 
-Progress = Callable[[str], None]
-
-
-class InstallImpossible(RuntimeError):
-    """The HA venv cannot be built here (no route to PyPI): tests skip rather than fail."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("PIBUDDY_TEST_CACHE") or Path.home() / ".cache" / "pibuddy-tests").expanduser()
-
 
 def ensure_installed(version: str = HA_VERSION, *, progress: Progress = print) -> Path:
-    """The Python of a complete HA venv for `version`, building it first if needed.
-
-    The venv is built where it stays (venv scripts hard-code their path) and counts as complete only once
-    the marker file is written, so an interrupted build is redone rather than used.
-    """
-    root = cache_root()
-    venv = root / f"homeassistant-{version}"
-    python = venv / "bin" / "python"
-    marker = venv / ".pibuddy-complete"
-    if marker.exists():
-        return python
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"homeassistant-{version}.lock", "w") as lock:
-        progress(f"waiting for the Home Assistant {version} build lock in {root}")
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():  # another process built it while we waited
-            return python
-        shutil.rmtree(venv, ignore_errors=True)
-        _build(version, venv, progress)
-        marker.write_text(f"homeassistant {version}\n")
-    progress(f"Home Assistant {version} is installed in {venv}")
-    return python
+    """The Python of a complete HA venv for `version`, building it first if needed."""
+    venv = cached_install("homeassistant", version, lambda target: _build(version, target, progress),
+                          label="Home Assistant", progress=progress)
+    return venv / "bin" / "python"
 
 
 def _build(version: str, venv: Path, progress: Progress) -> None:
@@ -119,19 +84,8 @@ def _build(version: str, venv: Path, progress: Progress) -> None:
 
 
 def _run(command: list[str], progress: Progress) -> None:
-    """Run an install step, streaming pip's interesting lines; classify failures."""
-    tail: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail = [*tail[-40:], line.rstrip()]
-            if line.startswith(("Collecting", "Successfully", "Installing", "ERROR")):
-                progress("  " + line.rstrip()[:150])
-    if proc.returncode != 0:
-        text = "\n".join(tail)
-        if any(marker in text for marker in _NO_NETWORK_MARKERS):
-            raise InstallImpossible(f"cannot install Home Assistant (no route to PyPI?):\n{text}")
-        raise RuntimeError(f"{' '.join(command[:4])} failed with exit code {proc.returncode}:\n{text}")
+    """One pip step; no route to PyPI raises `InstallImpossible` (skip), anything else fails."""
+    run_step(command, progress, what="Home Assistant", sources="PyPI")
 
 
 def free_port() -> int:
@@ -337,13 +291,8 @@ class HomeAssistantPeer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(_STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc is not None:
+            stop_group(proc, _STOP_TIMEOUT_SECONDS)
         if self._log is not None:
             self._log.close()
             self._log = None

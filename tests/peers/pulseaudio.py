@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.processes import stop_process
+
 _START_TIMEOUT_SECONDS = 10.0
 _STOP_TIMEOUT_SECONDS = 5.0
 
@@ -97,13 +99,7 @@ async def pulseaudio_server(sink: str = "test_sink", *, mic: bool = False) -> As
                 await server.pactl("set-default-sink", sink)
             yield server
         finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), _STOP_TIMEOUT_SECONDS)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+            await stop_process(process, _STOP_TIMEOUT_SECONDS)
 
 
 async def _wait_ready(server: PulseServer, process: asyncio.subprocess.Process) -> None:

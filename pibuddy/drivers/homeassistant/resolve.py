@@ -10,30 +10,32 @@ Order, first hit wins:
 5. the words of the phrase inside one entity's name ("lamp" -> "Floor Lamp");
 6. fuzzy similarity.
 Several equally good candidates raise `Ambiguous` listing them, so the LLM can ask which one; nothing
-close raises `NotFound` with the closest names.
+close raises `NotFound` with the closest names. The matching itself (normalizing, "all", CJK, plurals,
+fuzzy thresholds) is `pibuddy.drivers.names`'s, shared with the other drivers; what is Home Assistant's own
+lives here: entity ids, areas and their aliases, domains as kinds, area targets.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from pibuddy.drivers.homeassistant.index import Area, Entity, Index
+from pibuddy.drivers.names import (
+    closest,
+    lookup_kind,
+    match_words,
+    normalize,
+    rank_by_similarity,
+    remove_phrase,
+    shortlist,
+    strip_all,
+    suggestion,
+)
 from pibuddy.errors import DriverError, NotFound
-
-_FILLER_WORDS: Final = frozenset({"the", "a", "an", "my", "our", "in", "on", "of", "at", "please", "room's"})
-_ALL_WORDS: Final = frozenset({"all", "every", "each", "所有", "全部", "所有的", "全部的"})
-_ALL_CHINESE: Final = ("所有", "全部")
-# Chinese locatives and particles between an area and a kind: 卧室[里(面)][的]灯
-_CHINESE_LINKS: Final = re.compile(r"^(里面|里边|里|内|中)?的?")
-_FUZZY_ACCEPT: Final = 0.8
-_FUZZY_MARGIN: Final = 0.1
-_FUZZY_SUGGEST: Final = 0.45
-_MAX_CANDIDATES: Final = 8
 
 # Kinds of device people name, in English and Chinese -> (domain, sensor device_class or None).
 _KIND_WORDS: Final[dict[tuple[str, str | None], tuple[str, ...]]] = {
@@ -77,23 +79,14 @@ class Ambiguous(DriverError):
 
     def __init__(self, phrase: str, candidates: Iterable[Entity], index: Index) -> None:
         self.candidates = tuple(candidates)
-        shown = ", ".join(describe(e, index) for e in self.candidates[:_MAX_CANDIDATES])
-        more = len(self.candidates) - _MAX_CANDIDATES
-        extra = f" and {more} more" if more > 0 else ""
-        super().__init__(f'"{phrase}" could mean several devices: {shown}{extra}. Which one?')
+        shown = shortlist([describe(e, index) for e in self.candidates])
+        super().__init__(f'"{phrase}" could mean several devices: {shown}. Which one?')
 
 
 def describe(entity: Entity, index: Index) -> str:
     """`Floor Lamp (Living Room)` — the name a person knows, with its area when it has one."""
     area = index.area(entity.area_id)
     return f"{entity.name} ({area.name})" if area else entity.name
-
-
-def normalize(text: str) -> str:
-    """Case-folded words without punctuation and filler words; 的 dropped. `The Lights!` -> `lights`."""
-    text = unicodedata.normalize("NFKC", text).casefold().replace("的", " ")
-    words = re.sub(r"[^\w\s']", " ", text).split()
-    return " ".join(w for w in words if w not in _FILLER_WORDS)
 
 
 def resolve(index: Index, phrase: str, *, domains: Collection[str] | None = None) -> Target:
@@ -107,7 +100,7 @@ def resolve(index: Index, phrase: str, *, domains: Collection[str] | None = None
         raise NotFound("Say which device you mean.")
     if re.fullmatch(r"[a-z_]+\.[a-z0-9_]+", phrase.strip()):
         return _by_entity_id(index, phrase.strip(), pool)
-    wants_all, text = _strip_all(text)
+    wants_all, text = strip_all(text)
     exact = [e for e in pool if any(normalize(name) == text for name in e.names)]
     if exact:
         return _one_or_ambiguous(phrase, exact, index)
@@ -129,17 +122,7 @@ def _by_entity_id(index: Index, entity_id: str, pool: list[Entity]) -> Target:
         if entity.entity_id == entity_id:
             return Target((entity,))
     close = difflib.get_close_matches(entity_id, [e.entity_id for e in pool], n=3, cutoff=0.6)
-    raise NotFound(f"There is no {entity_id} in Home Assistant{_suggestion(close)}")
-
-
-def _strip_all(text: str) -> tuple[bool, str]:
-    words = text.split()
-    kept = [w for w in words if w not in _ALL_WORDS]
-    stripped = " ".join(kept)
-    for word in _ALL_CHINESE:
-        stripped = stripped.replace(word, "")
-    stripped = stripped.strip()
-    return stripped != text, stripped
+    raise NotFound(f"There is no {entity_id} in Home Assistant{suggestion(close)}")
 
 
 def _find_area(index: Index, text: str) -> tuple[Area, str] | None:
@@ -148,23 +131,10 @@ def _find_area(index: Index, text: str) -> tuple[Area, str] | None:
     for area in index.areas:
         for name in area.names:
             key = normalize(name)
-            rest = _remove(text, key)
+            rest = remove_phrase(text, key)
             if key and rest is not None and (best is None or len(key) > best[0]):
                 best = (len(key), area, rest)
     return (best[1], best[2]) if best else None
-
-
-def _remove(text: str, key: str) -> str | None:
-    """`text` without `key` (whole words for Latin script, substring for CJK); None if absent."""
-    if _is_cjk(key):
-        if key not in text:
-            return None
-        before, _, after = text.partition(key)
-        return " ".join(f"{before} {_CHINESE_LINKS.sub('', after.strip())}".split())
-    padded = f" {text} "
-    if f" {key} " not in padded:
-        return None
-    return " ".join(padded.replace(f" {key} ", " ", 1).split())
 
 
 def _in_area(index: Index, phrase: str, pool: list[Entity], area: Area, rest: str) -> Target:
@@ -180,7 +150,7 @@ def _in_area(index: Index, phrase: str, pool: list[Entity], area: Area, rest: st
     if kind is not None:
         of_kind = [e for e in in_area if _is_kind(index, e, kind)]
         if not of_kind:
-            raise NotFound(f"There is no {rest} in {area.name}{_suggestion([describe(e, index) for e in in_area])}")
+            raise NotFound(f"There is no {rest} in {area.name}{suggestion([describe(e, index) for e in in_area])}")
         return _area_target(area, of_kind)
     area_keys = [normalize(n) for n in area.names]
     named = [e for e in in_area if rest in {_without_area(normalize(n), area_keys) for n in e.names}]
@@ -199,7 +169,7 @@ def _area_target(area: Area, entities: list[Entity]) -> Target:
 def _without_area(name: str, area_keys: list[str]) -> str:
     """`living room light` in area `living room` -> `light` (the generic name people use inside a room)."""
     for key in area_keys:
-        rest = _remove(name, key)
+        rest = remove_phrase(name, key)
         if rest:
             return rest
     return name
@@ -212,10 +182,7 @@ def kind_domain(text: str) -> str | None:
 
 
 def _kind(text: str) -> tuple[str, str | None] | None:
-    if text in _KINDS:
-        return _KINDS[text]
-    singular = " ".join(_singular(w) for w in text.split())
-    return _KINDS.get(singular)
+    return lookup_kind(_KINDS, text)
 
 
 def _is_kind(index: Index, entity: Entity, kind: tuple[str, str | None]) -> bool:
@@ -229,55 +196,24 @@ def _is_kind(index: Index, entity: Entity, kind: tuple[str, str | None]) -> bool
     return any(_kind(_without_area(normalize(name), area_keys)) == kind for name in entity.names)
 
 
-def _singular(word: str) -> str:
-    if len(word) > 3 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith(("ches", "shes", "sses")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
 def _by_words(index: Index, phrase: str, text: str, pool: list[Entity]) -> Target:
     """Steps 5 and 6: the phrase's words inside a name, then fuzzy similarity."""
-    containing = [e for e in pool if any(_contains(normalize(n), text) for n in e.names)]
-    if containing:
-        return _one_or_ambiguous(phrase, containing, index)
-    scored = sorted(((max(_similarity(text, normalize(n)) for n in e.names), e) for e in pool),
-                    key=lambda pair: pair[0], reverse=True)
-    good = [(score, e) for score, e in scored if score >= _FUZZY_ACCEPT]
-    if good and (len(good) == 1 or good[0][0] - good[1][0] >= _FUZZY_MARGIN):
-        return Target((good[0][1],))
-    if good:
-        raise Ambiguous(phrase, [e for _, e in good], index)
-    if not any(score >= _FUZZY_SUGGEST for score, _ in scored):  # suggest from everything, not just the pool
-        scored = sorted(((max(_similarity(text, normalize(n)) for n in e.names), e) for e in index.entities),
-                        key=lambda pair: pair[0], reverse=True)
-    close = [describe(e, index) for score, e in scored[:3] if score >= _FUZZY_SUGGEST]
-    raise NotFound(f'I could not find "{phrase}" in Home Assistant{_suggestion(close)}')
+    found, ranked = match_words(text, pool, _names)
+    if found:
+        return _one_or_ambiguous(phrase, found, index)
+    def described(entity: Entity) -> str:
+        return describe(entity, index)
+
+    close = (closest(ranked, described)  # else suggest from everything, not just the pool
+             or closest(rank_by_similarity(text, index.entities, _names), described))
+    raise NotFound(f'I could not find "{phrase}" in Home Assistant{suggestion(close)}')
 
 
-def _contains(name: str, text: str) -> bool:
-    if _is_cjk(text):
-        return text in name
-    words = {_singular(w) for w in name.split()}
-    return all(_singular(w) in words for w in text.split())
-
-
-def _similarity(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a, b).ratio()
+def _names(entity: Entity) -> tuple[str, ...]:
+    return entity.names
 
 
 def _one_or_ambiguous(phrase: str, found: list[Entity], index: Index) -> Target:
     if len(found) == 1:
         return Target((found[0],))
     raise Ambiguous(phrase, found, index)
-
-
-def _suggestion(names: list[str]) -> str:
-    return f". Close matches: {', '.join(names)}." if names else "."
-
-
-def _is_cjk(text: str) -> bool:
-    return any("\u3400" <= ch <= "\u9fff" for ch in text)

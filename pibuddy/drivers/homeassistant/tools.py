@@ -15,9 +15,10 @@ from typing import Any, Final
 from pibuddy.drivers.homeassistant.actions import ACTIONS, Call, plan_calls
 from pibuddy.drivers.homeassistant.client import RestClient
 from pibuddy.drivers.homeassistant.index import Area, Entity, Index
-from pibuddy.drivers.homeassistant.resolve import Target, describe, kind_domain, normalize, resolve
+from pibuddy.drivers.homeassistant.resolve import Target, describe, kind_domain, resolve
 from pibuddy.drivers.homeassistant.service import HomeAssistantService
 from pibuddy.drivers.homeassistant.speech import state_sentence
+from pibuddy.drivers.names import normalize
 from pibuddy.errors import NotFound
 from pibuddy.tools.registry import Tool, ToolResult
 
