@@ -29,7 +29,7 @@ LAMP_TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeMiCloud]:
     cloud = FakeMiCloud(devices=[
-        CloudDevice("4294967298", "Desk lamp", "pibuddy.light.lamp1", LAMP_URN, "Study", LAMP_TOKEN, "192.168.1.20"),
+        CloudDevice("4294967298", "Desk lamp", "pibuddy.light.lamp1", LAMP_URN, "Study", LAMP_TOKEN, "198.51.100.20"),
         CloudDevice("blt.3.1abcd", "Hall switch", "pibuddy.switch.switch1", SWITCH_URN, "Hall", parent="hub-1"),
         CloudDevice("77", "Garage fan", "pibuddy.fan.fan1", "urn:x", None, online=False)])
     await cloud.start()
@@ -60,7 +60,7 @@ async def test_password_login_lists_devices_with_rooms_and_tokens(fake: FakeMiCl
         await cloud.close()
     lamp, switch, fan = devices
     assert (lamp.name, lamp.did, lamp.room, lamp.ip, lamp.urn, lamp.online) == (
-        "Desk lamp", "4294967298", "Study", "192.168.1.20", LAMP_URN, True)
+        "Desk lamp", "4294967298", "Study", "198.51.100.20", LAMP_URN, True)
     assert lamp.token is not None
     assert lamp.token.raw.hex() == LAMP_TOKEN
     assert (switch.token, switch.parent_did, switch.room) == (None, "hub-1", "Hall")

@@ -58,7 +58,7 @@ FIRMWARE_FORMS = [
     '{"type":"hello","version":3,"transport":"udp","features":{"mcp":true},'
     '"audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}',
     '{"type":"hello","version":3,"session_id":"839f3bb9-7486-4917-a0d3-8f45d21750ca","transport":"udp",'
-    '"udp":{"server":"192.168.1.2","port":8884,"encryption":"aes-128-ctr",'
+    '"udp":{"server":"198.51.100.2","port":8884,"encryption":"aes-128-ctr",'
     '"key":"00112233445566778899aabbccddeeff","nonce":"01000000deadbeef0000000000000000"},'
     '"audio_params":{"format":"opus","sample_rate":24000,"channels":1,"frame_duration":60}}',
     '{"type":"stt","text":"今天天气怎么样"}',

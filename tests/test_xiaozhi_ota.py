@@ -42,8 +42,8 @@ MANAGER_API_ANSWER = (
     '{"server_time":{"timestamp":1757567894012,"timeZone":"Asia/Shanghai","timezone_offset":480},'
     '"activation":{"code":"460609","message":"http://xiaozhi.server.com\\n460609","challenge":"11:22:33:44:55:66"},'
     '"firmware":{"version":"1.0.1","url":"http://x/NOT_ACTIVATED_FIRMWARE_THIS_IS_A_INVALID_URL"},'
-    '"websocket":{"url":"ws://192.168.4.23:8000/xiaozhi/v1/","token":""},'
-    '"mqtt":{"endpoint":"192.168.0.7:1883","client_id":"GID_default@@@11_22_33_44_55_66@@@11_22_33_44_55_66",'
+    '"websocket":{"url":"ws://198.51.100.23:8000/xiaozhi/v1/","token":""},'
+    '"mqtt":{"endpoint":"198.51.100.7:1883","client_id":"GID_default@@@11_22_33_44_55_66@@@11_22_33_44_55_66",'
     '"username":"eyJpcCI6IjA6MDowOjA6MDowOjA6MSJ9","password":"Y8XP9xPE8=","publish_topic":"device-server",'
     '"subscribe_topic":"devices/p2p/11_22_33_44_55_66"}}'
 )
@@ -60,7 +60,7 @@ def device(**overrides: object) -> OtaDevice:
         "elf_sha256": ELF,
         "chip_model_name": "bcm2712",
         "language": "en-US",
-        "ip": "192.168.1.20",
+        "ip": "198.51.100.20",
     }
     fields.update(overrides)
     return OtaDevice(**fields)  # type: ignore[arg-type]
@@ -107,7 +107,7 @@ def test_body_has_the_firmwares_keys_in_order_with_pi_values() -> None:
     assert list(data["board"].items()) == [
         ("type", "pibuddy"),
         ("name", "Raspberry Pi 5 Model B Rev 1.0"),
-        ("ip", "192.168.1.20"),
+        ("ip", "198.51.100.20"),
         ("mac", "dc:a6:32:01:02:03"),
     ]
 
@@ -174,14 +174,14 @@ def test_manager_api_answer_parses_completely() -> None:
     response = parse_response(MANAGER_API_ANSWER.encode())
     assert response.problems == ()
     assert response.mqtt is not None
-    assert (response.mqtt.host, response.mqtt.port, response.mqtt.tls) == ("192.168.0.7", 1883, False)
+    assert (response.mqtt.host, response.mqtt.port, response.mqtt.tls) == ("198.51.100.7", 1883, False)
     assert response.mqtt.client_id == "GID_default@@@11_22_33_44_55_66@@@11_22_33_44_55_66"
     assert response.mqtt.username == "eyJpcCI6IjA6MDowOjA6MDowOjA6MSJ9"
     assert response.mqtt.password == "Y8XP9xPE8="
     assert response.mqtt.publish_topic == "device-server"
     assert response.mqtt.subscribe_topic == "devices/p2p/11_22_33_44_55_66"
     assert response.mqtt.keepalive == 240
-    assert response.websocket == WebsocketSettings("ws://192.168.4.23:8000/xiaozhi/v1/", "", None, {})
+    assert response.websocket == WebsocketSettings("ws://198.51.100.23:8000/xiaozhi/v1/", "", None, {})
     assert response.server_time is not None
     assert (response.server_time.timestamp_ms, response.server_time.timezone_offset_minutes) == (1757567894012, 480)
     assert response.firmware is not None
@@ -221,7 +221,7 @@ def test_mqtt_keeps_every_string_and_int_member_and_hides_the_password() -> None
     [
         ("broker", ("broker", 8883)),
         ("broker:1883", ("broker", 1883)),
-        ("10.0.0.1:8883", ("10.0.0.1", 8883)),
+        ("203.0.113.1:8883", ("203.0.113.1", 8883)),
         ("[::1]:1883", ("::1", 1883)),
         ("[fe80::1]", ("fe80::1", 8883)),
     ],

@@ -222,7 +222,7 @@ class TestUdpParams:
     NONCE_HEX = "01000000deadbeef0000000000000000"
 
     def udp(self, **changes: object) -> dict[str, object]:
-        return {"server": "192.168.1.2", "port": 8884, "encryption": "aes-128-ctr", "key": self.KEY_HEX,
+        return {"server": "198.51.100.2", "port": 8884, "encryption": "aes-128-ctr", "key": self.KEY_HEX,
                 "nonce": self.NONCE_HEX} | changes
 
     def test_parses_like_the_firmware(self) -> None:

@@ -37,11 +37,11 @@ def test_reference_vectors() -> None:
 
 
 def test_valid_three_part_client_gets_its_identity_with_the_peer_ip() -> None:
-    identity = validate_client(CLIENT_ID, USERNAME, PASSWORD, "::ffff:10.0.0.7", key=KEY, allow_two_part=False)
+    identity = validate_client(CLIENT_ID, USERNAME, PASSWORD, "::ffff:203.0.113.7", key=KEY, allow_two_part=False)
     assert identity.mac == "11:22:33:44:55:66"
     assert identity.uuid == "36c98363-3656-43cb-a00f-8bced2391a90"
     assert identity.group == "GID_test"
-    assert identity.user_data == {"ip": "10.0.0.7"}  # the TCP peer overrides what the user name claims
+    assert identity.user_data == {"ip": "203.0.113.7"}  # the TCP peer overrides what the user name claims
     assert identity.reply_topic == "devices/p2p/11_22_33_44_55_66"
 
 
@@ -83,13 +83,13 @@ def test_two_part_ids_pass_only_when_allowed() -> None:
 
 def test_issued_credentials_validate_and_match_the_peer_codec() -> None:
     mqtt = issue_mqtt_credentials(KEY, mac="AA:BB:CC:DD:EE:0F", client_uuid="uuid-7", board_type="bread compact",
-                                  endpoint="192.168.1.5:1883", ip="192.168.1.20")
+                                  endpoint="198.51.100.5:1883", ip="198.51.100.20")
     assert mqtt["client_id"] == "GID_bread_compact@@@aa_bb_cc_dd_ee_0f@@@uuid-7"
-    assert json.loads(base64.b64decode(mqtt["username"])) == {"ip": "192.168.1.20"}
+    assert json.loads(base64.b64decode(mqtt["username"])) == {"ip": "198.51.100.20"}
     assert mqtt["password"] == mqtt_password(KEY, mqtt["client_id"], mqtt["username"])  # independent HMAC
     assert mqtt["subscribe_topic"] == "devices/p2p/aa_bb_cc_dd_ee_0f"
     assert mqtt["publish_topic"] == "device-server"
-    identity = validate_client(mqtt["client_id"], mqtt["username"], mqtt["password"].encode(), "192.168.1.20",
+    identity = validate_client(mqtt["client_id"], mqtt["username"], mqtt["password"].encode(), "198.51.100.20",
                                key=KEY, allow_two_part=False)
     assert identity.mac == "aa:bb:cc:dd:ee:0f"
 
