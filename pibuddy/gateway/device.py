@@ -110,7 +110,7 @@ class DeviceSession:
             case Hello():
                 self._on_hello(message)
             case Mcp() if self.mcp.response_from_device(message.payload):
-                pass
+                return  # an answer to the gateway's own MCP request: consumed, not relayed
             case Goodbye() | UdpTimeout():
                 self._end_session(f"device sent {message.TYPE}")
             case _ if self.bridge is not None:

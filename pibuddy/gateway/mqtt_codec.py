@@ -103,12 +103,12 @@ class Unsubscribe:
 
 @dataclass(frozen=True, slots=True)
 class PingReq:
-    pass
+    """PINGREQ: no fields."""
 
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    pass
+    """DISCONNECT: no fields."""
 
 
 Packet = Connect | Publish | Subscribe | Unsubscribe | PingReq | Disconnect

@@ -11,6 +11,7 @@ A dropped link raises `ConnectionLost`; the supervisor reconnects with `backoff`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -177,11 +178,9 @@ class McpEndpointBridge(Service):
         conn = self._conn
         if conn is None:
             raise ConnectionLost("not connected to the MCP endpoint")
-        try:
+        with contextlib.suppress(websockets.ConnectionClosed):  # either way the link is gone: say so below
             async for text in conn:
                 await self._receive(conn, text)
-        except websockets.ConnectionClosed:
-            pass
         reason = f" (code {conn.close_code})" if conn.close_code else ""
         raise ConnectionLost(f"the MCP endpoint closed the connection{reason}")
 

@@ -59,7 +59,7 @@ class NoAudio:
         del opus
 
     def stop_playback(self) -> None:
-        pass
+        """Nothing ever plays."""
 
     async def wait_drained(self) -> None:
         return

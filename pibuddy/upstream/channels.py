@@ -117,7 +117,7 @@ class MqttChannel(Channel):
         self._spawn(self._read_mqtt(), "mqtt-reader")
 
     async def begin(self) -> None:
-        pass  # the control link is already up
+        """Nothing to open: the MQTT control link has been up since `connect()`."""
 
     async def open_audio(self, udp: UdpParams | None) -> None:
         await self.end()

@@ -213,10 +213,9 @@ class WebSocketLink:
 
     async def _read(self) -> None:
         try:
-            async for raw in self._conn:
-                self._dispatch(raw)
-        except websockets.ConnectionClosed:
-            pass
+            with contextlib.suppress(websockets.ConnectionClosed):  # _finish() reports the closed link
+                async for raw in self._conn:
+                    self._dispatch(raw)
         finally:
             self._finish()
 
