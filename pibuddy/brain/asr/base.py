@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.config import AsrBackend, BrainConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Recognition:
+    """One utterance as the engine heard it, and its confidence gate's verdict."""
+
+    heard: str
+    """The decoder's best text, rejected or not; "" when it found none."""
+    confidence: float | None
+    """The gate's measure, higher is better (each engine says what it is); None when nothing was heard."""
+    accepted: bool
+
+    @property
+    def text(self) -> str:
+        """What the brain may act on: the heard text if the gate let it through, else ""."""
+        return self.heard if self.accepted else ""
 
 
 class AsrEngine(ABC):
@@ -18,8 +35,12 @@ class AsrEngine(ABC):
     right, rather than a request the brain cannot serve)."""
 
     @abstractmethod
+    def recognise(self, pcm: bytes) -> Recognition:
+        """What the engine heard and whether it is sure enough of it to act on."""
+
     def transcribe(self, pcm: bytes) -> str:
-        """What was said; "" when nothing the engine accepts was heard."""
+        """What was said; "" when nothing was heard, or nothing the engine is sure of."""
+        return self.recognise(pcm).text
 
     def set_vocabulary(self, vocabulary: Vocabulary) -> None:  # noqa: B027 - optional for free-form engines
         """Adapt to the current device names (grammar engines rebuild their grammar when they change)."""

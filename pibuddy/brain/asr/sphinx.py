@@ -1,38 +1,77 @@
 """pocketsphinx against a grammar of what PiBuddy can do: English, with the en-us model its wheel ships.
 
-A grammar-constrained decoder only ever writes sentences of the grammar, and writes nothing when no path
-through the grammar fits the audio: nonsense and noise come out as "", not as a random command.
+A grammar-constrained decoder only ever writes sentences of the grammar, and for most audio that fits no
+sentence it writes nothing. But it can also force speech that is not a command onto the nearest command
+("the quick brown fox jumps over the lazy dog" came out as "the lounge lights on"), so every grammar result
+passes a confidence gate, a likelihood ratio: the same audio is decoded a second time by a free phone loop
+(any phone may follow any other), and the grammar path's acoustic score is compared with the loop's. A
+command that was really said scores almost as well as the best phone string; speech forced onto the grammar
+scores far worse.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
+from typing import Final
 
 from pocketsphinx import Decoder
 
-from pibuddy.brain.asr.base import AsrEngine
+from pibuddy.brain.asr.base import AsrEngine, Recognition
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.grammar import Grammar, build_grammar
 from pibuddy.brain.vocabulary import Vocabulary
 
 _LOGGER = logging.getLogger(__name__)
-_SEARCH = "commands"
+_COMMANDS: Final = "commands"
+_PHONES: Final = "phones"
+# The gate's floor on (grammar path's acoustic score - phone loop's) / the grammar path's speech frames, in
+# pocketsphinx's own log units (log base 1.0001 of its scaled acoustic scores). Measured 2026-11-22 on espeak-ng
+# en-us and en (British) speech, tests/brain/test_speech.py's sentences and 45 more:
+# - through the PulseAudio virtual mic, the pipeline's VAD and Opus: the 34 commands the grammar heard scored
+#   -0.1 to -16.4; of 34 nonsense sentences it took 19: "what is two plus two" -> "what is today's date" at
+#   -19.3 (it only answers), the 18 others -28.7 to -108, every one that would have become a tool call among them;
+# - file-fed with pink noise mixed in at 30, 20 and 10 dB SNR (and white noise at -60 dBFS): commands +0.5 to
+#   -17.8 (10 dB SNR is the worst), nonsense that would have become a tool call -22.6 to -89.
+# The floor sits between the two groups. Audio with long runs of exact zeros (no microphone gives them) scored
+# real commands down to -34 and misheard more of them as well.
+# A uniform phone loop, not one weighted by the model's phone bigrams (en-us-phone.lm.bin): it separated the
+# groups more widely (bigram loop: commands down to -33.1, nonsense tool calls from -44.9) and costs 40 % less.
+_CONFIDENCE_FLOOR: Final = -20.0
+_NOT_SPEECH: Final = ("<", "(", "[")  # <sil>, <s>, </s>, (NULL) (an empty arc), [NOISE] and other fillers
+
+
+@dataclass(frozen=True, slots=True)
+class _Path:
+    """The best path of one decode: its words and its acoustic score summed over the utterance."""
+
+    text: str
+    """Space-separated words, never empty."""
+    acoustic: int
+    speech_frames: int
+    """Frames in words (not silence or fillers)."""
 
 
 class PocketsphinxAsr(AsrEngine):
     """Args:
     language: Must be English (en); the wheel ships no other acoustic model.
+    confidence_floor: The gate's floor (see `_CONFIDENCE_FLOOR`): a grammar result scoring below it is
+        rejected. None turns the gate off (one decode per utterance instead of two).
     """
 
     constrained = True
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, *, confidence_floor: float | None = _CONFIDENCE_FLOOR) -> None:
         if language.split("-", maxsplit=1)[0] != "en":
             raise BrainUnavailable(f"pocketsphinx only knows English; for {language} set brain.asr: vosk "
                                    "and brain.vosk_model_path")
-        # No lattice rescoring (bestpath): for these small grammars it doubled the CPU and did not help (measured).
+        # No lattice rescoring (bestpath): for these small grammars it doubled the CPU and did not help (measured),
+        # and its posterior (hyp().prob) did not tell them apart either (commands 0.01-0.09, nonsense 0.01-0.48).
         self._decoder = Decoder(lm=None, loglevel="FATAL", bestpath=False)
+        self._decoder.add_allphone_file(_PHONES)  # no phone language model: every phone sequence is as likely
+        self._log = self._decoder.get_logmath()
+        self._floor = confidence_floor
         self._lock = threading.Lock()
         self._fingerprint: str | None = None
         self.grammar: Grammar | None = None
@@ -47,22 +86,48 @@ class PocketsphinxAsr(AsrEngine):
         grammar = build_grammar(vocabulary, "en", self.known)
         with self._lock:
             try:
-                self._decoder.add_jsgf_string(_SEARCH, grammar.jsgf)
+                self._decoder.add_jsgf_string(_COMMANDS, grammar.jsgf)
             except RuntimeError as exc:  # pocketsphinx's only error type; keep the previous grammar
                 _LOGGER.error("pocketsphinx rejected the command grammar: %s", exc)
                 return
-            self._decoder.activate_search(_SEARCH)
         self._fingerprint, self.grammar = vocabulary.fingerprint, grammar
         _LOGGER.info("speech grammar rebuilt: %d sentence templates, %d devices%s", grammar.sentences,
                      len(vocabulary.things), f"; names with words pocketsphinx cannot say: "
                      f"{', '.join(grammar.unspeakable)}" if grammar.unspeakable else "")
 
-    def transcribe(self, pcm: bytes) -> str:
+    def recognise(self, pcm: bytes) -> Recognition:
+        """The grammar sentence heard, with its confidence: the log-likelihood ratio per speech frame of the
+        grammar path against the phone loop (0 is as good as any phone string; `_CONFIDENCE_FLOOR`)."""
         if self.grammar is None:
             self.set_vocabulary(Vocabulary())
+        floor = self._floor
         with self._lock:
-            self._decoder.start_utt()
-            self._decoder.process_raw(pcm, False, True)
-            self._decoder.end_utt()
-            hypothesis = self._decoder.hyp()
-        return " ".join(hypothesis.hypstr.split()) if hypothesis is not None else ""
+            command = self._decode(_COMMANDS, pcm)
+            if command is None or floor is None:
+                return Recognition(command.text if command else "", None, accepted=command is not None)
+            free = self._decode(_PHONES, pcm)
+        if free is None:  # the loop fits any sound: no path at all means no audio to judge
+            return Recognition(command.text, None, accepted=False)
+        confidence = (command.acoustic - free.acoustic) / max(command.speech_frames, 1)
+        accepted = confidence >= floor
+        if not accepted:
+            _LOGGER.info("speech not sure enough to act on: %r scored %.1f per frame (floor %.1f)", command.text,
+                         confidence, floor)
+        return Recognition(command.text, confidence, accepted=accepted)
+
+    def _decode(self, search: str, pcm: bytes) -> _Path | None:
+        decoder = self._decoder
+        decoder.activate_search(search)
+        decoder.start_utt()
+        decoder.process_raw(pcm, False, True)
+        decoder.end_utt()
+        hypothesis = decoder.hyp()
+        if hypothesis is None or not hypothesis.hypstr.strip():
+            return None
+        # The Python API hands scores back as 1.0001 ** score; the decoder's logmath turns them back exactly.
+        acoustic, speech = 0, 0
+        for segment in decoder.seg():
+            acoustic += self._log.log(segment.ascore)
+            if not segment.word.startswith(_NOT_SPEECH):
+                speech += segment.end_frame - segment.start_frame + 1
+        return _Path(" ".join(hypothesis.hypstr.split()), acoustic, speech)

@@ -1,0 +1,103 @@
+"""The confidence gate end to end in a local turn (nonsense the grammar makes a command of gets "Sorry, I didn't
+catch that" spoken, and no tool is called), and vosk's gate over results shaped like vosk's own JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from pibuddy.brain import LocalBrain, Outcome, Reply
+from pibuddy.brain.asr.sphinx import PocketsphinxAsr
+from pibuddy.brain.asr.vosk_asr import judge
+from pibuddy.brain.service import LocalBrainService
+from pibuddy.brain.vocabulary import Vocabulary
+from pibuddy.brain.voice import EspeakVoice
+from pibuddy.events import EventBus, WakeDetected
+from pibuddy.tools.registry import ToolRegistry
+from tests.brain.conftest import FixedVocabulary
+from tests.brain.test_speech import FORCED_ONTO_A_COMMAND, in_a_room
+
+
+class OneUtterance:
+    """`BrainAudio` at its outermost edge: one recorded utterance in, the reply's samples kept (the PulseAudio
+    path is tested in test_speech.py and test_offline_e2e.py)."""
+
+    def __init__(self, pcm: bytes) -> None:
+        self._pcm = pcm
+        self.played: list[np.ndarray] = []
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def wakes(self) -> AsyncIterator[WakeDetected]:
+        return
+        yield
+
+    async def utterance(self) -> bytes:
+        return self._pcm
+
+    def play(self, samples: np.ndarray, sample_rate: int) -> None:
+        self.played.append(samples)
+
+    async def wait_drained(self) -> None: ...
+
+
+async def _turn(asr: PocketsphinxAsr, household: Vocabulary, pcm: bytes) -> tuple[Reply, OneUtterance]:
+    brain = LocalBrain(ToolRegistry(), [FixedVocabulary(household)], language="en")
+    audio = OneUtterance(pcm)
+    service = LocalBrainService(brain, asr, EspeakVoice("en"), audio, EventBus(), offline_notice=False)
+    return await service.turn("okay nabu"), audio
+
+
+async def test_nonsense_gets_a_spoken_not_heard_and_no_tool_call(household: Vocabulary) -> None:
+    nonsense = in_a_room(FORCED_ONTO_A_COMMAND[0])
+    # Without the gate this audio becomes a switching command (tried, and failing: no such tool here).
+    ungated, _ = await _turn(PocketsphinxAsr("en", confidence_floor=None), household, nonsense)
+    assert [record.call.tool for record in ungated.calls] == ["ha_control_device"]
+
+    reply, audio = await _turn(PocketsphinxAsr("en"), household, nonsense)
+    assert (reply.outcome, reply.text, reply.calls) == (Outcome.NOT_HEARD, "Sorry, I didn't catch that.", ())
+    assert len(audio.played) == 1
+    assert np.abs(audio.played[0]).max() > 3000, "the reply was not spoken"
+
+
+def _vosk(*words: tuple[str, float]) -> str:
+    """A vosk FinalResult with SetWords(True): text plus one entry per word."""
+    result = [{"conf": conf, "end": 0.3 * i + 0.3, "start": 0.3 * i, "word": word}
+              for i, (word, conf) in enumerate(words)]
+    return json.dumps({"result": result, "text": " ".join(word for word, _ in words)})
+
+
+def test_vosk_acts_on_confident_text_without_unknown_words() -> None:
+    recognition = judge(_vosk(("turn", 1.0), ("on", 0.93), ("the", 1.0), ("[unk]", 0.4), ("light", 0.98)))
+    assert recognition.accepted
+    assert recognition.confidence == pytest.approx(0.862)
+    assert recognition.text == "turn on the light"
+
+
+def test_vosk_text_of_guessed_words_is_not_acted_on() -> None:
+    recognition = judge(_vosk(("turn", 0.41), ("on", 0.52), ("the", 0.9), ("fan", 0.33)))
+    assert recognition.heard == "turn on the fan"
+    assert not recognition.accepted
+    assert recognition.text == ""
+    assert judge(_vosk(("turn", 0.41), ("on", 0.52), ("the", 0.9), ("fan", 0.33)), None).text == "turn on the fan"
+
+
+def test_vosk_chinese_characters_are_joined_and_judged() -> None:
+    assert judge(_vosk(("打开", 0.97), ("台灯", 0.95))).text == "打开台灯"
+    assert judge(_vosk(("打开", 0.3), ("台灯", 0.2))).text == ""
+
+
+@pytest.mark.parametrize("result", [
+    "not json", "[1, 2]", json.dumps({"text": ""}), json.dumps({"text": "turn on the light"}),
+    json.dumps({"text": "turn on the light", "result": "nope"}),
+    json.dumps({"text": "turn on the light", "result": [{"word": "turn"}, {"word": "on", "conf": "high"}]}),
+])
+def test_vosk_results_without_usable_confidences_are_not_acted_on(result: str) -> None:
+    recognition = judge(result)
+    assert not recognition.accepted
+    assert recognition.text == ""
