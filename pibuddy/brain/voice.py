@@ -7,18 +7,14 @@ audio pipeline's own prompt voice (`pibuddy.audio.prompts.espeak`).
 
 from __future__ import annotations
 
-import asyncio
-import io
 import shutil
-import wave
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 
-from pibuddy.audio.errors import AudioError
-from pibuddy.audio.prompts import espeak
+from pibuddy.audio.prompts import espeak, run_synthesizer
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.config import BrainConfig
 
@@ -51,22 +47,8 @@ class PiperVoice(Voice):
         self._binary = binary
 
     async def synthesize(self, text: str) -> tuple[np.ndarray, int]:
-        process = await asyncio.create_subprocess_exec(
-            self._binary, "--model", str(self._model), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            wav, err = await asyncio.wait_for(process.communicate(text.encode() + b"\n"), _PIPER_TIMEOUT_SECONDS)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            raise AudioError("piper took too long") from None
-        if process.returncode != 0:
-            raise AudioError(f"piper failed: {err.decode(errors='replace').strip()[-200:]}")
-        try:
-            with wave.open(io.BytesIO(wav)) as reader:
-                return np.frombuffer(reader.readframes(reader.getnframes()), dtype=np.int16), reader.getframerate()
-        except (wave.Error, EOFError) as exc:
-            raise AudioError(f"piper produced no usable WAV: {exc}") from None
+        return await run_synthesizer([self._binary, "--model", str(self._model)], stdin=text.encode() + b"\n",
+                                     max_seconds=_PIPER_TIMEOUT_SECONDS)
 
 
 def get_voice(config: BrainConfig, language: str) -> Voice:
