@@ -28,6 +28,7 @@ from pibuddy.systemd import Notifier
 _LOGGER = logging.getLogger(__name__)
 _STOP_TIMEOUT_SECONDS: Final = 4.5
 _SERVICE_STOP_TIMEOUT_SECONDS: Final = 3.0
+_READY_WAIT_SECONDS: Final = 20.0  # well inside systemd's default 90 s start timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +170,16 @@ class Supervisor:
         self.request_stop()
 
     async def _wait_first_attempts(self) -> None:
-        waits = [asyncio.create_task(r.first_attempt_done.wait()) for r in self._runners]
-        stop = asyncio.create_task(self._stop_requested.wait())
+        """Until every service has tried to start once, or stop was asked, or `_READY_WAIT_SECONDS` passed
+        (a start that hangs must not keep systemd from hearing READY=1)."""
+        firsts = asyncio.gather(*(r.first_attempt_done.wait() for r in self._runners))
+        stop = asyncio.ensure_future(self._stop_requested.wait())
         try:
-            if waits:
-                await asyncio.wait([asyncio.gather(*waits), stop], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([firsts, stop], timeout=_READY_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in [*waits, stop]:
-                task.cancel()
+            firsts.cancel()
+            stop.cancel()
+            await asyncio.gather(firsts, stop, return_exceptions=True)
 
     async def _shutdown(self) -> None:
         self._notifier.stopping()

@@ -10,6 +10,7 @@ import pytest
 from pibuddy.backoff import Backoff
 from pibuddy.events import DeviceState, EventBus, ServiceStatus, StateChanged, WakeDetected
 from pibuddy.supervisor import Service, Supervisor
+from pibuddy.systemd import Notifier
 
 
 class Ticker(Service):
@@ -154,3 +155,28 @@ async def test_a_service_may_bring_its_own_restart_schedule() -> None:
     await asyncio.wait_for(task, 5)
     first_gap = crasher.starts[1] - crasher.starts[0]
     assert first_gap >= 0.15, "the service's own delay (0.15-0.3 s), not the default's 0.01-0.02 s"
+
+
+class HangsOnStart(Service):
+    name = "hangs"
+
+    async def start(self) -> None:
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_a_start_that_hangs_does_not_hold_back_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pibuddy.supervisor._READY_WAIT_SECONDS", 0.2)
+    ready = asyncio.Event()
+
+    class Recorder(Notifier):
+        def ready(self) -> None:
+            ready.set()
+
+    supervisor = Supervisor([HangsOnStart(), Ticker()], bus=EventBus(), notifier=Recorder({}))
+    task = asyncio.create_task(supervisor.run())
+    await asyncio.wait_for(ready.wait(), 5)
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 5)

@@ -68,9 +68,10 @@ class LocalBrainService(Service):
         self.last_timings: TurnTimings | None = None
 
     async def start(self) -> None:
-        await self._audio.open()
+        """Nothing to open here: the audio service owns the devices (serve() waits for the microphone)."""
 
     async def serve(self) -> None:
+        await self._audio.open()
         with self._bus.subscribe() as events:
             watcher = asyncio.create_task(self._watch_brain(events), name="brain-watch")
             try:
