@@ -62,9 +62,12 @@ class WakeDetected(Event):
 
 @dataclass(frozen=True, slots=True)
 class ActivationCode(Event):
-    """The server wants the user to bind this device with a 6-digit code."""
+    """The server wants the user to bind this device with a 6-digit code.
 
-    sticky: ClassVar[bool] = True
+    Not sticky: once activated the code is void, and a late subscriber must not be shown it. Whether a code is
+    pending is the ACTIVATING state, which is sticky.
+    """
+
     code: str
     message: str
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pibuddy.events import ActivationCode, DeviceState, EventBus, StateChanged
 from pibuddy.logsetup import SecretFilter
 from pibuddy.statedir import StateDir
 
@@ -33,3 +34,12 @@ def test_state_dir_files_are_private_and_written_atomically(tmp_path: Path) -> N
     assert state.read_json("broken.json") is None
     assert state.read_json("missing.json") is None
     assert sorted(p.name for p in state.path.iterdir()) == ["broken.json", "identity.json"]  # no temp files left
+
+
+def test_a_void_activation_code_is_not_replayed_but_the_state_is() -> None:
+    bus = EventBus()
+    bus.set_state(DeviceState.ACTIVATING, "code pending")
+    bus.publish(ActivationCode("123456", "enter it at xiaozhi.me"))
+    late = bus.subscribe()
+    assert late.queue.get_nowait() == StateChanged(DeviceState.STARTING, DeviceState.ACTIVATING, "code pending")
+    assert late.queue.empty(), "a late subscriber must not be shown a code that may already be used"
