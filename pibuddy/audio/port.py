@@ -12,8 +12,8 @@ from pibuddy.audio.uplink import UplinkStream
 class PipelineAudioPort:
     """Adapts the pipeline's per-turn `UplinkStream` to the client's pull-one-frame-at-a-time interface.
 
-    Wake events are not part of the port: the application feeds `pipeline.wake_events()` to
-    `DeviceClient.wake(event.wake_word)`.
+    Wake events are not part of the port: the pipeline publishes `WakeDetected` on the bus, where the device
+    client (and the brain router) pick them up.
     """
 
     def __init__(self, pipeline: AudioPipeline) -> None:

@@ -144,7 +144,7 @@ class DeviceClient:
     async def wake(self, wake_word: str) -> bool:
         """The wake word was heard: open a channel if needed, send its audio, start listening (§5.1)."""
         if self.session.state is State.SPEAKING:
-            self._audio.stop_playback()  # barge-in: silence first, then tell the server
+            self._silence()  # barge-in: silence first, then tell the server
         if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
             return False
         if self.session.state is State.OPEN:
@@ -157,7 +157,7 @@ class DeviceClient:
     async def start_listening(self, mode: ListenMode = ListenMode.MANUAL) -> bool:
         """Push-to-talk pressed (or a turn started by other means)."""
         if self.session.state is State.SPEAKING:
-            self._audio.stop_playback()
+            self._silence()
         if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
             return False
         self.session.start_listening(mode)
@@ -173,7 +173,7 @@ class DeviceClient:
     async def abort(self) -> None:
         """Stop the reply being spoken."""
         if self.session.state is State.SPEAKING:
-            self._audio.stop_playback()
+            self._silence()
             self.session.abort()
             await self._flush()
 
@@ -258,6 +258,7 @@ class DeviceClient:
         self._audio.set_uplink(self.session.should_send_audio)
         self._bus.set_state(_BUS_STATE[event.new], f"conversation {event.old} -> {event.new}")
         if event.new is State.IDLE:
+            self._audio.speaking_sentence(None)
             await self.channel.end()
 
     async def _on_server_hello(self, event: ServerHelloReceived) -> None:
@@ -278,6 +279,8 @@ class DeviceClient:
 
     async def _on_tts_stopped(self, event: TtsStopped) -> None:
         del event
+        # The reply is over; what is still buffered keeps the pipeline's "speaking" guard up until it has played.
+        self._audio.speaking_sentence(None)
         if self.session.state is State.LISTENING:
             # The session already queued `listen start`; like the firmware, reopen the mic only once the
             # speaker has fallen silent, so the buddy does not listen to itself.
@@ -361,6 +364,11 @@ class DeviceClient:
                 except ConnectionLost as exc:
                     _LOGGER.warning("message not sent, link down: %s", exc)
                     return
+
+    def _silence(self) -> None:
+        """Barge-in: stop the speaker at once and forget the sentence it was saying."""
+        self._audio.stop_playback()
+        self._audio.speaking_sentence(None)
 
     async def _send_audio(self, opus: bytes) -> None:
         with contextlib.suppress(ConnectionLost):
