@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from tests.peers.ble_adverts import (
     mibeacon,
     mibeacon_temperature_humidity,
 )
+from tests.polling import eventually
 
 bluez_mock = pytest.importorskip("tests.peers.bluez_mock", reason="python-dbusmock / dbus-python not installed")
 pytestmark = [
@@ -37,6 +38,7 @@ pytestmark = [
     pytest.mark.skipif(not bluez_mock.available(), reason="dbus-daemon is not installed (apt install dbus)"),
 ]
 
+_BLUEZ_WAIT = 5.0  # seconds for bleak's D-Bus signal handling to bring an advertisement into the cache
 ATC = "A4:C1:38:8D:18:B2"
 MIJIA = "A4:C1:38:94:4C:10"
 MI_KEY = "e9ea895fac7cca6d30532432a516f3a8"
@@ -57,13 +59,6 @@ def _ble_config(**extra: object) -> BleConfig:
     })
 
 
-async def _until(condition: Callable[[], bool]) -> None:
-    """Wait (at most 5 s) for bleak's D-Bus signal handling to bring an advertisement into the cache."""
-    async with asyncio.timeout(5):
-        while not condition():  # noqa: ASYNC110 (the condition is set by bleak's callbacks, not by us)
-            await asyncio.sleep(0.02)
-
-
 async def test_advertisement_in_bluez_comes_out_of_ble_read_sensor(bluez: bluez_mock.BluezMock) -> None:
     bluez.start_bluez()
     bluez.add_adapter("hci0")
@@ -77,7 +72,7 @@ async def test_advertisement_in_bluez_comes_out_of_ble_read_sensor(bluez: bluez_
         assert bluez.discovering("hci0")
         bluez.advertise(ATC, name="ATC_8D18B2", rssi=-58,
                         service_data={BTHOME_UUID: bthome_plain(bthome_objects(temperature=21.5, humidity=48.0))})
-        await _until(lambda: driver.cache.get(ATC) is not None)
+        await eventually(lambda: driver.cache.get(ATC) is not None, _BLUEZ_WAIT)
         result = await registry.call("ble_read_sensor", {"name": "bedroom", "quantity": "temperature"})
         assert result.text == "The bedroom sensor: temperature 21.5 °C (0 seconds ago)."
         assert driver.cache.get(ATC).rssi == -58  # type: ignore[union-attr]
@@ -87,8 +82,9 @@ async def test_advertisement_in_bluez_comes_out_of_ble_read_sensor(bluez: bluez_
         objects = mibeacon_temperature_humidity(19.5, 61.0)
         bluez.advertise(MIJIA, name="LYWSD03MMC", service_data={
             MIBEACON_UUID: mibeacon(objects, mac=MIJIA, frame_counter=3, key=bytes.fromhex(MI_KEY))})
-        await _until(lambda: driver.cache.get(MIJIA) is not None
-                     and driver.cache.get(ATC).readings["temperature"].value == 22.75)  # type: ignore[union-attr]
+        await eventually(lambda: driver.cache.get(MIJIA) is not None
+                         and driver.cache.get(ATC).readings["temperature"].value == 22.75,  # type: ignore[union-attr]
+                         _BLUEZ_WAIT)
         result = await registry.call("ble_read_sensor", {"name": "hall sensor"})
         assert result.text == "The hall sensor: temperature 19.5 °C, humidity 61.0 % (0 seconds ago)."
     finally:
@@ -158,7 +154,7 @@ async def test_service_retries_until_bluetoothd_and_an_adapter_appear(bluez: blu
                 if isinstance(event, ServiceStatus) and event.status == "running":
                     break
         bluez.advertise(ATC, service_data={BTHOME_UUID: bthome_plain(bthome_objects(humidity=40.0))})
-        await _until(lambda: driver.cache.get(ATC) is not None)
+        await eventually(lambda: driver.cache.get(ATC) is not None, _BLUEZ_WAIT)
     finally:
         supervisor.request_stop()
         await asyncio.wait_for(task, 10)

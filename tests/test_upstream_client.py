@@ -17,6 +17,7 @@ from pibuddy.upstream.service import UpstreamService
 from pibuddy.xiaozhi import State
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.xiaozhi_server import McpCallError, MqttBrokerInfo, XiaozhiTestServer
+from tests.polling import eventually
 from tests.upstream_helpers import ScriptedAudio, device_config
 
 WAKE_WORD = "你好小智"
@@ -78,7 +79,8 @@ async def test_full_conversation_audio_both_ways_and_mcp(
         assert any(max(f.pcm) > 0 for f in frames), "the tone came through, not silence"
         assert client.session.state in (State.LISTENING, State.SPEAKING)  # auto mode: the turns go on
         assert server.settings.reply_text in audio.sentences
-        assert audio.sentences[-1] is None, "after tts stop the wake-word guard must stand down"
+        # the server sent tts stop; the client acts on it once the message has crossed the broker
+        await eventually(lambda: audio.sentences[-1] is None)  # the wake-word guard stands down
         session_id = server.session_id
         await client.close_conversation()
         assert client.session.state is State.IDLE

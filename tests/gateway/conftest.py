@@ -5,7 +5,6 @@ Everything talks over real sockets on 127.0.0.1; the gateway is started through 
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -37,15 +36,6 @@ def gateway_config(chat_servers: list[str], **overrides: Any) -> GatewayConfig:
         "chat_servers": chat_servers, "upstream_cooldown": 30.0,
     }
     return GatewayConfig(**(values | overrides))
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 2.0) -> None:
-    """Poll `predicate` (for state with no event to wait on) until true, or fail after `within` seconds."""
-    for _ in range(int(within / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"condition not met within {within} s")
 
 
 def gateway_url(server: XiaozhiTestServer) -> str:

@@ -11,8 +11,9 @@ import pytest
 
 from pibuddy.gateway.credentials import daily_api_token
 from pibuddy.gateway.service import GatewayService
-from tests.gateway.conftest import SIGNATURE_KEY, DeviceFactory, eventually
+from tests.gateway.conftest import SIGNATURE_KEY, DeviceFactory
 from tests.peers.opus_audio import encode_tone
+from tests.polling import eventually
 
 
 def token(days_from_today: int = 0) -> str:

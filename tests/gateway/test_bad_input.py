@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from pibuddy.gateway.service import GatewayService
-from tests.gateway.conftest import SIGNATURE_KEY, DeviceFactory, eventually
+from tests.gateway.conftest import SIGNATURE_KEY, DeviceFactory
 from tests.peers.firmware_device import (
     PINGREQ,
     FirmwareDevice,
@@ -20,6 +20,7 @@ from tests.peers.firmware_device import (
 from tests.peers.opus_audio import encode_tone
 from tests.peers.xiaozhi_server import XiaozhiTestServer
 from tests.peers.xiaozhi_wire import mqtt_password, mqtt_username
+from tests.polling import eventually
 
 FRAME = encode_tone(1, rate=16000)[0]
 

@@ -8,9 +8,10 @@ import time
 import pytest
 
 from pibuddy.gateway.service import GatewayService
-from tests.gateway.conftest import DeviceFactory, GatewayFactory, connect_device, eventually, gateway_url
+from tests.gateway.conftest import DeviceFactory, GatewayFactory, connect_device, gateway_url
 from tests.peers.firmware_device import PINGREQ, FirmwareDevice, subscribe_packet
 from tests.peers.xiaozhi_server import XiaozhiTestServer
+from tests.polling import eventually
 
 
 async def test_replies_go_to_the_p2p_topic_without_subscribing(device_factory: DeviceFactory) -> None:

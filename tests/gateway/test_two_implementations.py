@@ -11,9 +11,10 @@ from pibuddy.gateway.service import GatewayService
 from pibuddy.tools.catalog import build_registry
 from pibuddy.upstream.service import UpstreamService
 from pibuddy.xiaozhi import State
-from tests.gateway.conftest import DeviceFactory, eventually
+from tests.gateway.conftest import DeviceFactory
 from tests.gateway.test_conversation import reply_audio, speak
 from tests.peers.xiaozhi_server import XiaozhiTestServer
+from tests.polling import eventually
 from tests.upstream_helpers import ScriptedAudio, device_config
 
 
