@@ -94,6 +94,18 @@ def test_first_start_creates_a_private_identity_from_the_default_route_interface
     assert identity.hmac_key.hex() not in repr(identity)
 
 
+def test_identity_is_announced_when_created_not_on_every_reload(
+    net: FakeNet, state: StateDir, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The upstream service reloads the identity on each retry; the log says it once."""
+    with caplog.at_level(logging.INFO, logger="pibuddy.upstream.identity"):
+        identity = net.load(state)
+        net.load(state)
+        net.load(state)
+    announced = [r for r in caplog.records if r.levelno >= logging.INFO and identity.client_id in r.getMessage()]
+    assert len(announced) == 1
+
+
 def test_identity_is_stable_across_reloads_and_route_changes(net: FakeNet, state: StateDir) -> None:
     net.set_default_routes(("wlan0", 100))
     first = net.load(state)

@@ -104,7 +104,8 @@ def load_identity(
     data.setdefault("client_id", str(uuid.uuid4()))
     data.setdefault("serial_number", _SERIAL_PREFIX + secrets.token_hex(16)[:_SERIAL_HEX_DIGITS])
     data.setdefault("hmac_key", secrets.token_hex(_HMAC_KEY_BYTES))
-    if data != stored:
+    created = data != stored
+    if created:
         _write(state, data)
     identity = Identity(
         device_id=configured_device_id or data["device_id"],
@@ -113,7 +114,9 @@ def load_identity(
         serial_number=data["serial_number"],
         hmac_key=bytes.fromhex(data["hmac_key"]),
     )
-    _LOGGER.info("device id %s (%s), client id %s", identity.device_id, identity.device_id_source, identity.client_id)
+    # Loaded on every upstream (re)try: said at INFO only when something new was written.
+    _LOGGER.log(logging.INFO if created else logging.DEBUG, "device id %s (%s), client id %s",
+                identity.device_id, identity.device_id_source, identity.client_id)
     return identity
 
 
