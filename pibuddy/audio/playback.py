@@ -29,6 +29,7 @@ _LOGGER = logging.getLogger(__name__)
 _TICK_SECONDS: Final = 0.02  # how often the playout task looks at the ring while audio is flowing
 _BLOCK_SECONDS: Final = 0.02  # PortAudio callback block: bounds how late a stop() takes effect
 _DEVICE_LATENCY_SECONDS: Final = 0.1  # device buffer: rides out scheduling hiccups, still well inside barge-in
+_MAX_EXTRA_LATENCY_SECONDS: Final = 0.5  # a DAC time further off than this is not believed
 _FADE_SECONDS: Final = 0.005  # ramps at start after silence and on stop, so neither clicks
 _DEFAULT_DOWNLINK_RATE: Final = 24000
 
@@ -45,6 +46,8 @@ class _Ring:
         self.gain = 1.0
         self.was_dry = True
         self.dry_signal: LoopSignal | None = None
+        self.rate = 0  # the device rate, set when a stream opens
+        self.heard_at = 0.0  # stream time (PortAudio's clock) at which the last sample written reaches the DAC
 
     @property
     def queued(self) -> int:
@@ -56,7 +59,7 @@ class _Ring:
             self.written += samples.size
 
     def callback(self, outdata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
-        del time_info, status
+        del status
         out = np.zeros(frame_count, dtype=np.float32)
         fade = max(1, round(frame_count * _FADE_SECONDS / _BLOCK_SECONDS))
         if self.chunks and self.chunks[0][0] < self.flush_until:
@@ -70,6 +73,8 @@ class _Ring:
                 ramp = min(fade, filled)
                 out[:ramp] *= np.linspace(0.0, 1.0, ramp, dtype=np.float32)
         self.was_dry = not self.chunks
+        if filled and self.rate:
+            self.heard_at = time_info.outputBufferDacTime + filled / self.rate
         outdata[:, 0] = np.clip(out * self.gain, -32768, 32767).astype(np.int16)
         if self.was_dry and self.dry_signal is not None:
             self.dry_signal.set_threadsafe()
@@ -187,6 +192,20 @@ class Speaker:
         return not self._drained.is_set()
 
     @property
+    def unheard_seconds(self) -> float:
+        """Seconds until the device plays the last sample written (0 with no stream open).
+
+        From PortAudio's DAC times where the host API gives them: they include the sound server's buffer,
+        which the nominal latency does not (0.16-0.18 s against 0.12 s through PulseAudio). Where it gives
+        none, the nominal latency."""
+        if self._stream is None:
+            return 0.0
+        nominal = float(self._stream.latency)
+        if self._ring.heard_at <= 0:
+            return nominal
+        return min(max(0.0, self._ring.heard_at - self._stream.time), nominal + _MAX_EXTRA_LATENCY_SECONDS)
+
+    @property
     def volume(self) -> int:
         return round(self._ring.gain * 100)
 
@@ -244,9 +263,10 @@ class Speaker:
             await self._finish_drain(now)
 
     async def _finish_drain(self, now: float) -> None:
-        """The ring is empty: wait out the device latency once, then report drained; close when idle."""
+        """The ring is empty: wait until the device has played its last sample, then report drained; close
+        when idle."""
         if not self._drained.is_set() and self._jitter.empty and not self._pending_pcm:
-            await asyncio.sleep(float(self._stream.latency))
+            await asyncio.sleep(self.unheard_seconds)
             if self._ring.queued == 0 and self._jitter.empty:
                 self._drained.set()
         if self._drained.is_set() and now - self._last_sound >= self._config.idle_close_seconds:
@@ -289,6 +309,8 @@ class Speaker:
         if rate != self._device_rate:
             self._resampler = None
         self._device_rate = rate
+        self._ring.rate = rate
+        self._ring.heard_at = 0.0
         self._ring.was_dry = True
         _LOGGER.debug("speaker open at %d Hz", rate)
         return stream

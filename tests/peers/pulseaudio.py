@@ -13,6 +13,9 @@ What makes it work here (Debian 12, pulseaudio 16.1, also as root):
   nothing touches the real user's runtime or cookie; `--use-pid-file=no` lets several run at once.
 - D-Bus warnings on stderr are harmless. With PULSE_SERVER set, clients never autospawn a daemon.
 - The socket lives under a short /tmp dir: unix socket paths are limited to 107 bytes.
+- An idle null sink renders 2 s ahead on a timer, so a new stream's first callbacks waited 1.1-1.8 s
+  (measured). Each sink therefore has a keep-alive: a low-latency recorder on its monitor, connected while
+  the sink is suspended, so from the resume on the sink renders in short blocks and streams start at once.
 Skips the calling test (with the apt package to install) when pulseaudio or pactl is missing.
 """
 
@@ -92,13 +95,18 @@ async def pulseaudio_server(sink: str = "test_sink", *, mic: bool = False) -> As
                 "-L", f"module-native-protocol-unix socket={socket_path} auth-anonymous=1",
                 "-L", f"module-null-sink sink_name={sink}", *mic_modules,
                 env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+        keepalives: list[asyncio.subprocess.Process] = []
         try:
             await _wait_ready(server, process)
             if mic:
                 await server.pactl("set-default-source", server.mic_source or "")
                 await server.pactl("set-default-sink", sink)
+            for name in (sink, server.mic_feed) if mic else (sink,):
+                keepalives.append(await _keep_rendering(server, name))
             yield server
         finally:
+            for keepalive in keepalives:
+                await stop_process(keepalive, _STOP_TIMEOUT_SECONDS)
             await stop_process(process, _STOP_TIMEOUT_SECONDS)
 
 
@@ -113,6 +121,30 @@ async def _wait_ready(server: PulseServer, process: asyncio.subprocess.Process) 
                 return
         await asyncio.sleep(0.05)
     raise RuntimeError(f"pulseaudio not ready within {_START_TIMEOUT_SECONDS} s: {_log_tail(server)}")
+
+
+async def _keep_rendering(server: PulseServer, sink: str) -> asyncio.subprocess.Process:
+    """Record `sink`'s monitor at 20 ms latency (to nowhere) so the sink never sleeps on its 2 s timer."""
+    await server.pactl("suspend-sink", sink, "1")
+    recorder = await asyncio.create_subprocess_exec(
+        "parec", "--latency-msec=20", "--rate=8000", "--channels=1", f"--device={sink}.monitor",
+        env=server.env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    deadline = time.monotonic() + _START_TIMEOUT_SECONDS
+    while f"{sink}.monitor" not in await _recorded_sources(server):
+        if recorder.returncode is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"parec on {sink}.monitor did not connect (exit {recorder.returncode})")
+        await asyncio.sleep(0.02)
+    await server.pactl("suspend-sink", sink, "0")  # resuming restarts the sink's clock at the short latency
+    return recorder
+
+
+async def _recorded_sources(server: PulseServer) -> set[str]:
+    """The names of the sources that a client (not a module such as the remap source) records from."""
+    names = {line.split("\t")[0]: line.split("\t")[1]
+             for line in (await server.pactl("list", "short", "sources")).splitlines()}
+    outputs = [line.split("\t") for line in (await server.pactl("list", "short", "source-outputs")).splitlines()]
+    return {names.get(fields[1], "") for fields in outputs if fields[2] != "-"}
 
 
 def _log_tail(server: PulseServer) -> str:
