@@ -54,6 +54,8 @@ CHANGES=0
 DEV=0
 SERVICE=0
 USE_APT=1
+VOSK_MODEL=""
+PIPER_VOICE=""
 
 usage() {
     cat <<EOF
@@ -73,11 +75,22 @@ Options:
               $UNIT_NAME with ExecStart pointing at this checkout's .venv. The checkout must not live
               under /home or /root (the service cannot see them); /opt/pibuddy is the usual place.
   --no-apt    skip the Debian packages (machines managed otherwise); install them yourself.
+  --vosk-model LANGUAGE
+              download the small vosk model for LANGUAGE (zh-CN, en-US, de-DE, fr-FR, es-ES, ru-RU,
+              ja-JP) or a model by name (vosk-model-...), once, for wake phrases and the local brain in
+              languages other than English; prints the config keys to point at it.
+  --piper-voice VOICE
+              download a piper voice (e.g. en_US-lessac-medium, zh_CN-huayan-medium) for the local
+              brain's replies. The piper program itself is installed on its own (see README).
   -h, --help  show this help.
 
 Environment:
   PIBUDDY_PYTHON  the Python (>= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}) that creates .venv (default: python3)
   PIBUDDY_ROOT    with --service, install files under this directory instead of / (for testing)
+  PIBUDDY_MODELS_DIR
+                  where --vosk-model/--piper-voice put models (default: 'models' in the state dir)
+  PIBUDDY_VOSK_MIRROR, PIBUDDY_PIPER_MIRROR
+                  download models from these mirrors (same layout as the official sites)
 
 Apt runs through sudo when you are not root.
 EOF
@@ -93,11 +106,18 @@ changed() { CHANGES=$((CHANGES + 1)); }
 
 parse_args() {
     local arg
-    for arg in "$@"; do
+    while [[ $# -gt 0 ]]; do
+        arg="$1"
+        shift
         case "$arg" in
             --dev) DEV=1 ;;
             --service) SERVICE=1 ;;
             --no-apt) USE_APT=0 ;;
+            --vosk-model | --piper-voice)
+                [[ $# -gt 0 && $1 != -* ]] || die "$arg needs a value (see ./setup.sh --help)"
+                if [[ $arg == --vosk-model ]]; then VOSK_MODEL="$1"; else PIPER_VOICE="$1"; fi
+                shift
+                ;;
             -h | --help)
                 usage
                 exit 0
@@ -467,6 +487,44 @@ check_service_can_run() {
         die "user $SERVICE_USER cannot import PiBuddy from $REPO: make the checkout readable (chmod -R o+rX '$REPO')"
 }
 
+# ---- Step 5 (--vosk-model, --piper-voice): speech models that no package ships ---------------------------
+
+step_models() {
+    [[ -n $VOSK_MODEL || -n $PIPER_VOICE ]] || return 0
+    local dir="${PIBUDDY_MODELS_DIR:-}" owner=""
+    if [[ -z $dir && $SERVICE -eq 1 ]]; then
+        dir="$ROOT$STATE_DIR/models"
+        owner="$SERVICE_USER:$SERVICE_USER"
+    fi
+    local -a where=()
+    [[ -n $dir ]] && where=(--dir "$dir")
+    if [[ -n $VOSK_MODEL ]]; then
+        say "vosk model $VOSK_MODEL"
+        if ! "$VENV/bin/python" -c 'import vosk' 2>/dev/null; then
+            local requirement
+            requirement="$("$VENV/bin/python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["vosk"][0])')"
+            info "pip install $requirement (the optional vosk extra)"
+            "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$requirement"
+        fi
+        fetch_model fetch vosk "$VOSK_MODEL" "${where[@]}" ${PIBUDDY_VOSK_MIRROR:+--base-url "$PIBUDDY_VOSK_MIRROR"}
+    fi
+    if [[ -n $PIPER_VOICE ]]; then
+        say "piper voice $PIPER_VOICE"
+        fetch_model fetch piper "$PIPER_VOICE" "${where[@]}" ${PIBUDDY_PIPER_MIRROR:+--base-url "$PIBUDDY_PIPER_MIRROR"}
+        command -v piper >/dev/null || info "the piper program is not installed yet: see README, Local brain"
+    fi
+    if [[ -n $owner && -z $ROOT ]]; then
+        chown -R "$owner" "$dir"
+    fi
+}
+
+fetch_model() {
+    local output
+    output="$("$VENV/bin/pibuddy" models "$@")" || die "could not fetch the model (the line above says why)"
+    while IFS= read -r line; do info "$line"; done <<<"$output"
+    changed
+}
+
 # ---- Summary -------------------------------------------------------------------------------------------
 
 next_steps() {
@@ -493,6 +551,7 @@ EOF
 EOF
     fi
     [[ $DEV -eq 1 ]] && echo "  Run the tests:           ./scripts/test.sh"
+    [[ -z $VOSK_MODEL ]] && echo "  Chinese or other languages offline: ./setup.sh --vosk-model zh-CN"
     return 0
 }
 
@@ -511,6 +570,7 @@ main() {
         step_sysctl
         step_unit
     fi
+    step_models
     next_steps
 }
 

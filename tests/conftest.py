@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers.homeassistant import homeassistant_peer  # noqa: F401 - registered once: one HA per session
+from tests.peers.model_mirror import mirror  # noqa: F401 - a vosk/piper model mirror on 127.0.0.1
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,6 +8,7 @@ prefix so this machine's users and /etc stay untouched.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.peers.model_mirror import CN_MODEL, Mirror, vosk_zip
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP = REPO / "setup.sh"
@@ -61,11 +64,14 @@ def test_shellcheck_is_clean() -> None:
 
 
 def test_help_mentions_every_option_the_script_accepts() -> None:
-    accepted = re.findall(r"^\s+(--[a-z-]+)(?: \| [^)]*)?\)", SETUP.read_text(encoding="utf-8"), re.MULTILINE)
-    assert set(accepted) >= {"--dev", "--service", "--no-apt"}
+    patterns = re.findall(r"^\s+(--[a-z-]+(?: \| -[a-z-]+)*)\)", SETUP.read_text(encoding="utf-8"), re.MULTILINE)
+    accepted = [option for pattern in patterns for option in pattern.split(" | ")]
+    assert set(accepted) >= {"--dev", "--service", "--no-apt", "--vosk-model", "--piper-voice"}
     result = run([str(SETUP), "--help"])
     assert result.returncode == 0
-    for option in [*accepted, "--help", "PIBUDDY_PYTHON", "PIBUDDY_ROOT"]:
+    environment = ["PIBUDDY_PYTHON", "PIBUDDY_ROOT", "PIBUDDY_MODELS_DIR", "PIBUDDY_VOSK_MIRROR",
+                   "PIBUDDY_PIPER_MIRROR"]
+    for option in [*accepted, "--help", *environment]:
         assert option in result.stdout, f"--help does not mention {option}"
 
 
@@ -74,6 +80,9 @@ def test_unknown_option_is_refused() -> None:
     assert result.returncode == 2
     assert "--frobnicate" in result.stderr
     assert "--help" in result.stderr
+    result = run([str(SETUP), "--vosk-model"])
+    assert result.returncode == 1
+    assert "--vosk-model needs a value" in result.stderr
 
 
 # ---- setup.sh apt and Python steps, on a temp copy with fake apt/dpkg -----------------------------------
@@ -161,6 +170,25 @@ def test_second_run_changes_nothing() -> None:
     assert "skipped (--no-apt)" in second.stdout
     assert "up to date" in second.stdout
     assert "nothing changed" in second.stdout
+
+
+async def test_vosk_model_option_fetches_the_model_once_and_says_which_keys_use_it(mirror: Mirror,
+                                                                                   tmp_path: Path) -> None:
+    mirror.files[f"mirror/{CN_MODEL}.zip"] = vosk_zip()
+    env = base_env(PIBUDDY_MODELS_DIR=str(tmp_path), PIBUDDY_VOSK_MIRROR=mirror.url)
+    command = [str(SETUP), "--no-apt", "--vosk-model", "zh-CN"]
+    first = await asyncio.to_thread(run, command, env=env, timeout=900)
+    assert first.returncode == 0, first.stderr
+    assert f"brain.vosk_model_path: {tmp_path / CN_MODEL}" in first.stdout
+    assert (tmp_path / CN_MODEL / "am").is_dir()
+    second = await asyncio.to_thread(run, command, env=env)
+    assert second.returncode == 0, second.stderr
+    assert mirror.requests == [f"mirror/{CN_MODEL}.zip"]
+    mirror.files.clear()
+    failed = await asyncio.to_thread(run, [str(SETUP), "--no-apt", "--vosk-model", "vosk-model-gone-0.1"], env=env)
+    assert failed.returncode == 1
+    assert "HTTP 404" in failed.stderr
+    assert "could not fetch the model" in failed.stderr
 
 
 @pytest.mark.skipif(not is_root or shutil.which("runuser") is None, reason="needs root and runuser")

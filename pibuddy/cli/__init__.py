@@ -24,6 +24,7 @@ _COMMAND_MODULES: Final = (
     "ble",
     "openclaw",
     "openclaw_bridge",
+    "models",
     "version",
 )
 
