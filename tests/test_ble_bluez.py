@@ -19,7 +19,7 @@ from pibuddy.backoff import Backoff
 from pibuddy.check import run_probes
 from pibuddy.config import BleConfig, Config
 from pibuddy.drivers.ble import BleDriver, BleService, ble_tools
-from pibuddy.events import EventBus, ServiceStatus
+from pibuddy.events import EventBus
 from pibuddy.supervisor import Supervisor
 from pibuddy.tools.registry import ToolRegistry
 from tests.peers.ble_adverts import (
@@ -133,26 +133,16 @@ def _ble_probe_only() -> list:  # type: ignore[type-arg]
 
 
 async def test_service_retries_until_bluetoothd_and_an_adapter_appear(bluez: bluez_mock.BluezMock) -> None:
-    bus = EventBus()
     driver = BleDriver(_ble_config())
-    supervisor = Supervisor([BleService(driver)], bus=bus, backoff_factory=lambda: Backoff(initial=0.1, maximum=0.2))
-    statuses = bus.subscribe(maxsize=256)
+    service = BleService(driver, retry=Backoff(initial=0.1, maximum=0.2))
+    supervisor = Supervisor([service], bus=EventBus(), backoff_factory=lambda: Backoff(initial=0.1, maximum=0.2))
     task = asyncio.create_task(supervisor.run())
     try:
-        failures = 0
-        async with asyncio.timeout(5):
-            while failures < 2:
-                event = await statuses.get()
-                if isinstance(event, ServiceStatus) and event.status == "restarting":
-                    assert "Bluetooth is unavailable" in event.detail
-                    failures += 1
+        await eventually(lambda: supervisor.health()["ble"].detail.startswith(
+            "Bluetooth is unavailable: BlueZ (bluetoothd) is not running"), 5)
         bluez.start_bluez()
         bluez.add_adapter("hci0")
-        async with asyncio.timeout(5):
-            while True:
-                event = await statuses.get()
-                if isinstance(event, ServiceStatus) and event.status == "running":
-                    break
+        await eventually(lambda: supervisor.health()["ble"].ok, 5)
         bluez.advertise(ATC, service_data={BTHOME_UUID: bthome_plain(bthome_objects(humidity=40.0))})
         await eventually(lambda: driver.cache.get(ATC) is not None, _BLUEZ_WAIT)
     finally:

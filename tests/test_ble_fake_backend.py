@@ -13,10 +13,10 @@ from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailabl
 
 from pibuddy.backoff import Backoff
 from pibuddy.config import BleConfig
-from pibuddy.drivers.ble import BleDriver, BleService, BluetoothUnavailable, ble_tools
+from pibuddy.drivers.ble import BleDriver, BleService, ble_tools
 from pibuddy.errors import ConnectionLost
-from pibuddy.events import EventBus, ServiceStatus
-from pibuddy.supervisor import Service, Supervisor
+from pibuddy.events import EventBus
+from pibuddy.supervisor import Health, Service, Supervisor
 from pibuddy.tools.registry import ToolRegistry, ToolResult
 from tests.peers.ble_adverts import (
     BTHOME_UUID,
@@ -27,6 +27,7 @@ from tests.peers.ble_adverts import (
     mibeacon_temperature_humidity,
 )
 from tests.peers.fake_bleak_backend import AIR, FakeClient, FakeScanner
+from tests.polling import eventually
 
 ATC = "A4:C1:38:8D:18:B2"
 KIDS = "A4:C1:38:00:00:01"
@@ -238,9 +239,9 @@ async def test_gatt_control_keeps_one_connection_then_closes_it_when_idle() -> N
     lamp = AIR.add_peripheral(LAMP, "Triones", {"ffd9": b"", "2a19": b"\x57"})
     driver = _driver()
     registry = _registry(driver)
-    assert (await _call(registry, "ble_control", device="desk lamp", action="on")).text == "Done: on on the desk lamp."
+    assert (await _call(registry, "ble_control", device="desk lamp", action="On")).text == "Turned the desk lamp on."
     result = await _call(registry, "ble_control", device="study", action="brightness", value=200)
-    assert result.text == "Done: brightness 200 on the desk lamp."
+    assert result.text == "Set the desk lamp's brightness to 200."
     assert (await _call(registry, "ble_control", device="lamp", action="battery")).text == (
         "The desk lamp's battery is 87 %.")
     assert lamp.writes == [(WRITE_UUID, bytes.fromhex("cc2333"), True),
@@ -250,11 +251,20 @@ async def test_gatt_control_keeps_one_connection_then_closes_it_when_idle() -> N
     await asyncio.sleep(0.5)  # idle_disconnect_seconds is 0.3
     assert not driver.gatt.connected(LAMP)
     assert lamp.clients == []
-    await _call(registry, "ble_control", device="desk lamp", action="off")
+    assert (await _call(registry, "ble_control", device="desk lamp", action="off")).text == "Turned the desk lamp off."
     assert lamp.connects == 2
     assert lamp.writes[-1] == (WRITE_UUID, bytes.fromhex("cc2433"), True)
     await driver.close()
     assert lamp.clients == []
+
+
+async def test_an_action_without_on_off_or_a_value_is_a_sent_command() -> None:
+    lamp = AIR.add_peripheral(LAMP, "Triones", {"ffe1": b""})
+    driver = _driver()
+    result = await _registry(driver).call("ble_control", {"device": "desk lamp", "action": "colour"})
+    assert result == ToolResult("Sent the colour command to the desk lamp.")
+    assert lamp.writes == [("0000ffe1-0000-1000-8000-00805f9b34fb", b"\x01", True)]
+    await driver.close()
 
 
 async def test_gatt_reconnects_after_the_device_dropped_the_link() -> None:
@@ -308,15 +318,21 @@ _POWERED_OFF = BleakBluetoothNotAvailableError("No powered Bluetooth adapters fo
                                                BleakBluetoothNotAvailableReason.POWERED_OFF)
 
 
+_UNAVAILABLE = ("Bluetooth is unavailable: the Bluetooth adapter is powered off (try `bluetoothctl power on` or "
+                "`rfkill unblock bluetooth`)")
+
+
 async def test_bluetooth_off_is_a_clear_error_for_the_service_and_the_tools() -> None:
     AIR.unavailable = _POWERED_OFF
     driver = _driver()
-    with pytest.raises(BluetoothUnavailable) as caught:
-        await BleService(driver).start()
-    assert caught.value.message == ("Bluetooth is unavailable: the Bluetooth adapter is powered off (try "
-                                    "`bluetoothctl power on` or `rfkill unblock bluetooth`)")
-    result = await _registry(driver).call("ble_read_sensor", {"name": "bedroom"})
-    assert result == ToolResult(caught.value.message, is_error=True)
+    service = BleService(driver)
+    await service.start()  # a state of the service, not a failed start
+    try:
+        assert service.health() == Health(False, f"{_UNAVAILABLE}; retrying")
+        result = await _registry(driver).call("ble_read_sensor", {"name": "bedroom"})
+        assert result == ToolResult(_UNAVAILABLE, is_error=True)
+    finally:
+        await service.stop()
 
 
 class _Steady(Service):
@@ -329,33 +345,35 @@ class _Steady(Service):
         pass
 
 
-async def test_supervisor_retries_until_bluetooth_comes_back(caplog: pytest.LogCaptureFixture) -> None:
+async def test_missing_bluetooth_warns_once_retries_quietly_and_recovers(caplog: pytest.LogCaptureFixture) -> None:
     AIR.unavailable = _POWERED_OFF
-    bus = EventBus()
     driver = _driver()
-    supervisor = Supervisor([BleService(driver), _Steady()], bus=bus,
-                            backoff_factory=lambda: Backoff(initial=0.05, maximum=0.1))
-    statuses = bus.subscribe(maxsize=256)
-    with caplog.at_level(logging.INFO):
+    supervisor = Supervisor([BleService(driver, retry=Backoff(initial=0.05, maximum=0.1)), _Steady()],
+                            bus=EventBus(), backoff_factory=lambda: Backoff(initial=0.05, maximum=0.1))
+
+    def retries() -> int:
+        return sum("trying Bluetooth again" in r.getMessage() for r in caplog.records)
+
+    with caplog.at_level(logging.DEBUG, logger="pibuddy"):
         task = asyncio.create_task(supervisor.run())
         try:
-            await asyncio.sleep(0.3)  # a few failed attempts
+            await eventually(lambda: retries() >= 4)
+            assert supervisor.health()["ble"] == Health(False, f"{_UNAVAILABLE}; retrying")
             AIR.unavailable = None
-            async with asyncio.timeout(2):
-                while True:
-                    event = await statuses.get()
-                    if isinstance(event, ServiceStatus) and event.service == "ble" and event.status == "running":
-                        break
+            await eventually(lambda: driver.scanning)
             _bedroom_advert()
             assert driver.cache.get(ATC) is not None
+            assert supervisor.health()["ble"].ok
             assert supervisor.health()["steady"].ok
         finally:
             supervisor.request_stop()
             await asyncio.wait_for(task, 5)
-    failures = [r for r in caplog.records if "Bluetooth is unavailable" in r.getMessage()]
-    assert len(failures) >= 2  # it retried
-    assert all(r.levelno == logging.ERROR and r.exc_info is None for r in failures)  # one line each, no traceback
-    assert all(r.getMessage().count("\n") == 0 for r in failures)
+    loud = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [("WARNING", f"BLE: {_UNAVAILABLE}; check that an adapter is attached (`bluetoothctl list`), "
+                                "that bluetoothd runs (`systemctl status bluetooth`) and that Bluetooth is not "
+                                "blocked (`rfkill unblock bluetooth`). Retrying in the background.")]
+    assert [r.getMessage() for r in caplog.records if "Bluetooth is back" in r.getMessage()] == [
+        "BLE: Bluetooth is back; scanning on the default adapter (3 sensors, 1 devices configured)"]
 
 
 async def test_silence_watchdog_restarts_a_stuck_scanner_but_not_a_busy_one() -> None:

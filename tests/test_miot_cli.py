@@ -92,7 +92,7 @@ async def test_call_reads_and_controls_through_the_cloud(fake: FakeMiCloud, tmp_
     assert await call(driver, "hall switch", "on", parse_value("true"), out=printed.append) == 0
     assert await call(driver, "hall switch", None, None, out=printed.append) == 0
     assert await call(driver, "sofa", None, None, out=printed.append) == 1
-    assert printed[:2] == ["Done: Hall switch on on.", "Hall switch (Hall): on on."]
+    assert printed[:2] == ["Turned the Hall switch on.", "The Hall switch is on."]
     assert printed[2].startswith('pibuddy: I could not find "sofa"')
 
 

@@ -4,7 +4,9 @@ service's discovery, and the catalog wiring."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from pibuddy.drivers.miot.driver import SPECS_DIR
 from pibuddy.drivers.miot.inventory import Device, Inventory
 from pibuddy.drivers.miot.lan_transport import LanTransport
 from pibuddy.drivers.miot.spec_store import SpecStore
+from pibuddy.drivers.miot.transport import TransportKind
 from pibuddy.tools.catalog import build_toolbox
 from pibuddy.tools.registry import ToolRegistry
 from tests.peers.mi_cloud import PASSWORD, USERNAME, CloudDevice, FakeMiCloud
@@ -58,13 +61,22 @@ def _saved_devices(lamp: SimulatedDevice, fan: SimulatedDevice) -> list[Device]:
     ]
 
 
-def _driver(state: Path, cloud: FakeMiCloud, port: int, **config: object) -> MiotDriver:
+def _driver(state: Path, cloud: FakeMiCloud, port: int, *, backend: TransportKind | None = None,
+            clock: Callable[[], float] = time.monotonic, **config: object) -> MiotDriver:
     miot = MiotConfig(enabled=True, lan_timeout=0.2, devices=(
         MiotDeviceConfig(name="desk lamp", aliases=("台灯",), did=str(LAMP_DID)),), **config)  # type: ignore[arg-type]
     mi_cloud = MiCloud(state_dir=state, username=USERNAME, password=PASSWORD, api_url=cloud.api_url,
                        account=MiAccount(account_url=cloud.base_url, timeout=5), timeout=5)
-    return MiotDriver(miot, state, transports=[LanTransport(timeout=0.2, port=port), CloudTransport(mi_cloud)],
-                      cloud=mi_cloud, specs=SpecStore(state / SPECS_DIR, fetch=False), port=port)
+    return MiotDriver(miot, state, backend=backend,
+                      transports=[LanTransport(timeout=0.2, port=port), CloudTransport(mi_cloud)],
+                      cloud=mi_cloud, specs=SpecStore(state / SPECS_DIR, fetch=False), port=port, clock=clock)
+
+
+def _registry(driver: MiotDriver) -> ToolRegistry:
+    registry = ToolRegistry()
+    for miot_tool in miot_tools(driver):
+        registry.register(miot_tool)
+    return registry
 
 
 @pytest.fixture
@@ -84,10 +96,7 @@ async def home(tmp_path: Path) -> AsyncIterator[Home]:
         store.save(urn, load_spec(name))
     Inventory((), tmp_path).save_cloud_devices(_saved_devices(lamp, fan))
     driver = _driver(tmp_path, cloud, lamp.port)
-    registry = ToolRegistry()
-    for miot_tool in miot_tools(driver):
-        registry.register(miot_tool)
-    yield Home(lamp, fan, cloud, driver, registry, tmp_path)
+    yield Home(lamp, fan, cloud, driver, _registry(driver), tmp_path)
     await driver.close()
     await cloud.stop()
     await fan.stop()
@@ -100,23 +109,88 @@ def _cloud_miotspec_calls(home: Home) -> list[str]:
 
 async def test_lan_first_for_a_device_with_a_token(home: Home) -> None:
     text, error = await home.call("miot_control", target="台灯", control="brightness", value=40)
-    assert (text, error) == ("Done: desk lamp brightness 40 %.", False)
+    assert (text, error) == ("Set the desk lamp's brightness to 40 %.", False)
     assert home.lamp.state.values[(2, 2)] == 40
     assert _cloud_miotspec_calls(home) == []
 
 
 async def test_the_cloud_drives_a_sub_device_behind_a_hub(home: Home) -> None:
     text, error = await home.call("miot_control", target="hall switch", control="power", value="on")
-    assert (text, error) == ("Done: Hall switch on on.", False)
+    assert (text, error) == ("Turned the Hall switch on.", False)
     assert home.cloud.values[("blt.3.1abcd", 2, 1)] is True
 
 
 async def test_a_silent_lan_device_falls_back_to_the_cloud(home: Home) -> None:
     home.lamp.fault = Fault.SILENT
     text, error = await home.call("miot_control", target="desk lamp", control="on", value=True)
-    assert (text, error) == ("Done: desk lamp on on.", False)
+    assert (text, error) == ("Turned the desk lamp on.", False)
     assert home.cloud.values[(str(LAMP_DID), 2, 1)] is True
     assert _cloud_miotspec_calls(home) == ["/miotspec/prop/set"]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _switch(registry: ToolRegistry, on: bool) -> str:
+    result = await registry.call("miot_control", {"target": "desk lamp", "control": "on", "value": on})
+    assert not result.is_error, result.text
+    return result.text
+
+
+async def test_a_silent_lan_device_is_not_waited_for_again_until_its_retry_time(home: Home) -> None:
+    clock = _Clock()
+    driver = _driver(home.state, home.cloud, home.lamp.port, clock=clock)
+    registry, loop = _registry(driver), asyncio.get_running_loop()
+    try:
+        home.lamp.fault = Fault.SILENT
+        assert await _switch(registry, True) == "Turned the desk lamp on."  # after 3 LAN tries of 0.2 s
+        home.lamp.fault = Fault.NONE  # back, but nothing told the driver
+        started = loop.time()
+        assert await _switch(registry, False) == "Turned the desk lamp off."
+        assert loop.time() - started < 0.2  # not even one LAN timeout
+        assert (home.lamp.hellos, home.lamp.requests) == (0, [])
+        assert _cloud_miotspec_calls(home) == ["/miotspec/prop/set"] * 2
+        clock.now += 600  # the longest skip has passed: the LAN is tried again, and answers
+        assert await _switch(registry, True) == "Turned the desk lamp on."
+        assert home.lamp.state.values[(2, 1)] is True
+        assert len(_cloud_miotspec_calls(home)) == 2
+    finally:
+        await driver.close()
+
+
+async def test_a_discovery_hello_brings_a_silent_device_back_to_the_lan(home: Home) -> None:
+    driver = _driver(home.state, home.cloud, home.lamp.port, discovery_addresses=("127.0.0.1",))
+    registry = _registry(driver)
+    try:
+        home.lamp.fault = Fault.SILENT
+        await _switch(registry, True)
+        home.lamp.fault = Fault.NONE
+        assert await driver.discover() == 1
+        await _switch(registry, False)
+        assert home.lamp.state.values[(2, 1)] is False  # on the LAN at once
+        assert len(_cloud_miotspec_calls(home)) == 1
+    finally:
+        await driver.close()
+
+
+async def test_with_no_other_path_a_silent_lan_device_is_still_tried(home: Home) -> None:
+    driver = _driver(home.state, home.cloud, home.lamp.port, backend=TransportKind.LAN)
+    registry = _registry(driver)
+    try:
+        home.lamp.fault = Fault.SILENT
+        result = await registry.call("miot_control", {"target": "desk lamp", "control": "on", "value": True})
+        assert (result.is_error, result.text) == (True, "desk lamp does not answer at 127.0.0.1: it is offline or "
+                                                        "its address changed")
+        home.lamp.fault = Fault.NONE
+        assert await _switch(registry, True) == "Turned the desk lamp on."
+        assert home.lamp.state.values[(2, 1)] is True
+    finally:
+        await driver.close()
 
 
 async def test_every_path_failing_names_each_and_what_to_do(home: Home, tmp_path: Path) -> None:
@@ -139,9 +213,10 @@ async def test_get_state_reads_every_readable_property_with_units(home: Home) ->
     home.fan.state.values[(2, 3)] = 2
     text, error = await home.call("miot_get_state", target="tower fan")
     assert not error
-    assert text == "Tower fan (Bedroom): on off, fan_level level1, mode sleep, indicator_light_on off."
+    assert text == ("The Tower fan in the Bedroom is off, with fan level level1, mode sleep and indicator "
+                    "light off.")
     text, _ = await home.call("miot_get_state", target="study lights")
-    assert text == "desk lamp (Study): on off, brightness 1 %, color_temperature 2700 K."
+    assert text == "The desk lamp in the Study is off, with brightness 1 % and color temperature 2700 K."
 
 
 async def test_per_item_cloud_errors_are_spoken(home: Home) -> None:
@@ -162,16 +237,16 @@ async def test_values_and_controls_are_checked_against_the_spec(home: Home) -> N
 async def test_modes_and_actions_with_inputs(home: Home) -> None:
     text, error = await home.call("miot_control", target="tower fan", control="mode",
                                   value="natural wind")
-    assert (text, error) == ("Done: Tower fan mode natural_wind.", False)
+    assert (text, error) == ("Set the Tower fan's mode to natural wind.", False)
     assert home.fan.state.values[(2, 3)] == 1
     text, error = await home.call("miot_control", target="tower fan", control="turn_off_later", value=30)
-    assert (text, error) == ("Done: turn_off_later on Tower fan.", False)
+    assert (text, error) == ("Asked the Tower fan to turn off later.", False)
     assert home.fan.state.actions_run == [(2, 2, [30])]
 
 
 async def test_a_room_and_kind_acts_on_every_matching_device(home: Home) -> None:
     text, error = await home.call("miot_control", target="all lights", control="toggle")
-    assert (text, error) == ("Done: toggle on desk lamp.", False)
+    assert (text, error) == ("Asked the desk lamp to toggle.", False)
     assert home.lamp.state.values[(2, 1)] is True
 
 
@@ -181,7 +256,8 @@ async def test_per_device_tools_carry_the_spec(home: Home) -> None:
     assert lamp_tool.input_schema["properties"]["brightness"]["maximum"] == 100
     assert "brightness 1-100 %" in lamp_tool.description
     text, error = await home.call("miot_desk_lamp", on=True, brightness=30, color_temperature=5000)
-    assert (text, error) == ("Done: desk lamp on on, brightness 30 %, color_temperature 5000 K.", False)
+    assert (text, error) == ("Turned the desk lamp on, set its brightness to 30 % and set its color temperature to "
+                             "5000 K.", False)
     assert [home.lamp.state.values[(2, p)] for p in (1, 2, 3)] == [True, 30, 5000]
     text, error = await home.call("miot_tower_fan", mode="turbo")
     assert error  # the schema's enum rejects it before the driver runs

@@ -151,7 +151,7 @@ def strip_all(text: str) -> tuple[bool, str]:
     """(whether "all"/"所有" was said, the normalized `text` without it)."""
     stripped = " ".join(w for w in text.split() if w not in _ALL_WORDS)
     for word in _ALL_WORDS:
-        if _is_cjk(word):
+        if is_cjk(word):
             stripped = stripped.replace(word, "")
     stripped = stripped.strip()
     return stripped != text, stripped
@@ -188,7 +188,7 @@ def _in_room(phrase: str, pool: Sequence[Named[T]], room: str, rest: str, *, wha
 
 def remove_phrase(text: str, key: str) -> str | None:
     """`text` without `key` (whole words for Latin script, substring for CJK); None if absent."""
-    if _is_cjk(key):
+    if is_cjk(key):
         if key not in text:
             return None
         before, _, after = text.partition(key)
@@ -238,7 +238,7 @@ def closest(ranked: Sequence[tuple[float, X]], describe: Callable[[X], str]) -> 
 
 
 def _contains(name: str, text: str) -> bool:
-    if _is_cjk(text):
+    if is_cjk(text):
         return text in name
     words = {_singular(w) for w in name.split()}
     return all(_singular(w) in words for w in text.split())
@@ -276,5 +276,6 @@ def shortlist(descriptions: Sequence[str]) -> str:
     return ", ".join(descriptions[:_MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
-def _is_cjk(text: str) -> bool:
+def is_cjk(text: str) -> bool:
+    """Whether `text` holds Chinese characters (matched as substrings, spoken without articles)."""
     return any("\u3400" <= ch <= "\u9fff" for ch in text)

@@ -106,8 +106,9 @@ class BleDriver:
                 if remaining <= 0:
                     return
                 self._heard.clear()
-                try:
-                    await asyncio.wait_for(self._heard.wait(), remaining)
+                try:  # not wait_for: on 3.11 it can swallow a racing cancel
+                    async with asyncio.timeout(remaining):
+                        await self._heard.wait()
                 except TimeoutError:
                     return
 

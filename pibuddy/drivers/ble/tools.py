@@ -16,6 +16,7 @@ from pibuddy.drivers.ble.driver import BleDriver
 from pibuddy.drivers.ble.gatt import decode, needs_value, render
 from pibuddy.drivers.ble.sensors import SensorRecord, age_text, reading_text
 from pibuddy.drivers.names import find_named, normalize
+from pibuddy.drivers.sentences import possessive, sentence, set_to, the, turned, words
 from pibuddy.errors import AuthFailed, DeviceUnreachable, DriverError, InvalidArguments, NotFound
 from pibuddy.tools.arguments import integer, object_schema, string
 from pibuddy.tools.registry import Tool, tool
@@ -173,13 +174,27 @@ async def control_device(driver: BleDriver, name: str, action_name: str, value: 
         raise InvalidArguments(f"{name!r} could be {', '.join(device.name for device in devices)}; say which one")
     device = devices[0]
     wanted = normalize(action_name)
-    action = next((a for n, a in device.actions.items() if normalize(n) == wanted), None)
-    if action is not None:
+    action_key = next((key for key in device.actions if normalize(key) == wanted), None)
+    if action_key is not None:
+        action = device.actions[action_key]
         await driver.gatt.write(device, action, render(action, value))
-        return f"Done: {action_name}{f' {value}' if needs_value(action) else ''} on the {device.name}."
-    reading = next((r for n, r in device.readings.items() if normalize(n) == wanted), None)
-    if reading is not None:
+        said = value if needs_value(action) else None
+        return sentence([_action_clause(the(device.name), words(action_key), said)])
+    reading_key = next((key for key in device.readings if normalize(key) == wanted), None)
+    if reading_key is not None:
+        reading = device.readings[reading_key]
         shown = decode(await driver.gatt.read(device, reading), reading)
-        return f"The {device.name}'s {action_name} is {shown}{f' {reading.unit}' if reading.unit else ''}."
+        unit = f" {reading.unit}" if reading.unit else ""
+        return sentence([f"{possessive(the(device.name))} {words(reading_key)} is {shown}{unit}"])
     offered = ", ".join([*device.actions, *device.readings]) or "nothing"
     raise InvalidArguments(f"the {device.name} cannot {action_name!r}; it offers: {offered}")
+
+
+def _action_clause(subject: str, action: str, value: int | None) -> str:
+    """`turned the desk lamp on`, `set the desk lamp's brightness to 200`, `sent the colour command to the
+    desk lamp`: configured actions are byte writes with any name, so the others are "commands"."""
+    if value is not None:
+        return set_to(possessive(subject), action, str(value))
+    if action.casefold() in ("on", "off"):
+        return turned(subject, action.casefold() == "on")
+    return f"sent the {action} command to {subject}"

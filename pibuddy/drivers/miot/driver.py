@@ -1,7 +1,9 @@
 """The MIoT driver: which devices exist, what each can do (its spec), and how to reach it.
 
-Routing: the LAN first when the device has a token and an address, the Mi cloud otherwise (or when the LAN
-fails to reach it). A device that answered and refused is not asked again by the other path. When every
+Routing: the LAN first when the device has a token and an address and answers, the Mi cloud otherwise (or
+when the LAN fails to reach it). A device whose LAN try failed goes straight to the cloud for a while
+(`reachability`), so a silent device does not cost every call the LAN timeout; with no other path the LAN
+is tried anyway. A device that answered and refused is not asked again by the other path. When every
 path fails, the error names each path and what to do ("token rejected: run `pibuddy miot setup`").
 Per-item MIoT result codes become short spoken errors (`errors.error_for_code`).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -21,6 +24,7 @@ from pibuddy.drivers.miot.controls import Control, Controls
 from pibuddy.drivers.miot.discovery import discover
 from pibuddy.drivers.miot.errors import BadReply, SessionExpired, code_ok, error_for_code
 from pibuddy.drivers.miot.inventory import Device, Inventory
+from pibuddy.drivers.miot.reachability import LanReachability
 from pibuddy.drivers.miot.spec import DeviceSpec
 from pibuddy.drivers.miot.spec_store import SpecStore
 from pibuddy.drivers.miot.transport import MiotTransport, PropertyResult, TransportKind, get_transport
@@ -46,11 +50,13 @@ class MiotDriver:
         cloud: the Mi cloud client (tests aim it at a local fake).
         specs: the spec store (tests aim it at a local spec server).
         port: the devices' UDP port for the LAN and discovery (54321; tests use others).
+        clock: monotonic seconds, for when a silent device's LAN is tried again.
     """
 
     def __init__(self, config: MiotConfig, state_dir: Path, *, backend: TransportKind | None = None,
                  transports: Sequence[MiotTransport] | None = None, cloud: MiCloud | None = None,
-                 specs: SpecStore | None = None, port: int = PORT) -> None:
+                 specs: SpecStore | None = None, port: int = PORT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.inventory = Inventory(config.devices, state_dir)
         password = config.cloud_password.get_secret_value() if config.cloud_password else None
@@ -65,7 +71,9 @@ class MiotDriver:
             transports = [t for t in transports if t.kind == backend]
         self._transports = list(transports)
         self._online: dict[str, bool] = {}
+        self._lan = LanReachability()
         self._port = port
+        self._clock = clock
 
     @property
     def configured(self) -> bool:
@@ -162,6 +170,7 @@ class MiotDriver:
             if hit is not None:
                 addresses[device.key] = hit.ip
                 self._online[device.key] = True
+                self._lan.answered_hello(device.key)
         if addresses:
             self.inventory.save_addresses(addresses)
         return len(found)
@@ -174,12 +183,19 @@ class MiotDriver:
         for transport in self._transports:
             if not transport.can_reach(device):
                 continue
+            remembered = self._skipped_lan(transport, device)
+            if remembered is not None:
+                _LOGGER.debug("%s: skipping the LAN, it failed lately: %s", device.name, remembered.message)
+                failures.append((transport.kind, remembered))
+                continue
             try:
                 result = await call(transport)
             except _FALL_THROUGH as exc:
-                _LOGGER.info("%s not reached %s: %s", device.name, _PATH_NAMES[transport.kind], exc.message)
+                self._note_failure(transport.kind, device, exc)
                 failures.append((transport.kind, exc))
                 continue
+            if transport.kind is TransportKind.LAN:
+                self._lan.answered(device.key)
             self._online[device.key] = True
             return result
         if not failures:
@@ -188,6 +204,22 @@ class MiotDriver:
         if all(isinstance(e, DeviceUnreachable) for _, e in failures):
             self._online[device.key] = False
         raise _combined(failures)
+
+    def _skipped_lan(self, transport: MiotTransport, device: Device) -> DriverError | None:
+        """The LAN error remembered for `device` while its LAN is not due again and another path can reach it."""
+        if transport.kind is not TransportKind.LAN:
+            return None
+        if not any(t.can_reach(device) for t in self._transports if t is not transport):
+            return None
+        return self._lan.skipped(device.key, self._clock())
+
+    def _note_failure(self, kind: TransportKind, device: Device, error: DriverError) -> None:
+        if kind is not TransportKind.LAN:
+            _LOGGER.info("%s not reached %s: %s", device.name, _PATH_NAMES[kind], error.message)
+            return
+        delay = self._lan.failed(device.key, error, self._clock())
+        _LOGGER.info("%s not reached on the LAN: %s; the LAN is tried again in %.0f s", device.name, error.message,
+                     delay)
 
 
 def _combined(failures: list[tuple[TransportKind, DriverError]]) -> DriverError:

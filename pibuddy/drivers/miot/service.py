@@ -25,6 +25,10 @@ class MiotService(Service):
         self._driver = driver
         self._last_found: int | None = None
 
+    @property
+    def driver(self) -> MiotDriver:
+        return self._driver
+
     async def start(self) -> None:
         await self.cache_specs()
         if self._driver.config.discovery:

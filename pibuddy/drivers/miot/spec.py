@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pibuddy.drivers.miot.errors import BadReply
+from pibuddy.drivers.sentences import words
 from pibuddy.errors import InvalidArguments
 
 _INTEGER_FORMATS: Final = frozenset({"uint8", "uint16", "uint32", "int8", "int16", "int32", "int64"})
@@ -105,12 +106,12 @@ class Property:
         return self._number_value(value, device)
 
     def spoken(self, value: Any) -> str:
-        """A read value as words: `on`, `sleep`, `40 %`."""
+        """A read value as words: `on`, `natural wind`, `40 %`."""
         if self.format == "bool" and isinstance(value, bool):
             return "on" if value else "off"
         for choice in self.choices:
             if choice.value == value and not isinstance(value, bool):
-                return choice.name
+                return words(choice.name)
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         return f"{value} {self.spoken_unit}".strip()

@@ -15,6 +15,8 @@ from typing import Any, Final
 from pibuddy.drivers.miot.controls import Control, Controls
 from pibuddy.drivers.miot.driver import MiotDriver
 from pibuddy.drivers.miot.inventory import Device
+from pibuddy.drivers.names import normalize
+from pibuddy.drivers.sentences import listed, possessive, sentence, set_to, the, turned, words
 from pibuddy.errors import DriverError, InvalidArguments
 from pibuddy.tools.registry import Tool
 
@@ -112,10 +114,11 @@ async def apply_to_device(driver: MiotDriver, device: Device, controls: Controls
         await driver.write(device, changes)
     if action is not None:
         await driver.act(device, action, [])
-    said = [f"{c.name} {c.prop.spoken(v)}" for c, v in changes if c.prop is not None]
+    subjects = [the(device.name), *["it"] * len(changes)]  # "turned the desk lamp on and set its brightness ..."
+    clauses = [_change_clause(subject, c, v) for subject, (c, v) in zip(subjects, changes, strict=False)]
     if action is not None:
-        said.append(action.name)
-    return f"Done: {device.name} {', '.join(said)}."
+        clauses.append(_action_clause(subjects[len(clauses)], action))
+    return sentence(clauses)
 
 
 async def _control_one(driver: MiotDriver, device: Device, name: str, value: Any) -> str:
@@ -125,8 +128,8 @@ async def _control_one(driver: MiotDriver, device: Device, name: str, value: Any
         raise InvalidArguments(f"{device.name} has no control {name!r}; it offers {controls.describe()}")
     if found.action is not None:
         out = await driver.act(device, found, _action_inputs(controls, found, value, device.name))
-        result = f" It answered {', '.join(str(v) for v in out)}." if out else ""
-        return f"Done: {found.name} on {device.name}.{result}"
+        result = f" It answered {listed([str(v) for v in out])}." if out else ""
+        return sentence([_action_clause(the(device.name), found)]) + result
     assert found.prop is not None
     if not found.prop.writable:
         raise InvalidArguments(f"{found.name} of {device.name} can only be read")
@@ -134,7 +137,26 @@ async def _control_one(driver: MiotDriver, device: Device, name: str, value: Any
         raise InvalidArguments(f"Give a value for {found.name}: {found.summary()}")
     wire = found.prop.to_wire(value, device=device.name)
     await driver.write(device, [(found, wire)])
-    return f"Done: {device.name} {found.name} {found.prop.spoken(wire)}."
+    return sentence([_change_clause(the(device.name), found, wire)])
+
+
+def _change_clause(subject: str, control_: Control, wire: Any) -> str:
+    """What a write did: `turned the desk lamp on`, `set its brightness to 40 %`."""
+    assert control_.prop is not None
+    if control_.prop.format == "bool" and isinstance(wire, bool):
+        switched = subject if control_.name == "on" else f"{possessive(subject)} {_switch_words(control_.name)}"
+        return turned(switched, wire)
+    return set_to(possessive(subject), words(control_.name), control_.prop.spoken(wire))
+
+
+def _action_clause(subject: str, action: Control) -> str:
+    """`asked the desk lamp to toggle`: spec actions are named by verbs."""
+    return f"asked {subject} to {words(action.name)}"
+
+
+def _switch_words(name: str) -> str:
+    """An on/off control's name without its `_on`: `indicator_light_on` -> `indicator light`."""
+    return words(name.removesuffix("_on"))
 
 
 def _action_inputs(controls: Controls, found: Control, value: Any, device: str) -> list[Any]:
@@ -153,14 +175,33 @@ def _action_inputs(controls: Controls, found: Control, value: Any, device: str) 
 
 
 async def _state_line(driver: MiotDriver, device: Device) -> str:
+    """`The desk lamp in the Study is off, with brightness 1 % and color temperature 2700 K.`"""
     controls = await driver.controls(device)
     values = await driver.read(device, controls.readable)
-    parts = []
-    for control_, value in values:
-        assert control_.prop is not None
-        shown = f"unknown ({value.message})" if isinstance(value, DriverError) else control_.prop.spoken(value)
-        parts.append(f"{control_.name} {shown}")
-    return f"{device.spoken()}: {', '.join(parts) or 'nothing to read'}."
+    power = next((v for c, v in values if c.name == "on" and isinstance(v, bool)), None)
+    parts = [_reading(c, v) for c, v in values if not (c.name == "on" and isinstance(v, bool))]
+    subject = _located(device)
+    if power is not None:
+        return sentence([f"{subject} is {'on' if power else 'off'}{f', with {listed(parts)}' if parts else ''}"])
+    return sentence([f"{subject} reads {listed(parts)}" if parts else f"{subject} has nothing to read"])
+
+
+def _reading(control_: Control, value: Any) -> str:
+    """`brightness 40 %`, `indicator light off`, `mode unknown (why)`."""
+    assert control_.prop is not None
+    if isinstance(value, DriverError):
+        return f"{words(control_.name)} unknown ({value.message})"
+    if control_.prop.format == "bool" and isinstance(value, bool):
+        return f"{_switch_words(control_.name)} {control_.prop.spoken(value)}"
+    return f"{words(control_.name)} {control_.prop.spoken(value)}"
+
+
+def _located(device: Device) -> str:
+    """`the desk lamp in the Study`; the room is left out when the name already says it (`Hall switch`)."""
+    room = device.room
+    if not room or f" {normalize(room)} " in f" {normalize(device.name)} ":
+        return the(device.name)
+    return f"{the(device.name)} in {the(room)}"
 
 
 def _device_line(driver: MiotDriver, device: Device) -> str:
