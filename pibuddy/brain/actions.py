@@ -4,37 +4,30 @@ One planner per intent in a dispatch table. A plan says which tool calls to make
 the package's response template (commands: "Turned on the light") or the tool's own sentence (questions:
 the tool's text carries the state). Intents with no planner (timers, weather, shopping lists) are out of
 the local brain's reach: `plan()` returns None and the brain says it cannot do that offline.
+
+Planners speak Home Assistant's actions (`turn_on`, `set_brightness` ...); each driver's `DriverTools`
+turns one into a call of that driver's tool, or None when the driver cannot do it. A room or "all" phrase
+goes to every driver with a fitting device there: as one phrase to Home Assistant (its tools resolve
+"Bedroom lights" themselves), as one call per device to the others.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from pibuddy.brain.intents import IntentMatch
-from pibuddy.brain.vocabulary import HOMEASSISTANT, Thing, Vocabulary
+from pibuddy.brain.vocabulary import BLE_DEVICE, BLE_SENSOR, GPIO, HOMEASSISTANT, MIOT, Thing, Vocabulary
 
-
-@dataclass(frozen=True, slots=True)
-class SourceTools:
-    """The tools one driver offers for the brain's needs."""
-
-    control: str
-    state: str
-    scene: str
-    script: str
-
-
-# driver (Thing.source) -> its tools. A driver that offers names must be listed here too.
-TOOLS: Final[dict[str, SourceTools]] = {
-    HOMEASSISTANT: SourceTools("ha_control_device", "ha_get_device_state", "ha_run_scene", "ha_run_script"),
-}
 SPEAKER_VOLUME_TOOL: Final = "self.audio_speaker.set_volume"
 
 # Domain -> the kind word the tools' name resolution knows ("living room lights" -> every light there).
 _KIND_WORDS: Final = {"light": "lights", "fan": "fans", "cover": "blinds", "switch": "switches", "lock": "locks",
                       "climate": "thermostat", "media_player": "speaker", "vacuum": "vacuum", "sensor": "sensor"}
+_TEMPERATURE: Final = "temperature"
+_MEASURING_DOMAINS: Final = frozenset({"sensor", "climate"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +47,9 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
+class Target:
+    """What a tool is asked to act on: a device's key, or (Home Assistant) a room or "all" plus a kind."""
+
     phrase: str
     source: str
     thing: Thing | None = None
@@ -64,39 +59,162 @@ class _Target:
         return self.thing.domain if self.thing else None
 
 
-def _target(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | None = None) -> _Target | None:
-    """The tool's `target` phrase: a device's key, or a room (or "all") plus a kind of device."""
+class DriverTools(ABC):
+    """One driver's tools for the brain's needs; each method returns None for what the driver cannot do."""
+
+    grouped = False
+    """The tools take a room plus a kind ("Bedroom lights") as one target."""
+
+    @abstractmethod
+    def command(self, target: Target, action: str, value: Any = None) -> ToolCall | None:
+        """A Home Assistant action (turn_on, set_brightness ...) with its value, if it takes one."""
+
+    @abstractmethod
+    def question(self, target: Target, quantity: str | None) -> ToolCall | None:
+        """The state of `target`, or one `quantity` of it (temperature)."""
+
+    def run(self, target: Target) -> ToolCall | None:
+        """Run a scene or script."""
+        del target
+        return None
+
+
+class HomeAssistantTools(DriverTools):
+    grouped = True
+    _VALUE_ARGUMENTS: Final = {"set_brightness": "brightness", "set_color": "color", "set_position": "position",
+                               "set_temperature": "temperature", "set_volume": "volume"}
+
+    def command(self, target: Target, action: str, value: Any = None) -> ToolCall:
+        arguments = {"target": target.phrase, "action": action}
+        if action in self._VALUE_ARGUMENTS:
+            arguments[self._VALUE_ARGUMENTS[action]] = value
+        return ToolCall("ha_control_device", arguments)
+
+    def question(self, target: Target, quantity: str | None) -> ToolCall:
+        return ToolCall("ha_get_device_state", {"target": target.phrase})
+
+    def run(self, target: Target) -> ToolCall | None:
+        tool = {"scene": "ha_run_scene", "script": "ha_run_script"}.get(target.domain or "")
+        return ToolCall(tool, {"name": target.phrase}) if tool else None
+
+
+class MiotTools(DriverTools):
+    """`miot_control` sets the spec's controls: `on` and `brightness` (percent in the MIoT light spec)."""
+
+    def command(self, target: Target, action: str, value: Any = None) -> ToolCall | None:
+        if action in ("turn_on", "turn_off"):
+            return ToolCall("miot_control", {"target": target.phrase, "control": "on", "value": action == "turn_on"})
+        if action == "set_brightness":
+            return ToolCall("miot_control", {"target": target.phrase, "control": "brightness", "value": value})
+        return None
+
+    def question(self, target: Target, quantity: str | None) -> ToolCall:
+        return ToolCall("miot_get_state", {"target": target.phrase})
+
+
+class BleSensorTools(DriverTools):
+    def command(self, target: Target, action: str, value: Any = None) -> None:
+        return None
+
+    def question(self, target: Target, quantity: str | None) -> ToolCall:
+        return ToolCall("ble_read_sensor", {"name": target.phrase, "quantity": quantity or ""})
+
+
+class BleDeviceTools(DriverTools):
+    """`ble_control` runs the configured actions named `on`, `off` and `brightness` (on the device's scale)."""
+
+    def command(self, target: Target, action: str, value: Any = None) -> ToolCall | None:
+        if action in ("turn_on", "turn_off"):
+            return ToolCall("ble_control", {"device": target.phrase, "action": action.removeprefix("turn_")})
+        if action == "set_brightness":
+            return ToolCall("ble_control", {"device": target.phrase, "action": "brightness",
+                                            "value": _on_scale(value, target.thing)})
+        return None
+
+    def question(self, target: Target, quantity: str | None) -> None:
+        return None  # its readings are whatever the config names; the brain cannot know which one answers
+
+
+class GpioTools(DriverTools):
+    def command(self, target: Target, action: str, value: Any = None) -> ToolCall | None:
+        if action not in ("turn_on", "turn_off"):
+            return None
+        return ToolCall("gpio_switch", {"name": target.phrase, "action": action.removeprefix("turn_")})
+
+    def question(self, target: Target, quantity: str | None) -> ToolCall | None:
+        return None if quantity else ToolCall("gpio_switch", {"name": target.phrase, "action": "state"})
+
+
+def _on_scale(percent: Any, thing: Thing | None) -> int:
+    """A spoken percentage on the device's own brightness scale (1-255 -> 40 % is 102)."""
+    scale = thing.brightness_range if thing else None
+    if scale is None:
+        return int(percent)
+    low, high = scale
+    return max(low, min(high, round(float(percent) * high / 100)))
+
+
+# driver (Thing.source) -> its tools. A driver that offers names must be listed here too.
+TOOLS: Final[dict[str, DriverTools]] = {
+    HOMEASSISTANT: HomeAssistantTools(), MIOT: MiotTools(), BLE_SENSOR: BleSensorTools(),
+    BLE_DEVICE: BleDeviceTools(), GPIO: GpioTools(),
+}
+
+Planner = Callable[[IntentMatch, Vocabulary], Plan | None]
+
+
+def _targets(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | None = None) -> list[Target]:
+    """What the command is about: the named device, or the fitting devices in a room (or everywhere)."""
     area = match.value("area")
-    key = match.value("name")
-    if key is not None:
+    if match.value("name") is not None:
         said = match.said("name") or ""
         in_area = vocabulary.named(said, area) if area else []
-        thing = in_area[0] if len(in_area) == 1 else vocabulary.thing(key)
-        return _Target(thing.key, thing.source, thing) if thing else None
+        thing = in_area[0] if len(in_area) == 1 else vocabulary.thing(match.value("name"))
+        return [Target(thing.key, thing.source, thing)] if thing else []
     if match.value("floor") is not None:
-        return None  # the tools' name resolution knows rooms, not floors
-    domain = match.value("domain")
-    kind = match.value("device_class") or _KIND_WORDS.get(domain or "", default_kind)
+        return []  # the tools' name resolution knows rooms, not floors
+    domain, device_class = match.value("domain"), match.value("device_class")
+    kind = device_class or _KIND_WORDS.get(domain or "", default_kind)
     if kind is None:
-        return None
+        return []
     phrase = f"{area} {kind}" if area else f"all {kind}"
-    sources = {t.source for t in vocabulary.things if domain is None or t.domain == domain}
-    return _Target(phrase, sources.pop() if len(sources) == 1 else HOMEASSISTANT)
+
+    def fits(thing: Thing) -> bool:
+        if kind == _TEMPERATURE and thing.domain not in _MEASURING_DOMAINS:
+            return False
+        return domain in (None, thing.domain) and device_class in (None, thing.device_class)
+
+    candidates = [t for t in (vocabulary.in_area(area) if area else vocabulary.things) if fits(t)]
+    targets: list[Target] = []
+    for source in dict.fromkeys(t.source for t in candidates):
+        if TOOLS[source].grouped:
+            targets.append(Target(phrase, source))
+        else:
+            targets += [Target(t.key, source, t) for t in candidates if t.source == source]
+    if not targets and any(t.source == HOMEASSISTANT for t in vocabulary.things):
+        targets.append(Target(phrase, HOMEASSISTANT))  # its tools say what is missing there
+    return targets
 
 
-def _control(action: str, **values: Any) -> Callable[[IntentMatch, Vocabulary], Plan | None]:
-    """A `control` call; `values` maps tool arguments to the match slot that holds them."""
+def _plan(targets: list[Target], call: Callable[[Target], ToolCall | None], *, tool_text: bool = False
+          ) -> Plan | None:
+    """The calls for `targets` (one driver may be unable to; if none can, there is no plan)."""
+    calls = tuple(c for c in (call(t) for t in targets) if c is not None)
+    if not calls:
+        return None
+    return Plan(calls, tool_text, targets[0].thing if len(targets) == 1 else None)
+
+
+def _control(action: str, slot: str | None = None) -> Planner:
+    """An `action` on the target; `slot` holds its value (brightness, colour ...)."""
 
     def planner(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
-        target = _target(match, vocabulary)
-        if target is None:
-            return None
-        arguments: dict[str, Any] = {"target": target.phrase, "action": action}
-        for argument, slot in values.items():
+        value = None
+        if slot is not None:
             if match.value(slot) is None:
                 return None
-            arguments[argument] = _number(match.value(slot)) if argument != "color" else str(match.value(slot))
-        return Plan((ToolCall(TOOLS[target.source].control, arguments),), thing=target.thing)
+            value = str(match.value(slot)) if slot == "color" else _number(match.value(slot))
+        return _plan(_targets(match, vocabulary), lambda t: TOOLS[t.source].command(t, action, value))
 
     return planner
 
@@ -106,40 +224,35 @@ def _number(value: Any) -> int | float:
     return int(number) if number.is_integer() else number
 
 
-def _switch(on: bool) -> Callable[[IntentMatch, Vocabulary], Plan | None]:
+def _switch(on: bool) -> Planner:
     """HassTurnOn/Off: scenes and scripts run; covers open/close; locks lock/unlock; the rest switch."""
     by_domain = {"cover": "open" if on else "close", "lock": "lock" if on else "unlock"}
 
     def planner(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
-        target = _target(match, vocabulary)
-        if target is None:
-            return None
-        tools = TOOLS[target.source]
-        if on and target.domain in ("scene", "script"):
-            tool = tools.scene if target.domain == "scene" else tools.script
-            return Plan((ToolCall(tool, {"name": target.phrase}),), thing=target.thing)
-        domain = target.domain or match.value("domain")
-        action = by_domain.get(domain or "", "turn_on" if on else "turn_off")
-        return Plan((ToolCall(tools.control, {"target": target.phrase, "action": action}),), thing=target.thing)
+        def call(target: Target) -> ToolCall | None:
+            tools = TOOLS[target.source]
+            if on and target.domain in ("scene", "script"):
+                return tools.run(target)
+            domain = target.domain or match.value("domain")
+            return tools.command(target, by_domain.get(domain or "", "turn_on" if on else "turn_off"))
+
+        return _plan(_targets(match, vocabulary), call)
 
     return planner
 
 
 def _light_set(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
     if match.value("brightness") is not None:
-        return _control("set_brightness", brightness="brightness")(match, vocabulary)
+        return _control("set_brightness", "brightness")(match, vocabulary)
     if match.value("color") is not None:
-        return _control("set_color", color="color")(match, vocabulary)
+        return _control("set_color", "color")(match, vocabulary)
     return None
 
 
-def _question(kind: str) -> Callable[[IntentMatch, Vocabulary], Plan | None]:
+def _question(kind: str, quantity: str | None = None) -> Planner:
     def planner(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
-        target = _target(match, vocabulary, default_kind=kind)
-        if target is None:
-            return None
-        return Plan((ToolCall(TOOLS[target.source].state, {"target": target.phrase}),), tool_text=True,
-                    thing=target.thing)
+        return _plan(_targets(match, vocabulary, default_kind=kind),
+                     lambda t: TOOLS[t.source].question(t, quantity), tool_text=True)
 
     return planner
 
@@ -147,7 +260,7 @@ def _question(kind: str) -> Callable[[IntentMatch, Vocabulary], Plan | None]:
 def _volume(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
     """A named media player's volume, or PiBuddy's own speaker when no device is named."""
     if match.value("name") is not None or match.value("area") is not None:
-        return _control("set_volume", volume="volume_level")(match, vocabulary)
+        return _control("set_volume", "volume_level")(match, vocabulary)
     if match.value("volume_level") is None:
         return None
     return Plan((ToolCall(SPEAKER_VOLUME_TOOL, {"volume": int(_number(match.value("volume_level")))}),))
@@ -159,17 +272,17 @@ def _answered_locally(match: IntentMatch, vocabulary: Vocabulary) -> Plan:
     return Plan()
 
 
-PLANNERS: Final[dict[str, Callable[[IntentMatch, Vocabulary], Plan | None]]] = {
+PLANNERS: Final[dict[str, Planner]] = {
     "HassTurnOn": _switch(True),
     "HassTurnOff": _switch(False),
     "HassLightSet": _light_set,
-    "HassSetPosition": _control("set_position", position="position"),
-    "HassClimateSetTemperature": _control("set_temperature", temperature="temperature"),
+    "HassSetPosition": _control("set_position", "position"),
+    "HassClimateSetTemperature": _control("set_temperature", "temperature"),
     "HassMediaPause": _control("pause"),
     "HassMediaUnpause": _control("play"),
     "HassSetVolume": _volume,
     "HassGetState": _question("sensor"),
-    "HassClimateGetTemperature": _question("temperature"),
+    "HassClimateGetTemperature": _question(_TEMPERATURE, _TEMPERATURE),
     "HassGetCurrentTime": _answered_locally,
     "HassGetCurrentDate": _answered_locally,
     "HassNevermind": _answered_locally,

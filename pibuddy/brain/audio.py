@@ -56,8 +56,11 @@ class PipelineAudio:
 
     async def utterance(self) -> bytes:
         decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
-        return b"".join([decoder.decode(packet) async for packet in
-                         self.pipeline.uplink_opus(preroll=False, end_on_silence=True)])
+        try:
+            return b"".join([decoder.decode(packet) async for packet in
+                             self.pipeline.uplink_opus(preroll=False, end_on_silence=True)])
+        finally:  # an aborted turn must not leave the microphone encoding for nobody
+            self.pipeline.stop_uplink()
 
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
         self.pipeline.speaker.play_pcm(samples.astype(np.int16).tobytes(), sample_rate)

@@ -1,7 +1,7 @@
 """Sentences -> intents, with hassil and the home-assistant-intents sentence templates (Apache-2.0), matched
 against PiBuddy's own names rather than Home Assistant's exposed entities.
 
-The `name` slot list holds every name and alias of every `Thing` (value: its key, context: its domain, so
+The `name` slot list holds every name and alias of every `Thing` (value: its `ref`, context: its domain, so
 templates that require a domain only match fitting devices); `area` and `floor` hold rooms and floors with
 their aliases (value: the canonical name). Slot lists are rebuilt only when the vocabulary's fingerprint
 changes.
@@ -103,7 +103,7 @@ class IntentMatcher:
     def _slot_lists(self, vocabulary: Vocabulary) -> dict[str, SlotList]:
         fingerprint = vocabulary.fingerprint
         if self._lists is None or self._lists[0] != fingerprint:
-            names = [(name, thing.key, {"domain": thing.domain}) for thing in vocabulary.things
+            names = [(name, thing.ref, {"domain": thing.domain}) for thing in vocabulary.things
                      for name in thing.names]
             self._lists = (fingerprint, {
                 "name": TextSlotList.from_tuples(names, allow_template=False),

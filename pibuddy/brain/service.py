@@ -1,9 +1,12 @@
 """The local brain as a supervised service: wake -> utterance -> speech recognition -> intent -> tools -> voice.
 
-A turn runs only for wakes the router gave to the local brain (`ActiveBrain`). The device state on the bus
-follows the turn (listening, thinking, speaking, idle) like a conversation with the server would. The first
-local turn after the server went away starts with the offline notice. Recognition runs in a worker thread;
-the grammar is rebuilt there first when the devices changed.
+A turn runs only for wakes the router gave to the local brain (`ActiveBrain`). A button press
+(`listen_start`) is a wake without a wake word, unless the microphone is muted; `abort` (a long press) ends the
+turn. The release (`listen_stop`) is ignored: the VAD ends the utterance, so a short tap is enough. Wakes and
+presses during a turn are dropped. The device state on the bus follows the turn (listening, thinking,
+speaking, idle) like a conversation with the server would. The first local turn after the server went away
+starts with the offline notice. Recognition runs in a worker thread; the grammar is rebuilt there first when
+the devices changed.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from pibuddy.brain.brain import LocalBrain, Outcome, Reply
 from pibuddy.brain.router import LOCAL, answers_wakes
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
-from pibuddy.events import ActiveBrain, DeviceState, EventBus, Subscription
+from pibuddy.events import ActiveBrain, Command, CommandName, DeviceState, EventBus, Muted, Subscription
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
 _TURN_TIMEOUT_SECONDS: Final = 30.0  # the VAD ends an utterance by itself long before this
+_BUTTON: Final = "the button"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +70,23 @@ class LocalBrainService(Service):
         self._turns = 0
         self.last_reply: Reply | None = None
         self.last_timings: TurnTimings | None = None
+        self._turn: asyncio.Task[Reply] | None = None
+        self._triggers: asyncio.Queue[str] = asyncio.Queue(1)
 
     async def start(self) -> None:
         """Nothing to open here: the audio service owns the devices (serve() waits for the microphone)."""
 
     async def serve(self) -> None:
         await self._audio.open()
+        self._triggers = asyncio.Queue(1)  # nothing left over from before a restart
         with self._bus.subscribe() as events:
-            watcher = asyncio.create_task(self._watch_brain(events), name="brain-watch")
             try:
-                async for wake in self._audio.wakes():
-                    if answers_wakes(self._bus, LOCAL):
-                        await self.turn(wake.wake_word)
-            finally:
-                watcher.cancel()
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._follow_wakes(), name="brain-wakes")
+                    group.create_task(self._follow_bus(events), name="brain-bus")
+                    group.create_task(self._run_turns(), name="brain-turns")
+            except ExceptionGroup as errors:
+                raise errors.exceptions[0] from errors  # the supervisor logs this failure, not "1 sub-exception"
 
     async def stop(self) -> None:
         await self._audio.close()
@@ -137,8 +144,47 @@ class LocalBrainService(Service):
             return
         self._audio.play(samples, rate)
 
-    async def _watch_brain(self, events: Subscription) -> None:
-        """Re-arm the offline notice whenever the server takes over again."""
+    async def _run_turns(self) -> None:
+        """One turn at a time; an aborted turn is logged, a failed one fails the service."""
+        while True:
+            woken_by = await self._triggers.get()
+            turn = self._turn = asyncio.create_task(self.turn(woken_by), name="brain-turn")
+            try:
+                await asyncio.wait([turn])
+            finally:
+                self._turn = None
+                turn.cancel()  # a no-op once it is done; ends it when serve() is cancelled
+            if turn.cancelled():
+                _LOGGER.info("local brain turn aborted")
+            else:
+                turn.result()
+
+    async def _follow_wakes(self) -> None:
+        async for wake in self._audio.wakes():
+            self._trigger(wake.wake_word)
+
+    async def _follow_bus(self, events: Subscription) -> None:
         async for event in events:
-            if isinstance(event, ActiveBrain) and event.brain != LOCAL:
-                self._notice_due = self._offline_notice
+            match event:
+                case ActiveBrain(brain=brain) if brain != LOCAL:
+                    self._notice_due = self._offline_notice  # re-armed whenever the server takes over again
+                case Command(name=CommandName.LISTEN_START):
+                    self._button_pressed()
+                case Command(name=CommandName.ABORT) if self._turn is not None:
+                    self._turn.cancel()
+
+    def _button_pressed(self) -> None:
+        muted = self._bus.latest(Muted)
+        if isinstance(muted, Muted) and muted.muted and answers_wakes(self._bus, LOCAL):
+            _LOGGER.info("button pressed while the microphone is muted: no turn")
+            return
+        self._trigger(_BUTTON)
+
+    def _trigger(self, woken_by: str) -> None:
+        """Start a turn for a wake word or the button, if the local brain answers and is not busy."""
+        if not answers_wakes(self._bus, LOCAL):
+            return
+        if self._turn is not None or self._triggers.full():
+            _LOGGER.debug("local brain busy: ignoring %s", woken_by)
+            return
+        self._triggers.put_nowait(woken_by)

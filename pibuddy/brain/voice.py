@@ -1,8 +1,9 @@
 """The local brain's voice: espeak-ng by default, piper when a voice model is configured.
 
 piper-tts is GPL-3.0, so PiBuddy (MIT) never imports it: it runs the `piper` program (installed on its own,
-e.g. by setup.sh into a separate venv) as a subprocess, text on stdin, a WAV on stdout. espeak-ng is the
-audio pipeline's own prompt voice (`pibuddy.audio.prompts.espeak`).
+e.g. with pipx) as a subprocess, text on stdin, a WAV on stdout (`--output_file -`: without it piper plays the
+audio itself or writes output.wav). espeak-ng is the audio pipeline's own prompt voice
+(`pibuddy.audio.prompts.espeak`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ class PiperVoice(Voice):
         self._binary = binary
 
     async def synthesize(self, text: str) -> tuple[np.ndarray, int]:
-        return await run_synthesizer([self._binary, "--model", str(self._model)], stdin=text.encode() + b"\n",
+        return await run_synthesizer([self._binary, "--model", str(self._model), "--output_file", "-"],
+                                     stdin=text.encode() + b"\n",
                                      max_seconds=_PIPER_TIMEOUT_SECONDS)
 
 
@@ -56,7 +58,8 @@ def get_voice(config: BrainConfig, language: str) -> Voice:
     if config.piper_voice_path is not None:
         binary = shutil.which("piper")
         if binary is None:
-            raise BrainUnavailable("brain.piper_voice_path is set but the piper program is not installed")
+            raise BrainUnavailable("brain.piper_voice_path is set but the piper program is not installed "
+                                   "(e.g. `pipx install piper-tts`)")
         if not config.piper_voice_path.is_file():
             raise BrainUnavailable(f"brain.piper_voice_path: no such voice model {config.piper_voice_path}")
         return PiperVoice(config.piper_voice_path, binary)

@@ -99,6 +99,10 @@ class RelayService(Service):
         self._relays = relays
         self._off: str | None = None
 
+    @property
+    def relays(self) -> Relays:
+        return self._relays
+
     async def start(self) -> None:
         try:
             self._relays.open()
