@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from pibuddy.config import Config
 from pibuddy.events import EventBus
+from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Service
 from pibuddy.tools.catalog import Toolbox, build_toolbox
 from pibuddy.upstream.audio_port import AudioPort
@@ -56,7 +57,7 @@ def _audio_pipeline(config: Config, bus: EventBus) -> AudioPipeline | None:
         return None
     from pibuddy.audio.pipeline import AudioPipeline  # noqa: PLC0415 (wake word and VAD models load here)
 
-    return AudioPipeline(config.audio, bus)
+    return AudioPipeline(config.audio, bus, state_dir=StateDir(config.device.resolved_state_dir))
 
 
 def _audio_port(pipeline: AudioPipeline | None) -> AudioPort:

@@ -32,7 +32,6 @@ class DeviceState(StrEnum):
     THINKING = "thinking"
     SPEAKING = "speaking"
     ACTIVATING = "activating"
-    ERROR = "error"
     DISCONNECTED = "disconnected"
 
 
@@ -102,6 +101,9 @@ class ServiceStatus(Event):
 
 @dataclass(frozen=True, slots=True)
 class ErrorOccurred(Event):
+    """Something the user asked for failed (a wake that found no server, an error from the server); the
+    lights flash it. Not a state: what PiBuddy does next shows as soon as it happens."""
+
     source: str
     message: str
 
@@ -120,16 +122,26 @@ class Transcript(Event):
     text: str
 
 
+class CommandName(StrEnum):
+    LISTEN_START = "listen_start"
+    """Start listening for a command now (a button press: the device client's manual mode, a local turn)."""
+    LISTEN_STOP = "listen_stop"
+    ABORT = "abort"
+    TOGGLE_MUTE = "toggle_mute"
+    """Mute or unmute the microphone (the audio pipeline owns the mute)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Command(Event):
-    """A user command from a peripheral (button press), for the conversation to act on."""
+    """A user command from a peripheral (button press), for the conversation and the audio pipeline to act on."""
 
-    name: str  # "listen_start", "listen_stop", "abort", "toggle_mute"
+    name: str
+    """A `CommandName` value."""
 
 
 @dataclass(frozen=True, slots=True)
 class Muted(Event):
-    """Whether the microphone is muted; whoever owns the mute (the conversation) publishes it."""
+    """Whether the microphone is muted; the audio pipeline, which owns the mute, publishes it."""
 
     sticky: ClassVar[bool] = True
     muted: bool

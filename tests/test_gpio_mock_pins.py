@@ -13,9 +13,10 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin, MockSPIDevice
 
 from pibuddy.config import Config, GpioConfig
 from pibuddy.drivers.gpio import GpioService, Relays, RelayService, gpio_tools
+from pibuddy.drivers.gpio import service as gpio_service
 from pibuddy.drivers.gpio.outputs import apa102_frame
 from pibuddy.drivers.gpio.patterns import LightState
-from pibuddy.events import Command, DeviceState, EventBus, Muted, Subscription
+from pibuddy.events import Command, DeviceState, ErrorOccurred, EventBus, Muted, Subscription
 from pibuddy.tools.catalog import build_toolbox
 from pibuddy.tools.registry import ToolRegistry, ToolResult
 
@@ -158,12 +159,35 @@ async def test_rgb_led_shows_the_pattern_colour_dimmed(factory: MockFactory) -> 
         bus.set_state(DeviceState.LISTENING)
         await _settle(service, LightState.LISTENING)
         assert [factory.pin(p).state for p in (5, 6, 13)] == pytest.approx([0.0, 0.5 * 64 / 255, 0.5])
-        bus.set_state(DeviceState.ERROR)  # default error pattern blinks: red or dark, never another colour
+        bus.publish(ErrorOccurred("upstream", "test"))  # default error pattern blinks: red or dark, nothing else
         await _settle(service, LightState.ERROR)
         await asyncio.sleep(0.3)
         red = {round(s.state, 3) for s in factory.pin(5).states}
         assert {0.0, 0.5} <= red
         assert factory.pin(13).state == 0.0
+    finally:
+        serving.cancel()
+        await service.stop()
+
+
+async def test_an_error_flashes_until_the_state_changes_or_its_time_is_up(
+        factory: MockFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gpio_service, "ERROR_LIGHT_SECONDS", 0.3)
+    bus = EventBus()
+    bus.set_state(DeviceState.IDLE)
+    service = GpioService(_gpio(lights={"kind": "led", "pins": [LED_PIN]}), bus, pin_factory=factory)
+    await service.start()
+    serving = asyncio.create_task(service.serve())
+    try:
+        await _settle(service, LightState.IDLE)
+        bus.publish(ErrorOccurred("upstream", "could not start a conversation with the server"))
+        await _settle(service, LightState.ERROR)
+        await _settle(service, LightState.IDLE)  # back by itself: an error is not a state to stay in
+
+        bus.publish(ErrorOccurred("upstream", "again"))
+        await _settle(service, LightState.ERROR)
+        bus.set_state(DeviceState.LISTENING)  # the user tries again: that shows at once
+        await _settle(service, LightState.LISTENING)
     finally:
         serving.cancel()
         await service.stop()

@@ -21,7 +21,6 @@ from pibuddy.events import DeviceState
     (DeviceState.THINKING, False, LightState.THINKING),
     (DeviceState.SPEAKING, True, LightState.SPEAKING),
     (DeviceState.ACTIVATING, False, LightState.ACTIVATING),
-    (DeviceState.ERROR, True, LightState.ERROR),
 ])
 def test_light_for_state(state: DeviceState, muted: bool, light: LightState) -> None:
     assert light_for(state, muted) is light

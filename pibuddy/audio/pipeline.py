@@ -12,6 +12,11 @@
 One task on the loop reads microphone frames and runs, per 30 ms frame: the pre-roll ring, the wake word
 engine behind its `WakeGate`, and, while an uplink is open, VAD + end of utterance + Opus encoding.
 Half duplex: without an echo-cancel source the VAD ignores the microphone while PiBuddy speaks.
+
+The pipeline owns the mute switch (`set_muted`, or a `toggle_mute` command on the bus from the button): while
+muted, microphone frames are read and thrown away, so nothing reaches the wake word, the pre-roll or an uplink.
+It is published as the sticky `Muted` event and, with a state dir, remembered across restarts (a privacy mute
+must not quietly undo itself after a power cut or a watchdog restart).
 """
 
 from __future__ import annotations
@@ -36,12 +41,17 @@ from pibuddy.audio.vad.webrtc import WebRtcVad
 from pibuddy.audio.wakeword import WakeGate, WakeWordEngine, get_wakeword_engine
 from pibuddy.config import AudioConfig, VadBackend, WakeWordBackend
 from pibuddy.drops import DropCounter
-from pibuddy.events import EventBus, WakeDetected
+from pibuddy.events import Command, CommandName, EventBus, Muted, WakeDetected
+from pibuddy.statedir import StateDir
 
 _LOGGER = logging.getLogger(__name__)
 _CONNECT_MARGIN_SECONDS: Final = 3.0  # pre-roll also keeps what was said while the channel opened
 _LOUDNESS_FRAMES: Final = round(1.0 / FRAME_SECONDS)
 _WAKE_QUEUE: Final = 8
+_MUTE_FILE: Final = "audio.json"
+
+MUTED: Final = "muted"
+"""The `end_reason` of an uplink ended (or refused) because the microphone is muted."""
 
 UPLINK_FORMAT: Final = {"format": "opus", "sample_rate": UPLINK_RATE, "channels": 1, "frame_duration": FRAME_MS}
 """The `audio_params` of the device hello."""
@@ -67,12 +77,13 @@ class AudioPipeline:
         microphone, speaker: Injected devices (tests, benchmarks); default: built from config.
         wakeword_backend, vad_backend: Override the configured engines (bleak's `backend=`).
         wake_engine, vad_engine: Injected engines, overriding the backends.
+        state_dir: Where the mute switch is remembered across restarts; None: every start is unmuted.
     """
 
     def __init__(self, config: AudioConfig, bus: EventBus | None = None, *, microphone: Microphone | None = None,
                  speaker: Speaker | None = None, wakeword_backend: WakeWordBackend | None = None,
                  vad_backend: VadBackend | None = None, wake_engine: WakeWordEngine | None = None,
-                 vad_engine: VadEngine | None = None) -> None:
+                 vad_engine: VadEngine | None = None, state_dir: StateDir | None = None) -> None:
         self._config = config
         self._bus = bus
         self.microphone = microphone or Microphone(config.input_device, echo_cancel=config.echo_cancel)
@@ -96,6 +107,10 @@ class AudioPipeline:
         self._wakes: asyncio.Queue[WakeDetected] | None = None  # made by the first wake_events() reader
         self._wake_drops = DropCounter("wake events (wake_events() reader too slow)", _LOGGER)
         self._tasks: list[asyncio.Task[None]] = []
+        self._state_dir = state_dir
+        self._muted = self._load_muted()
+        if bus is not None:
+            bus.publish(Muted(self._muted))  # sticky: the lights show a remembered mute from the first moment
 
     async def __aenter__(self) -> AudioPipeline:
         await self.speaker.start()
@@ -103,6 +118,7 @@ class AudioPipeline:
         self._tasks.append(asyncio.create_task(self._process(), name="audio-pipeline"))
         if self._bus is not None:
             self._tasks.append(asyncio.create_task(self.prompts.serve(self._bus), name="audio-prompts"))
+            self._tasks.append(asyncio.create_task(self._follow_commands(self._bus), name="audio-commands"))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -135,6 +151,10 @@ class AudioPipeline:
         self.stop_uplink()
         uplink = UplinkStream(self._encoder(), max_packets=self._config.opus.uplink_queue_frames,
                               end_on_silence=end_on_silence)
+        if self._muted:
+            _LOGGER.info("the microphone is muted: no audio goes up")
+            uplink.finish(MUTED)
+            return uplink
         if preroll:
             for pcm in self._take_preroll():
                 uplink.feed(pcm)
@@ -162,6 +182,58 @@ class AudioPipeline:
         if self._uplink is not None:
             self._uplink.stop()
             self._uplink = None
+
+    # ---- mute --------------------------------------------------------------------------------------
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    def set_muted(self, muted: bool, why: str) -> None:
+        """Mute or unmute the microphone; muting ends the open uplink and forgets the pre-roll."""
+        if muted == self._muted:
+            return
+        self._muted = muted
+        if muted:
+            if self._uplink is not None:
+                self._uplink.finish(MUTED)
+                self._uplink = None
+            self._preroll.take(since=self._last_index + 1)  # empties the ring: pre-mute audio never goes up
+            self._wake_index = None
+        self._wake_engine.reset()  # no half-heard wake word across the gap
+        _LOGGER.info("microphone %s (%s)", "muted" if muted else "unmuted", why)
+        self._save_muted()
+        if self._bus is not None:
+            self._bus.publish(Muted(muted))
+
+    async def _follow_commands(self, bus: EventBus) -> None:
+        with bus.subscribe() as events:
+            async for event in events:
+                if isinstance(event, Command) and event.name == CommandName.TOGGLE_MUTE:
+                    self.set_muted(not self._muted, "button")
+
+    def _load_muted(self) -> bool:
+        if self._state_dir is None:
+            return False
+        try:
+            saved = self._state_dir.read_json(_MUTE_FILE) or {}
+        except OSError as exc:
+            _LOGGER.warning("cannot read the saved mute switch (%s); starting unmuted", exc)
+            return False
+        muted = saved.get("muted", False)
+        if not isinstance(muted, bool):
+            _LOGGER.warning("ignoring %s: 'muted' is %r, not true or false", _MUTE_FILE, muted)
+            return False
+        if muted:
+            _LOGGER.info("the microphone stays muted, as it was before the restart (long-press the button to unmute)")
+        return muted
+
+    def _save_muted(self) -> None:
+        if self._state_dir is None:
+            return
+        try:
+            self._state_dir.write_json(_MUTE_FILE, {"muted": self._muted})
+        except OSError as exc:
+            _LOGGER.warning("cannot remember the mute switch (%s): a restart will unmute", exc)
 
     # ---- down --------------------------------------------------------------------------------------
     def set_downlink_format(self, sample_rate: int, frame_ms: int = FRAME_MS) -> None:
@@ -193,6 +265,8 @@ class AudioPipeline:
         while True:
             frame = await self.microphone.read()
             self._last_index = frame.index
+            if self._muted:
+                continue  # read and dropped: the microphone keeps running, nothing hears it
             self._preroll.append(frame)
             speaking = self._sentence is not None or self.speaker.playing
             self._gate.set_speaking(self._sentence if self._sentence is not None else ("" if speaking else None))

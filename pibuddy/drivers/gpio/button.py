@@ -14,16 +14,11 @@ from typing import Final
 from gpiozero import Button, Factory
 
 from pibuddy.config import ButtonConfig, ButtonHoldAction
-from pibuddy.events import Command, EventBus
-
-LISTEN_START: Final = "listen_start"
-LISTEN_STOP: Final = "listen_stop"
-ABORT: Final = "abort"
-TOGGLE_MUTE: Final = "toggle_mute"
+from pibuddy.events import Command, CommandName, EventBus
 
 _HOLD_COMMANDS: Final = {
-    ButtonHoldAction.ABORT: (ABORT,),
-    ButtonHoldAction.TOGGLE_MUTE: (ABORT, TOGGLE_MUTE),
+    ButtonHoldAction.ABORT: (CommandName.ABORT,),
+    ButtonHoldAction.TOGGLE_MUTE: (CommandName.ABORT, CommandName.TOGGLE_MUTE),
     ButtonHoldAction.NONE: (),
 }
 
@@ -36,20 +31,20 @@ class PushToTalk:
         self._held = False
         self._lock = threading.Lock()
 
-    def pressed(self) -> tuple[str, ...]:
+    def pressed(self) -> tuple[CommandName, ...]:
         with self._lock:
             self._held = False
-        return (LISTEN_START,)
+        return (CommandName.LISTEN_START,)
 
-    def held(self) -> tuple[str, ...]:
+    def held(self) -> tuple[CommandName, ...]:
         with self._lock:
             self._held = bool(self._hold_commands)
         return self._hold_commands
 
-    def released(self) -> tuple[str, ...]:
+    def released(self) -> tuple[CommandName, ...]:
         with self._lock:
             held, self._held = self._held, False
-        return () if held else (LISTEN_STOP,)
+        return () if held else (CommandName.LISTEN_STOP,)
 
 
 class ButtonWatcher:
@@ -75,6 +70,6 @@ class ButtonWatcher:
     def close(self) -> None:
         self._button.close()
 
-    def _publish(self, commands: tuple[str, ...]) -> None:
+    def _publish(self, commands: tuple[CommandName, ...]) -> None:
         for name in commands:
             self._bus.publish_threadsafe(Command(name))

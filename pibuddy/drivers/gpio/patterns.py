@@ -36,7 +36,6 @@ _FROM_DEVICE: Final = {
     DeviceState.THINKING: LightState.THINKING,
     DeviceState.SPEAKING: LightState.SPEAKING,
     DeviceState.ACTIVATING: LightState.ACTIVATING,
-    DeviceState.ERROR: LightState.ERROR,
 }
 
 

@@ -1,7 +1,8 @@
 """The Pi's own peripherals as a service: the push-to-talk button and the status lights.
 
 Peripherals only talk to the event bus: the lights follow `StateChanged` and `Muted` (a new subscription
-starts with the current state, so the lights are right from the first moment), the button publishes
+starts with the current state, so the lights are right from the first moment) and flash `ErrorOccurred`
+until the state changes or `ERROR_LIGHT_SECONDS` pass, the button publishes
 `Command`s. Off a Pi (no pin library works) the service logs one line and stays off: it never fails, so the
 supervisor does not restart it.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Final
 
 from gpiozero import Factory
 
@@ -18,10 +20,11 @@ from pibuddy.drivers.gpio.button import ButtonWatcher
 from pibuddy.drivers.gpio.outputs import Animator, open_output
 from pibuddy.drivers.gpio.patterns import LightState, light_for, pattern_for
 from pibuddy.drivers.gpio.pins import GpioUnavailable, open_pin_factory
-from pibuddy.events import EventBus, Muted, StateChanged
+from pibuddy.events import ErrorOccurred, EventBus, Muted, StateChanged
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
+ERROR_LIGHT_SECONDS: Final = 3.0
 
 
 class GpioService(Service):
@@ -76,16 +79,25 @@ class GpioService(Service):
             return
         muted = isinstance(latest := self._bus.latest(Muted), Muted) and latest.muted
         state = self._bus.state
-        self._show(light_for(state, muted))
+        loop = asyncio.get_running_loop()
+        error_until: float | None = None  # the error light shows until then, or until the state changes
         with self._bus.subscribe() as events:
-            async for event in events:
-                if isinstance(event, StateChanged):
-                    state = event.new
-                elif isinstance(event, Muted):
-                    muted = event.muted
-                else:
+            while True:
+                if error_until is not None and loop.time() >= error_until:
+                    error_until = None
+                self._show(LightState.ERROR if error_until is not None else light_for(state, muted))
+                try:
+                    async with asyncio.timeout_at(error_until):
+                        event = await events.get()
+                except TimeoutError:
                     continue
-                self._show(light_for(state, muted))
+                match event:
+                    case StateChanged(new=new):
+                        state, error_until = new, None
+                    case Muted(muted=now_muted):
+                        muted = now_muted
+                    case ErrorOccurred():
+                        error_until = loop.time() + ERROR_LIGHT_SECONDS
 
     async def stop(self) -> None:
         button, self._button = self._button, None
