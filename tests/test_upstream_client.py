@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from pibuddy.events import Command, EventBus, UpstreamLink
+from pibuddy.events import ActiveBrain, Command, ErrorOccurred, Event, EventBus, Muted, Subscription, UpstreamLink
 from pibuddy.tools.catalog import build_registry
 from pibuddy.tools.registry import Tool, ToolResult
 from pibuddy.upstream.service import UpstreamService
-from pibuddy.xiaozhi import State
+from pibuddy.xiaozhi import ListenMode, State
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.xiaozhi_server import McpCallError, MqttBrokerInfo, XiaozhiTestServer
 from tests.polling import eventually
-from tests.upstream_helpers import ScriptedAudio, device_config
+from tests.upstream_helpers import ScriptedAudio, device_config, without_greeting
 
 WAKE_WORD = "你好小智"
 _STEP = 5.0  # every milestone must come within this many seconds
@@ -49,6 +50,14 @@ async def _service(tmp_path: Path, server: XiaozhiTestServer, audio: ScriptedAud
 
 async def _wait(event: asyncio.Event) -> None:
     await asyncio.wait_for(event.wait(), _STEP)
+
+
+def _pending(events: Subscription) -> list[Event]:
+    """What the bus has delivered to `events` so far."""
+    delivered = []
+    while not events.queue.empty():
+        delivered.append(events.queue.get_nowait())
+    return delivered
 
 
 async def test_full_conversation_audio_both_ways_and_mcp(
@@ -253,6 +262,24 @@ async def test_push_to_talk_from_bus_commands(server: XiaozhiTestServer, tmp_pat
         await service.stop()
 
 
+@pytest.mark.parametrize("held_back_by", [ActiveBrain("local"), Muted(True)], ids=["local-brain", "muted"])
+async def test_a_button_press_opens_no_conversation_when_the_server_is_not_the_brain_or_the_mic_is_muted(
+    server: XiaozhiTestServer, tmp_path: Path, held_back_by: ActiveBrain | Muted
+) -> None:
+    bus = EventBus()
+    service = await _service(tmp_path, server, ScriptedAudio(), bus)
+    client = service.client
+    assert client is not None
+    try:
+        bus.publish(held_back_by)
+        bus.publish(Command("listen_start"))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(server.hello_received.wait(), 0.5)
+        assert client.session.state is State.IDLE
+    finally:
+        await service.stop()
+
+
 async def test_server_closing_mid_sentence_returns_to_idle_and_the_next_turn_works(
     server: XiaozhiTestServer, tmp_path: Path
 ) -> None:
@@ -292,5 +319,87 @@ async def test_a_server_deaf_to_hello_counts_as_down_until_it_answers_again(
         assert link.connected is False
         assert await client.wake(WAKE_WORD)  # the next hello is answered: up again
         assert bus.latest(UpstreamLink).connected is True  # type: ignore[union-attr]
+    finally:
+        await service.stop()
+
+
+async def test_the_mic_streams_at_once_after_a_wake_even_when_the_server_stays_silent(
+    server: XiaozhiTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_greeting(monkeypatch)
+    server.settings.mcp = False  # nothing at all comes from the server after its hello
+    server.settings.utterance_frames = None
+    audio = ScriptedAudio(wake_frames=3)
+    service = await _service(tmp_path, server, audio)
+    client = service.client
+    assert client is not None
+    try:
+        started = time.monotonic()
+        assert await client.wake(WAKE_WORD)
+        assert client.session.state is State.LISTENING
+        assert [on for _, on in audio.uplink_changes] == [True]
+        assert audio.uplink_changes[0][0] - started < 0.1, "the mic opened with `listen start`"
+        await eventually(lambda: len(server.uplink_frames) >= 3 + 3, within=0.1)  # live frames after the wake's
+        assert audio.cues == ["chime"], "the answered wake chimed once"
+    finally:
+        await service.stop()
+
+
+async def test_a_manual_turn_ends_with_listen_stop_when_the_user_falls_silent(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    audio = ScriptedAudio(utterance_frames=5)
+    service = await _service(tmp_path, server, audio)
+    client = service.client
+    assert client is not None
+    try:
+        assert await client.start_listening(ListenMode.MANUAL)
+        assert audio.end_on_silence
+        await _wait(server.listen_stop)  # nobody released a button: the end of utterance did it
+        await _wait(server.tts_done)
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.OPEN)
+        assert len(server.uplink_frames) == 5
+        listens = [(m["state"], m.get("mode")) for m in server.messages_of_type("listen")]
+        assert listens[:2] == [("start", "manual"), ("stop", None)]
+        assert audio.cues == [], "push-to-talk is not a wake: no chime"
+    finally:
+        await service.stop()
+
+
+async def test_an_auto_turn_keeps_streaming_after_the_user_falls_silent(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    server.settings.utterance_frames = None  # the server never ends this turn
+    audio = ScriptedAudio(utterance_frames=2)
+    service = await _service(tmp_path, server, audio)
+    client = service.client
+    assert client is not None
+    try:
+        await _open_conversation(client, server)
+        assert not audio.end_on_silence, "auto mode: the server's VAD ends the turn"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(server.listen_stop.wait(), 0.3)
+        assert client.session.state in (State.LISTENING, State.SPEAKING)
+    finally:
+        await service.stop()
+
+
+async def test_a_wake_that_cannot_open_a_conversation_plays_the_error_tone(
+    server: XiaozhiTestServer, tmp_path: Path
+) -> None:
+    audio = ScriptedAudio()
+    bus = EventBus()
+    service = await _service(tmp_path, server, audio, bus, hello_timeout=0.3)
+    client = service.client
+    assert client is not None
+    try:
+        await server.stop()  # WebSocket: the connection is refused; MQTT: nobody answers the hello
+        with bus.subscribe() as events:
+            assert not await client.wake(WAKE_WORD)
+            errors = [e for e in _pending(events) if isinstance(e, ErrorOccurred)]
+        assert audio.cues == ["error"]
+        assert errors == [ErrorOccurred("upstream", "could not start a conversation with the server")], "lights"
+        assert not audio.uplink_changes
     finally:
         await service.stop()

@@ -6,21 +6,37 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from pibuddy.config import Config
+from pibuddy.upstream.audio_port import UtteranceEnded
 from tests.peers.opus_audio import OpusFrameDecoder, encode_tone
+from tests.peers.xiaozhi_conversation import Conversation
 
 UPLINK_RATE = 16000
 
 
 class ScriptedAudio:
-    """An `AudioPort` whose microphone plays a 16 kHz tone and whose speaker records what it is given."""
+    """An `AudioPort` whose microphone plays a 16 kHz tone and whose speaker records what it is given.
 
-    def __init__(self, *, wake_frames: int = 3, uplink_interval: float = 0.01) -> None:
+    Like the pipeline, it hands out microphone frames only while the uplink is on. With `utterance_frames`,
+    an uplink opened with `end_on_silence` ends after that many frames, as if the user then fell silent.
+    """
+
+    def __init__(self, *, wake_frames: int = 3, uplink_interval: float = 0.01,
+                 utterance_frames: int | None = None) -> None:
         self._tone = encode_tone(40, rate=UPLINK_RATE, freq=300.0)
         self._wake = self._tone[:wake_frames]
         self._next = 0
         self._interval = uplink_interval
-        self.uplink_active = False
+        self._utterance_frames = utterance_frames
+        self._turn_frames = 0
+        self._uplink_on = asyncio.Event()
+        self.end_on_silence = False
+        self.uplink_changes: list[tuple[float, bool]] = []
+        """(monotonic time, on) each time the uplink is switched."""
+        self.cues: list[str] = []
+        """"chime" and "error" in the order they were played."""
         self.played: list[bytes] = []
         self.playback_rates: list[int] = []
         self.stopped_at: list[float] = []
@@ -29,14 +45,37 @@ class ScriptedAudio:
     def wake_audio(self) -> list[bytes]:
         return list(self._wake)
 
+    @property
+    def uplink_active(self) -> bool:
+        return self._uplink_on.is_set()
+
     async def next_uplink_frame(self) -> bytes:
         await asyncio.sleep(self._interval)
+        await self._uplink_on.wait()
+        if self.end_on_silence and self._turn_frames == self._utterance_frames:
+            self._uplink_on.clear()  # the stream ended; the client is told once
+            raise UtteranceEnded("silence")
         frame = self._tone[self._next % len(self._tone)]
         self._next += 1
+        self._turn_frames += 1
         return frame
 
-    def set_uplink(self, active: bool) -> None:
-        self.uplink_active = active
+    def set_uplink(self, active: bool, *, end_on_silence: bool = False) -> None:
+        self.end_on_silence = end_on_silence
+        if active is self.uplink_active:
+            return
+        self.uplink_changes.append((time.monotonic(), active))
+        self._turn_frames = 0
+        if active:
+            self._uplink_on.set()
+        else:
+            self._uplink_on.clear()
+
+    def chime(self) -> None:
+        self.cues.append("chime")
+
+    def error_tone(self) -> None:
+        self.cues.append("error")
 
     def start_playback(self, sample_rate: int, frame_duration_ms: int) -> None:
         self.playback_rates.append(sample_rate)
@@ -65,3 +104,15 @@ def device_config(tmp_path: Path, ota_url: str, **upstream: object) -> Config:
         "audio": {"enabled": False},
         "upstream": {"ota_url": ota_url, **upstream},
     })
+
+
+def without_greeting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the test server answer a wake word with nothing at all, so no server message follows `listen
+    start` (the reply to a real utterance still comes)."""
+    speak = Conversation._start_reply
+
+    def reply_unless_greeting(self: Conversation, stt_text: str, answer: str) -> None:
+        if answer != self._settings.greeting_text:
+            speak(self, stt_text, answer)
+
+    monkeypatch.setattr(Conversation, "_start_reply", reply_unless_greeting)

@@ -10,17 +10,46 @@ import asyncio
 from typing import Protocol
 
 
+class UtteranceEnded(Exception):
+    """`next_uplink_frame` reached the end of the user's utterance on an uplink opened with `end_on_silence`.
+
+    A signal, like StopAsyncIteration, not a PiBuddyError.
+
+    `reason` is the pipeline's `EndReason` value: silence, timeout or no_speech.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class AudioPort(Protocol):
     def wake_audio(self) -> list[bytes]:
-        """Opus frames (16 kHz, 60 ms) of the pre-roll that holds the wake word, oldest first."""
+        """Opus frames (16 kHz, 60 ms) of the pre-roll that holds the wake word, oldest first.
+
+        The microphone audio that follows is kept for the next `set_uplink(True)`, so nothing is lost
+        between the pre-roll and the live stream.
+        """
         ...
 
     async def next_uplink_frame(self) -> bytes:
-        """The next 60 ms Opus frame from the microphone (blocks until there is one)."""
+        """The next 60 ms Opus frame from the microphone while the uplink is on (blocks until there is one).
+
+        Raises `UtteranceEnded` once when an uplink opened with `end_on_silence` ends.
+        """
         ...
 
-    def set_uplink(self, active: bool) -> None:
-        """Whether the conversation wants microphone frames now (encode only then)."""
+    def set_uplink(self, active: bool, *, end_on_silence: bool = False) -> None:
+        """Whether the conversation wants microphone frames now (encode only then).
+
+        end_on_silence: end the stream when the user stops talking, or at the VAD timeout (manual turns).
+        """
+
+    def chime(self) -> None:
+        """A wake word was answered: play the wake chime (if prompts.chime is on)."""
+
+    def error_tone(self) -> None:
+        """A conversation could not be opened: play the error tone (if prompts.chime is on)."""
 
     def start_playback(self, sample_rate: int, frame_duration_ms: int) -> None:
         """A new reply begins: decode what follows at this rate."""
@@ -49,8 +78,14 @@ class NoAudio:
         await asyncio.Event().wait()  # there is never a microphone frame
         raise AssertionError("unreachable")
 
-    def set_uplink(self, active: bool) -> None:
-        del active
+    def set_uplink(self, active: bool, *, end_on_silence: bool = False) -> None:
+        del active, end_on_silence
+
+    def chime(self) -> None:
+        """No speaker, no chime."""
+
+    def error_tone(self) -> None:
+        """No speaker, no tone."""
 
     def start_playback(self, sample_rate: int, frame_duration_ms: int) -> None:
         del sample_rate, frame_duration_ms

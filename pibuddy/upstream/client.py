@@ -24,15 +24,18 @@ from pibuddy.errors import ConnectionLost
 from pibuddy.events import (
     ActiveBrain,
     Command,
+    CommandName,
     DeviceState,
+    ErrorOccurred,
     EventBus,
+    Muted,
     Say,
     Subscription,
     UpstreamLink,
     WakeDetected,
 )
 from pibuddy.tools.mcp import McpServer
-from pibuddy.upstream.audio_port import AudioPort
+from pibuddy.upstream.audio_port import AudioPort, UtteranceEnded
 from pibuddy.upstream.channels import Channel
 from pibuddy.xiaozhi import (
     AlertReceived,
@@ -78,7 +81,7 @@ class DeviceClient:
         bus: conversation state goes out, wake words and button commands come in.
         audio: the audio pipeline (or `NoAudio`).
         mcp: the device-side MCP server answering the server's tool calls.
-        listen_mode: the mode of wake-word turns (auto or realtime).
+        listen_mode: the mode of wake-word turns (auto or realtime; manual ends them at the end of utterance).
         hello_timeout, channel_timeout: seconds (§5.3).
         clock: monotonic seconds; tests may pass their own.
     """
@@ -103,6 +106,7 @@ class DeviceClient:
         self._audio = audio
         self._mcp = mcp
         self._clock = clock
+        self._turn_mode = self.session.listen_mode  # the mode of the last listen start we sent
         self._send_lock = asyncio.Lock()
         self._state_changed = asyncio.Event()
         self._lost: asyncio.Future[None] | None = None
@@ -142,16 +146,18 @@ class DeviceClient:
     # --- intents ---------------------------------------------------------------------------------
 
     async def wake(self, wake_word: str) -> bool:
-        """The wake word was heard: open a channel if needed, send its audio, start listening (§5.1)."""
+        """The wake word was heard: open a channel if needed, chime, send its audio, start listening (§5.1)."""
         if self.session.state is State.SPEAKING:
             self._silence()  # barge-in: silence first, then tell the server
         if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
             return False
-        if self.session.state is State.OPEN:
+        if self.session.state is State.OPEN:  # a new turn (not a barge-in, which stays silent): chime
+            self._audio.chime()
             for frame in self._audio.wake_audio():
                 await self._send_audio(frame)
+        self._turn_mode = self.session.listen_mode
         self.session.wake_word_detected(wake_word)
-        await self._flush()
+        await self._act_now()
         return True
 
     async def start_listening(self, mode: ListenMode = ListenMode.MANUAL) -> bool:
@@ -160,22 +166,23 @@ class DeviceClient:
             self._silence()
         if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
             return False
+        self._turn_mode = mode
         self.session.start_listening(mode)
-        await self._flush()
+        await self._act_now()
         return True
 
     async def stop_listening(self) -> None:
         """Push-to-talk released."""
         if self.session.state is State.LISTENING:
             self.session.stop_listening()
-            await self._flush()
+            await self._act_now()
 
     async def abort(self) -> None:
         """Stop the reply being spoken."""
         if self.session.state is State.SPEAKING:
             self._silence()
             self.session.abort()
-            await self._flush()
+            await self._act_now()
 
     async def close_conversation(self) -> None:
         """End the conversation (goodbye on MQTT, socket close on WebSocket)."""
@@ -227,7 +234,14 @@ class DeviceClient:
     # --- internals -------------------------------------------------------------------------------
 
     async def _open_channel(self) -> bool:
-        """Send hello and wait for the server's; False (logged) when it does not come."""
+        """Send hello and wait for the server's; False (logged, error tone) when it does not come."""
+        if await self._channel_opened():
+            return True
+        self._audio.error_tone()
+        self._bus.publish(ErrorOccurred("upstream", "could not start a conversation with the server"))
+        return False
+
+    async def _channel_opened(self) -> bool:
         if self.session.state is State.IDLE:
             try:
                 await self.channel.begin()
@@ -255,7 +269,7 @@ class DeviceClient:
 
     async def _on_state(self, event: StateChanged) -> None:
         self._state_changed.set()
-        self._audio.set_uplink(self.session.should_send_audio)
+        self._sync_uplink()
         self._bus.set_state(_BUS_STATE[event.new], f"conversation {event.old} -> {event.new}")
         if event.new is State.IDLE:
             self._audio.speaking_sentence(None)
@@ -320,6 +334,7 @@ class DeviceClient:
 
     async def _on_error(self, event: ErrorReceived) -> None:
         _LOGGER.warning("server error: %s", event.message.message)
+        self._bus.publish(ErrorOccurred("upstream", event.message.message))
 
     async def _on_hello_timeout(self, event: HelloTimedOut) -> None:
         del event
@@ -353,6 +368,16 @@ class DeviceClient:
         UnknownReceived: _on_unknown,
     }
 
+    async def _act_now(self) -> None:
+        """After a local intent: send what it queued, then act on the state it moved to at once, not at the
+        next server message or timer tick (the mic must open right after `listen start`)."""
+        await self._flush()
+        await self._handle_events()
+        self._sync_uplink()  # also when the state stayed (a wake while listening starts an auto turn)
+
+    def _sync_uplink(self) -> None:
+        self._audio.set_uplink(self.session.should_send_audio, end_on_silence=self._turn_mode is ListenMode.MANUAL)
+
     async def _flush(self) -> None:
         """Send what the session queued, in order, even when several tasks flush at once."""
         async with self._send_lock:
@@ -376,7 +401,12 @@ class DeviceClient:
 
     async def _run_uplink(self) -> None:
         while True:
-            frame = await self._audio.next_uplink_frame()
+            try:
+                frame = await self._audio.next_uplink_frame()
+            except UtteranceEnded as end:  # manual turns only: the user stopped talking (or the VAD cap)
+                _LOGGER.info("end of utterance (%s): listen stop", end.reason)
+                await self.stop_listening()
+                continue
             if self.session.should_send_audio:
                 await self._send_audio(frame)
 
@@ -401,11 +431,11 @@ class DeviceClient:
         match event:
             case WakeDetected(wake_word=word) if self._answers_wakes():
                 await self.wake(word)
-            case Command(name="listen_start"):
+            case Command(name=CommandName.LISTEN_START) if self._answers_wakes() and not self._muted():
                 await self.start_listening(ListenMode.MANUAL)
-            case Command(name="listen_stop"):
+            case Command(name=CommandName.LISTEN_STOP):
                 await self.stop_listening()
-            case Command(name="abort"):
+            case Command(name=CommandName.ABORT):
                 await self.abort()
 
     def _publish_link(self, connected: bool, detail: str) -> None:
@@ -417,6 +447,10 @@ class DeviceClient:
         """Whether the brain router (pibuddy.brain.router) gives wakes to the server; yes without a router."""
         active = self._bus.latest(ActiveBrain)
         return not isinstance(active, ActiveBrain) or active.brain == "upstream"
+
+    def _muted(self) -> bool:
+        muted = self._bus.latest(Muted)
+        return isinstance(muted, Muted) and muted.muted
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pibuddy.errors import PiBuddyError
-from pibuddy.statedir import StateDir
+from pibuddy.statedir import StateDir, StatePermissionError
 from pibuddy.upstream import netinfo
 
 _LOGGER = logging.getLogger(__name__)
@@ -126,6 +126,8 @@ def _read(state: StateDir) -> dict[str, Any]:
         text = state.read_text(IDENTITY_FILE)
     except UnicodeDecodeError:
         text = ""  # not UTF-8: damaged like any other non-JSON content
+    except StatePermissionError:
+        raise  # already says which file and how to fix the owner
     except OSError as exc:
         raise IdentityError(f"cannot read {_path(state)}: {exc.strerror or exc}") from None
     if text is None:
@@ -151,6 +153,8 @@ def _read(state: StateDir) -> dict[str, Any]:
 def _write(state: StateDir, data: dict[str, Any]) -> None:
     try:
         state.write_json(IDENTITY_FILE, data)
+    except StatePermissionError:
+        raise  # already says which file and how to fix the owner
     except OSError as exc:
         raise IdentityError(f"cannot save {_path(state)}: {exc.strerror or exc}") from None
 

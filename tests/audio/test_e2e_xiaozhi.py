@@ -18,11 +18,12 @@ from pibuddy.config import AudioConfig
 from pibuddy.events import EventBus
 from pibuddy.tools.catalog import build_registry
 from pibuddy.upstream.service import UpstreamService
+from pibuddy.xiaozhi import ListenMode, State
 from tests.audio.conftest import MonitorRecorder, best_lag, play_into_microphone
 from tests.peers.pulseaudio import PulseServer
 from tests.peers.speech import speech
 from tests.peers.xiaozhi_server import XiaozhiTestServer
-from tests.upstream_helpers import device_config
+from tests.upstream_helpers import device_config, without_greeting
 
 pytestmark = pytest.mark.peer
 _STEP = 8.0
@@ -85,3 +86,61 @@ async def test_spoken_turn_reaches_the_server_and_the_reply_plays_and_barge_in_a
         assert correlation > 0.6, (part.size, heard.size, len(server.uplink_frames))
     assert _tone_seconds(recorder.samples(), 16000) > 0.6  # the reply's tone came out of the speaker
     assert recorder.last_sound_arrival() - stopped_at < 0.3
+
+
+def _heard(server: XiaozhiTestServer, part: np.ndarray) -> float:
+    """How well the loud part of `part` matches what the server received (best-lag correlation)."""
+    heard = np.frombuffer(b"".join(f.pcm for f in server.uplink_frames), dtype=np.int16)
+    loud = np.nonzero(np.abs(part) > 300)[0]
+    return best_lag(part[loud[0]:loud[-1]], heard)[1]
+
+
+async def test_a_command_said_right_after_the_wake_word_reaches_the_server_whole_after_a_chime(
+        pulse: PulseServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    without_greeting(monkeypatch)  # nothing from the server after `listen start`: the mic must open by itself
+    wake = speech("okay nahboo", pad=1.0)
+    command = speech("turn on the light", pad=0.1)
+    async with XiaozhiTestServer(utterance_frames=None, mcp=False, wake_words=("Okay Nabu",)) as server:
+        config = device_config(tmp_path, server.ota_url, transport="websocket")
+        bus = EventBus()
+        async with MonitorRecorder(pulse, rate=16000) as recorder, AudioPipeline(AudioConfig(), bus) as pipeline:
+            service = UpstreamService(config, bus=bus, registry=build_registry(config),
+                                      audio=PipelineAudioPort(pipeline))
+            await service.start()
+            try:
+                await asyncio.wait_for(pipeline.microphone.opened.wait(), _STEP)
+                await asyncio.sleep(1.0)
+                await play_into_microphone(pulse, np.concatenate([wake[:-8000], command]))  # 0.6 s pause
+                await asyncio.wait_for(server.listen_start.wait(), _STEP)
+                await asyncio.sleep(0.5)
+            finally:
+                await service.stop()
+    assert _heard(server, command) > 0.8, "no gap between the wake word audio and the live stream"
+    assert _tone_seconds(recorder.samples(), 16000, freq=880.0) > 0, "the wake chime played"
+
+
+async def test_a_manual_turn_ends_with_listen_stop_once_the_user_stops_talking(
+        pulse: PulseServer, tmp_path: Path) -> None:
+    command = speech("turn on the light", pad=0.1)
+    async with XiaozhiTestServer(tts_frames=5, mcp=False) as server:
+        config = device_config(tmp_path, server.ota_url, transport="websocket")
+        async with AudioPipeline(AudioConfig(), EventBus()) as pipeline:
+            service = UpstreamService(config, bus=EventBus(), registry=build_registry(config),
+                                      audio=PipelineAudioPort(pipeline))
+            await service.start()
+            client = service.client
+            assert client is not None
+            try:
+                await asyncio.wait_for(pipeline.microphone.opened.wait(), _STEP)
+                assert await client.start_listening(ListenMode.MANUAL)
+                await play_into_microphone(pulse, command)
+                spoken = asyncio.get_running_loop().time()
+                assert not server.listen_stop.is_set(), "not while the user still talks"
+                await asyncio.wait_for(server.listen_stop.wait(), _STEP)
+                stopped = asyncio.get_running_loop().time()
+                async with asyncio.timeout(_STEP):
+                    await client.wait_state(State.OPEN)
+            finally:
+                await service.stop()
+    assert stopped - spoken < 0.7 + 0.8, "silence_seconds after the speech, plus capture latency"
+    assert _heard(server, command) > 0.8
