@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pibuddy.audio.errors import AudioError
+
+STALL_SECONDS: Final = 2.0
+"""A started stream whose callback has not run for this long has lost its device."""
 
 
 class AudioDeviceError(AudioError):
@@ -84,6 +89,22 @@ def _pick(devices: list[AudioDevice], wanted: str | None, kind: str, usable: Any
 
 class AudioDeviceLost(AudioDeviceError):
     """An open stream stopped delivering (USB unplugged, sound server restarted); the owner reopens it."""
+
+
+def stream_lost(stream: Any, last_callback: float, now: float) -> bool:
+    """Whether a started stream has died: PortAudio stopped it, or its callbacks stopped coming (USB unplug,
+    suspended sound server). Callers poll this: a dead device calls back no one."""
+    return not stream.active or now - last_callback >= STALL_SECONDS
+
+
+@contextlib.contextmanager
+def portaudio_errors(what: str) -> Iterator[None]:
+    """Turn a PortAudio error raised inside the block (start, stream time...) into AudioDeviceLost."""
+    sd = sounddevice_module()
+    try:
+        yield
+    except sd.PortAudioError as exc:
+        raise AudioDeviceLost(f"{what}: {exc}") from None
 
 
 _streams_lock = threading.Lock()

@@ -37,8 +37,9 @@ class LoopSignal:
 
     async def wait(self, seconds: float | None = None) -> bool:
         """Wait until set (or for at most `seconds`), then clear. True when it was set."""
-        try:
-            await asyncio.wait_for(self._event.wait(), seconds)
+        try:  # not wait_for: on Python 3.11 it can swallow a cancel that races with the event being set
+            async with asyncio.timeout(seconds):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()

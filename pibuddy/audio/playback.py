@@ -4,6 +4,10 @@ The callback thread only copies from the ring (a deque of numpy chunks; each sid
 applies the volume and short fades, and signals the loop when the ring runs dry; it never blocks. On the
 loop, one playout task releases packets from the jitter buffer as the ring empties, opens the stream on
 demand and closes it after `idle_close_seconds` of silence.
+
+A lost output (USB unplug, sound server gone or suspended: PortAudio errors, or a started stream whose
+callback stopped) never ends the playout task: the queued audio is dropped with one warning, the stream is
+closed and drained is reported, and the next audio reopens it once a backoff delay has passed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pibuddy.audio.errors import CodecError
 from pibuddy.audio.jitter import JitterBuffer
 from pibuddy.audio.loopsignal import LoopSignal
 from pibuddy.audio.opus import FRAME_MS, OpusDecoder
+from pibuddy.backoff import Backoff
 from pibuddy.config import PlaybackConfig
 from pibuddy.drops import DropCounter
 
@@ -32,6 +37,8 @@ _DEVICE_LATENCY_SECONDS: Final = 0.1  # device buffer: rides out scheduling hicc
 _MAX_EXTRA_LATENCY_SECONDS: Final = 0.5  # a DAC time further off than this is not believed
 _FADE_SECONDS: Final = 0.005  # ramps at start after silence and on stop, so neither clicks
 _DEFAULT_DOWNLINK_RATE: Final = 24000
+_RETRY_INITIAL_SECONDS: Final = 0.5  # after a lost output, audio arriving sooner is dropped, not tried
+_RETRY_MAX_SECONDS: Final = 5.0  # retries only happen when audio arrives, so the ceiling can stay short
 
 
 class _Ring:
@@ -48,6 +55,7 @@ class _Ring:
         self.dry_signal: LoopSignal | None = None
         self.rate = 0  # the device rate, set when a stream opens
         self.heard_at = 0.0  # stream time (PortAudio's clock) at which the last sample written reaches the DAC
+        self.last_callback = 0.0  # time.monotonic() of the latest callback, for the stall watchdog
 
     @property
     def queued(self) -> int:
@@ -58,8 +66,15 @@ class _Ring:
             self.chunks.append((self.written, samples))
             self.written += samples.size
 
+    def clear(self) -> None:
+        """Forget everything queued. Only while no stream calls back."""
+        self.chunks.clear()
+        self.played = self.written
+        self.offset = 0
+
     def callback(self, outdata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
         del status
+        self.last_callback = time.monotonic()
         out = np.zeros(frame_count, dtype=np.float32)
         fade = max(1, round(frame_count * _FADE_SECONDS / _BLOCK_SECONDS))
         if self.chunks and self.chunks[0][0] < self.flush_until:
@@ -106,9 +121,11 @@ class Speaker:
     Args:
         device: Partial output device name; None for the default.
         config: Jitter buffer, volume, rate and idle-close settings.
+        backoff: Earliest reopen after the output was lost; a reply played to its end resets it.
     """
 
-    def __init__(self, device: str | None = None, *, config: PlaybackConfig | None = None) -> None:
+    def __init__(self, device: str | None = None, *, config: PlaybackConfig | None = None,
+                 backoff: Backoff | None = None) -> None:
         self._device_name = device
         self._config = config or PlaybackConfig()
         self._decoder = OpusDecoder(sample_rate=_DEFAULT_DOWNLINK_RATE, frame_ms=FRAME_MS)
@@ -117,6 +134,9 @@ class Speaker:
         self._pending_pcm: deque[tuple[np.ndarray, int]] = deque()
         self._ring.gain = self._config.volume / 100
         self._stream: Any = None
+        self._started = False
+        self._backoff = backoff or Backoff(initial=_RETRY_INITIAL_SECONDS, maximum=_RETRY_MAX_SECONDS)
+        self._retry_at: float | None = None  # set while the output is lost: no reopen before this
         self._device_rate = 0
         self._resampler: Any = None
         self._activity: LoopSignal | None = None
@@ -125,6 +145,7 @@ class Speaker:
         self._drained.set()
         self._drops = DropCounter("downlink audio packets (jitter buffer full)", _LOGGER)
         self._bad_packets = DropCounter("undecodable downlink audio packets", _LOGGER)
+        self._unavailable = DropCounter("speaker audio (output unavailable)", _LOGGER)
         self._last_sound = time.monotonic()
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -238,25 +259,31 @@ class Speaker:
             busy = not self._jitter.empty or self._pending_pcm or self._ring.queued > 0
             await self._activity.wait(_TICK_SECONDS if busy or self._stream is not None else None)
             try:
-                await self._feed()
+                with devices.portaudio_errors("speaker"):
+                    await self._feed()
             except devices.AudioDeviceError as exc:
-                _LOGGER.warning("speaker unavailable (%s); dropping this audio", exc)
-                self.interrupt()
-                await asyncio.sleep(1.0)
+                await self._lose_output(exc)
 
     async def _feed(self) -> None:
         now = time.monotonic()
-        queued_seconds = self._ring.queued / self._device_rate if self._device_rate else 0.0
-        packets = self._jitter.release(now, queued_seconds)
+        if self._started and devices.stream_lost(self._stream, self._ring.last_callback, now):
+            raise devices.AudioDeviceLost("the output stopped playing")
+        packets = self._jitter.release(now, self._ring_seconds)
         if packets or self._pending_pcm:
+            if self._retry_at is not None and now < self._retry_at:
+                self._unavailable.count("waiting to reopen it")
+                self.interrupt()
+                return
             await self._ensure_stream()
             self._ring.write(self._decode(packets))
             while self._pending_pcm:
                 samples, rate = self._pending_pcm.popleft()
                 self._ring.write(soxr.resample(samples, rate, self._device_rate) if rate != self._device_rate
                                  else samples)
-            if not self._stream.active:  # started only once audio is queued: no initial underrun
+            if not self._started:  # started only once audio is queued: no initial underrun
+                self._ring.last_callback = now  # the stall watchdog counts from the start
                 await asyncio.to_thread(self._stream.start)
+                self._started = True
         if self._ring.queued > 0 or not self._jitter.empty:
             self._last_sound = now
         elif self._stream is not None:
@@ -269,8 +296,27 @@ class Speaker:
             await asyncio.sleep(self.unheard_seconds)
             if self._ring.queued == 0 and self._jitter.empty:
                 self._drained.set()
+                self._backoff.reset()
         if self._drained.is_set() and now - self._last_sound >= self._config.idle_close_seconds:
             await self._close_stream()
+
+    async def _lose_output(self, exc: devices.AudioDeviceError) -> None:
+        """Drop what is queued, close the stream and report drained; the next audio after a backoff delay
+        reopens it. One warning per loss; audio dropped by failed reopens is only counted."""
+        dropped = self._ring_seconds + self._jitter.buffered_seconds
+        delay = self._backoff.next_delay()
+        if self._retry_at is None:
+            _LOGGER.warning("speaker output lost (%s): dropped %.1f s of audio; the next audio reopens it "
+                            "(not before %.1f s)", exc, dropped, delay)
+        else:
+            self._unavailable.count(str(exc))
+        self.interrupt()
+        await self._close_stream()
+        self._retry_at = time.monotonic() + delay
+
+    @property
+    def _ring_seconds(self) -> float:
+        return self._ring.queued / self._device_rate if self._device_rate else 0.0
 
     def _decode(self, packets: list[bytes]) -> np.ndarray:
         """Decode (concealing bad packets) and resample to the device rate, as one block for the ring."""
@@ -292,7 +338,10 @@ class Speaker:
 
     async def _ensure_stream(self) -> None:
         if self._stream is None:
+            if self._retry_at is not None:  # a re-plugged USB card is only listed after a re-scan
+                await asyncio.to_thread(devices.refresh_device_list)
             self._stream = await asyncio.to_thread(self._open)
+            self._retry_at = None
 
     def _open(self) -> Any:
         """Blocking: open (but do not start) the output stream."""
@@ -317,8 +366,10 @@ class Speaker:
 
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
+        self._started = False
         if stream is not None:
             try:
                 await asyncio.to_thread(stream.close, True)
             finally:
                 devices.stream_closed()
+            self._ring.clear()
