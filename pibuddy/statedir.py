@@ -1,12 +1,37 @@
-"""The state dir: where PiBuddy keeps what it generates (identity, keys, tokens), readable only by us."""
+"""The state dir: where PiBuddy keeps what it generates (identity, keys, tokens), readable only by us.
+
+The service runs as its own user (pibuddy) while CLIs are often run with sudo. So, as root, whatever
+PiBuddy creates in the state dir takes the owner of the directory it is created in; otherwise a root-owned
+0600 file would lock the service out of its own state.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import pwd
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from pibuddy.errors import PiBuddyError
+
+
+class StatePermissionError(PiBuddyError, PermissionError):
+    """A state file or the state dir is not accessible to the user PiBuddy runs as; says how to fix it.
+
+    Still a PermissionError, so callers that handle OSError keep working.
+    """
+
+    def __init__(self, path: Path, state_dir: Path, action: str) -> None:
+        user = _user_name()
+        message = (f"cannot {action} {path}: permission denied for user {user} (owned by root after a run with "
+                   f"sudo?); fix: sudo chown -R {user}: {state_dir}")
+        super().__init__(errno.EACCES, message, str(path))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class StateDir:
@@ -16,22 +41,36 @@ class StateDir:
         self.path = path
 
     def ensure(self) -> Path:
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the dir (and missing parents) if needed; as root, each new dir takes its parent's owner."""
+        try:
+            missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for created in reversed(missing):
+                _adopt_owner(created, created.parent)
+        except PermissionError:
+            raise StatePermissionError(self.path, self.path, "create") from None
         return self.path
 
     def read_text(self, name: str) -> str | None:
+        target = self.path / name
         try:
-            return (self.path / name).read_text(encoding="utf-8")
+            return target.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except PermissionError:
+            raise StatePermissionError(target, self.path, "read") from None
 
     def write_text(self, name: str, text: str) -> Path:
         """Write `name` atomically with mode 600 (secrets never exist world-readable, even briefly)."""
         directory = self.ensure()
         target = directory / name
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mkstemp creates 0600
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mkstemp creates 0600
+        except PermissionError:
+            raise StatePermissionError(target, directory, "write") from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                _adopt_owner(handle.fileno(), directory)
                 handle.write(text)
             os.replace(tmp, target)
         except BaseException:
@@ -51,3 +90,18 @@ class StateDir:
 
     def write_json(self, name: str, data: dict[str, Any]) -> Path:
         return self.write_text(name, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _adopt_owner(target: int | Path, directory: Path) -> None:
+    """As root, give `target` (a path or an open fd) the owner and group of `directory`."""
+    if os.geteuid() == 0:
+        owner = directory.stat()
+        os.chown(target, owner.st_uid, owner.st_gid)
+
+
+def _user_name() -> str:
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -117,3 +117,61 @@ def test_cli_prints_clear_message_and_exits_2(tmp_path: Path, pibuddy_env: dict[
     assert "upstream.ota_url: not a URL (got 'nope')" in result.stderr
     assert "upstream.hello_timeout: input should be greater than 0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "openclaw",
+    ["openclaw:\n  enabled: true\n  transport: mqtt\n", "openclaw:\n  bridge_enabled: true\n  mqtt_host: localhost\n"],
+)
+def test_openclaw_broker_on_the_gateways_own_port_is_refused(tmp_path: Path, openclaw: str) -> None:
+    problems = _problems(tmp_path, openclaw)  # defaults: gateway on 0.0.0.0:1883, broker 127.0.0.1:1883
+    assert len(problems) == 1
+    assert problems[0].startswith("openclaw.mqtt_host/openclaw.mqtt_port: ")
+    assert "gateway.mqtt_port 1883" in problems[0]
+    assert "set openclaw.mqtt_port" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "openclaw:\n  enabled: true\n  transport: mqtt\n  mqtt_port: 1884\n",
+        "openclaw:\n  enabled: true\n  transport: mqtt\n  mqtt_host: 192.168.1.20\n",
+        "openclaw:\n  enabled: true\n  transport: mqtt\ngateway:\n  enabled: false\n",
+        "openclaw:\n  enabled: true\n  transport: mqtt\ngateway:\n  host: 192.168.1.5\n",
+        "openclaw:\n  enabled: true\n",  # ws transport: no broker at all
+    ],
+)
+def test_openclaw_broker_elsewhere_is_accepted(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert load_config(path, {}).openclaw.enabled
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ws://10.0.0.2:8000/xiaozhi/v1/?from=mqtt_gateway", "ws://10.0.0.2:8000/xiaozhi/v1/?from=mqtt_gateway"),
+        ("wss://chat.example/xiaozhi/v1/", "wss://chat.example/xiaozhi/v1/?from=mqtt_gateway"),
+        ("ws://10.0.0.2:8000", "ws://10.0.0.2:8000?from=mqtt_gateway"),
+    ],
+)
+def test_chat_server_urls_end_with_the_gateway_query(tmp_path: Path, url: str, expected: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"gateway:\n  chat_servers: ['{url}']\n")
+    assert load_config(path, {}).gateway.chat_servers == [expected]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://10.0.0.2:8000/xiaozhi/v1/", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
+        ("10.0.0.2:8000", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
+        ("ws:///xiaozhi/v1/", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
+        ("ws://h/v1/?token=x", "gateway.chat_servers.0: must end with ?from=mqtt_gateway and have no other query"),
+        ("ws://h/v1/?from=mqtt_gateway&t=x", "gateway.chat_servers.0: must end with ?from=mqtt_gateway"),
+    ],
+)
+def test_bad_chat_server_urls_are_refused(tmp_path: Path, url: str, expected: str) -> None:
+    problems = _problems(tmp_path, f"gateway:\n  chat_servers: ['{url}']\n")
+    assert len(problems) == 1
+    assert problems[0].startswith(expected)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 import stat
 from pathlib import Path
 
 import pytest
 
+from pibuddy.config import Config, load_config
 from pibuddy.events import ActivationCode, DeviceState, EventBus, StateChanged
 from pibuddy.logsetup import SecretFilter
 from pibuddy.statedir import StateDir
@@ -43,3 +45,16 @@ def test_a_void_activation_code_is_not_replayed_but_the_state_is() -> None:
     late = bus.subscribe()
     assert late.queue.get_nowait() == StateChanged(DeviceState.STARTING, DeviceState.ACTIVATING, "code pending")
     assert late.queue.empty(), "a late subscriber must not be shown a code that may already be used"
+
+
+def test_the_variables_setup_and_test_scripts_read_do_not_break_the_config() -> None:
+    """A user who exported PIBUDDY_VOSK_MIRROR for setup.sh runs `pibuddy check` in the same shell next."""
+    repo = Path(__file__).resolve().parent.parent
+    documents = [repo / "setup.sh", repo / "README.md", *repo.joinpath("scripts").glob("*.sh")]
+    names = {"PIBUDDY_TEST_VOSK_MODEL"} | {
+        name for document in documents
+        for name in re.findall(r"\bPIBUDDY_[A-Z][A-Z0-9_]*[A-Z0-9]\b", document.read_text(encoding="utf-8"))}
+    steering = {name for name in names if name.split("_")[1].lower() not in Config.model_fields}
+    assert {"PIBUDDY_PYTHON", "PIBUDDY_VOSK_MIRROR", "PIBUDDY_TEST_CACHE"} <= steering
+    config = load_config(None, {name: "/somewhere" for name in steering})
+    assert config == load_config(None, {})

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
+from urllib.parse import urlsplit
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from pibuddy.config.base import (
@@ -71,6 +72,29 @@ class UpstreamConfig(Section):
     """Conversation mode: auto (VAD ends turns), manual (push-to-talk) or realtime (barge-in with AEC)."""
 
 
+_GATEWAY_QUERY: Final = "?from=mqtt_gateway"
+
+
+def _chat_server_url(url: str) -> str:
+    """A chat server URL that ends with `?from=mqtt_gateway`, which is appended when there is no query.
+
+    xiaozhi-server only parses the gateway's framed audio when the request path ends with exactly that
+    (anything else is taken as raw Opus and the audio silently breaks), so another query is refused.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise PydanticCustomError("chat_server_url", "not a ws:// or wss:// URL")
+    if url.endswith(_GATEWAY_QUERY):
+        return url
+    if parts.query or parts.fragment or url.endswith("?"):
+        raise PydanticCustomError("chat_server_url", f"must end with {_GATEWAY_QUERY} and have no other query "
+                                  "(xiaozhi-server recognises the gateway only by that ending)")
+    return url + _GATEWAY_QUERY
+
+
+ChatServerUrl = Annotated[str, AfterValidator(_chat_server_url)]
+
+
 class GatewayConfig(Section):
     enabled: bool = True
     """Serve nearby ESP32 xiaozhi devices as their MQTT+UDP gateway (with local OTA and the management API)."""
@@ -91,8 +115,9 @@ class GatewayConfig(Section):
     signature_key: SecretStr | None = None
     """MQTT_SIGNATURE_KEY: HMAC key for device passwords and the API's daily token. Secret. Empty: one is
     generated on first run and kept in the state dir (gateway_signature_key, mode 600)."""
-    chat_servers: list[str] = Field(default_factory=list)
-    """Upstream xiaozhi server WebSocket URLs ending with ?from=mqtt_gateway."""
+    chat_servers: list[ChatServerUrl] = Field(default_factory=list)
+    """Upstream xiaozhi server WebSocket URLs (ws:// or wss://) ending with ?from=mqtt_gateway, which is
+    appended to a URL without a query; a URL with another query is refused."""
     server_secret: SecretStr | None = None
     """SERVER_SECRET for the Authorization token towards chat servers. Secret."""
     max_connections: Annotated[int, Field(ge=1)] = 200

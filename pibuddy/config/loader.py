@@ -21,10 +21,11 @@ from pibuddy.config.base import (
     ENV_PREFIX,
     SYSTEM_CONFIG_PATH,
     Section,
+    is_loopback,
 )
 from pibuddy.config.core import BrainConfig, DeviceConfig, GatewayConfig, LoggingConfig, ToolsConfig, UpstreamConfig
 from pibuddy.config.drivers import BleConfig, GpioConfig, HomeAssistantConfig, MiotConfig
-from pibuddy.config.openclaw import OpenClawConfig
+from pibuddy.config.openclaw import OpenClawConfig, OpenClawTransport
 from pibuddy.errors import ConfigError
 
 
@@ -78,9 +79,37 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems += [_describe(error) for error in exc.errors()]
+    else:
+        problems += _conflicts(config)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+# Bind addresses that listen on every interface, loopback included.
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
+
+
+def _conflicts(config: Config) -> list[str]:
+    """Problems between sections: OpenClaw's MQTT broker must not be PiBuddy's own device gateway."""
+    openclaw, gateway = config.openclaw, config.gateway
+    uses_mqtt = (openclaw.enabled and openclaw.transport == OpenClawTransport.MQTT) or openclaw.bridge_enabled
+    if not (gateway.enabled and uses_mqtt and openclaw.mqtt_port == gateway.mqtt_port):
+        return []
+    if not _reaches_gateway(openclaw.mqtt_host, gateway):
+        return []
+    return [f"openclaw.mqtt_host/openclaw.mqtt_port: {openclaw.mqtt_host}:{openclaw.mqtt_port} is PiBuddy's own "
+            f"device gateway (gateway.enabled, gateway.mqtt_port {gateway.mqtt_port}), which refuses OpenClaw; "
+            "run the broker on another port and set openclaw.mqtt_port to it, move gateway.mqtt_port, "
+            "or set gateway.enabled: false"]
+
+
+def _reaches_gateway(host: str, gateway: GatewayConfig) -> bool:
+    """Whether connecting to `host` lands on the gateway's MQTT listener (same port assumed)."""
+    if host in (gateway.host, gateway.public_ip):
+        return True
+    listens_on_loopback = gateway.host in _WILDCARD_HOSTS or is_loopback(gateway.host)
+    return listens_on_loopback and (is_loopback(host) or host in _WILDCARD_HOSTS)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -109,7 +138,7 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> li
     problems = []
     sections = Config.model_fields
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name in _NON_CONFIG_ENV:
+        if not name.startswith(ENV_PREFIX) or name in _NON_CONFIG_ENV or name.startswith(_NON_CONFIG_ENV_PREFIXES):
             continue
         section_name, _, key = name[len(ENV_PREFIX) :].lower().partition("_")
         if section_name not in sections or not key:
@@ -127,8 +156,14 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> li
     return problems
 
 
-# Variables that steer PiBuddy itself rather than override config keys.
-_NON_CONFIG_ENV: Final = frozenset({"PIBUDDY_CONFIG", "PIBUDDY_NATIVE"})
+# Variables that steer PiBuddy, setup.sh or the tests rather than override config keys; a user who set one
+# for setup.sh must still be able to run every command in the same shell.
+_NON_CONFIG_ENV: Final = frozenset({
+    "PIBUDDY_CONFIG", "PIBUDDY_NATIVE",  # pibuddy
+    "PIBUDDY_PYTHON", "PIBUDDY_ROOT", "PIBUDDY_MODELS_DIR", "PIBUDDY_VOSK_MIRROR", "PIBUDDY_PIPER_MIRROR",  # setup.sh
+    "PIBUDDY_REQUIRE_NATIVE", "PIBUDDY_TEST_CACHE",  # scripts/test.sh
+})
+_NON_CONFIG_ENV_PREFIXES: Final = ("PIBUDDY_TEST_",)  # test-only knobs, e.g. PIBUDDY_TEST_VOSK_MODEL
 
 _FRIENDLY_MESSAGES: Final = {
     "url_parsing": "not a URL",

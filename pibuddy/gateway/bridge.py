@@ -132,8 +132,9 @@ class Bridge:
         self.upstream.active += 1
         self.upstream.sessions_total += 1
         self._counted = True
+        # The device's other hello fields (text_font for glyph push, §7.4) pass through untouched.
         hello = {"type": "hello", "version": HELLO_VERSION_GATEWAY_UPSTREAM, "transport": AudioTransport.WEBSOCKET,
-                 "audio_params": device_hello.audio_params, "features": device_hello.features}
+                 "audio_params": device_hello.audio_params, "features": device_hello.features, **device_hello.extra}
         self._ws.send_text(json.dumps(hello, ensure_ascii=False, separators=(",", ":")))
         closed = asyncio.ensure_future(self._ws.wait_closed())
         try:

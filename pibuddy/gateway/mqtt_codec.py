@@ -3,7 +3,7 @@
 Written here rather than borrowed: amqtt's codec reads packets from an asyncio stream field by field (not
 bytes in, packets out), allocates whatever remaining length the peer announces, and pins an old
 `websockets`. This one is small, checks the packet size cap before buffering a body, and is fuzzed
-(tests/test_gateway_mqtt_codec.py with hypothesis, bench/fuzz_mqtt_codec.py with atheris).
+(tests/gateway/test_mqtt_codec.py with hypothesis, scripts/fuzz_mqtt_codec.py with atheris).
 
 `MqttParser.feed(bytes) -> list[Packet]` decodes what a QoS 0 client sends (CONNECT, PUBLISH, SUBSCRIBE,
 UNSUBSCRIBE, PINGREQ, DISCONNECT); any other type is a protocol error, as in the reference gateway. The

@@ -232,7 +232,8 @@ class MqttServer:
                          handler: DeviceHandler, writer: asyncio.StreamWriter) -> None:
         timeout = connection.keepalive * _KEEPALIVE_FACTOR or None
         while not connection.closed:  # close() (takeover, stop) ends the transport: the read sees EOF
-            data = await asyncio.wait_for(reader.read(_READ_SIZE), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a racing cancel
+                data = await reader.read(_READ_SIZE)
             if not data:
                 if not parser.idle:
                     raise MqttProtocolError("connection closed in the middle of a packet (truncated)")

@@ -9,6 +9,9 @@ gateway must trust the bridge's address (`gateway.trustedProxies`); without that
 which the bridge reports with that advice. Frames are capped at `bridge_max_frame_bytes` and, once a
 session's `hello-ok` has been seen, at the gateway's `policy.maxPayload`; before it at the gateway's
 pre-auth limit. An oversized request is answered `PAYLOAD_TOO_LARGE`.
+
+Each (client id, role) has its own lane: its MQTT messages are handled in order by a task of their own,
+so a client whose gateway WebSocket is slow to open (up to 10 s) holds up only itself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, Final
 import aiomqtt
 
 from pibuddy.config import Config
+from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
 from pibuddy.openclaw.connection import MAX_INCOMING_BYTES
 from pibuddy.openclaw.errors import ErrorShape, FrameError, OpenClawError
@@ -41,6 +45,7 @@ _OPEN_TIMEOUT_SECONDS: Final = 10.0
 _CLOSE_GOING_AWAY: Final = 1001
 _CLOSE_TRY_AGAIN_LATER: Final = 1013
 _CLOSE_INTERNAL_ERROR: Final = 1011
+_LANE_DEPTH: Final = 64  # messages one client may have waiting (e.g. while its WebSocket opens); more are dropped
 
 
 class BridgeConfigError(OpenClawError):
@@ -75,6 +80,15 @@ class _Session:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
 
+@dataclass(eq=False)
+class _Lane:
+    """One client's (and role's) MQTT messages waiting to be handled in order by `worker`."""
+
+    inbox: asyncio.Queue[tuple[SessionTopics, Kind, bytes]] = field(
+        default_factory=lambda: asyncio.Queue(_LANE_DEPTH))
+    worker: asyncio.Task[None] | None = None
+
+
 class OpenClawBridge(Service):
     """The bridge as a supervised service. Args: config (openclaw.mqtt_*, gateway_url, bridge_*)."""
 
@@ -86,6 +100,9 @@ class OpenClawBridge(Service):
         self._prefix = cfg.mqtt_topic_prefix
         self._max_frame = cfg.bridge_max_frame_bytes
         self._sessions: dict[tuple[str, str], _Session] = {}
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._lane_drops = DropCounter("MQTT messages from OpenClaw clients (their lane is full)", _LOGGER)
+        self._opening = 0
         self._client: aiomqtt.Client | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._forwarded_for = ""
@@ -112,12 +129,16 @@ class OpenClawBridge(Service):
         try:
             async for message in self._client.messages:
                 payload = message.payload if isinstance(message.payload, bytes) else b""
-                await self._on_message(str(message.topic), payload)
+                self._dispatch(str(message.topic), payload)
         except aiomqtt.MqttError as exc:
             raise ConnectionLost(f"OpenClaw bridge lost the MQTT broker: {exc}") from exc
         raise ConnectionLost("OpenClaw bridge: the MQTT message stream ended")
 
     async def stop(self) -> None:
+        workers = [lane.worker for lane in self._lanes.values() if lane.worker is not None]
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
         for session in list(self._sessions.values()):
             await self._end(session, notify=(_CLOSE_GOING_AWAY, "bridge stopping"))
         stack, self._stack, self._client = self._stack, None, None
@@ -130,12 +151,37 @@ class OpenClawBridge(Service):
 
     # --- MQTT -> gateway ---------------------------------------------------------------------------
 
-    async def _on_message(self, topic: str, payload: bytes) -> None:
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        """Queue a message behind the earlier ones of its client and role, in that lane's own task."""
         parsed = parse_topic(self._prefix, topic)
         if parsed is None:
             _LOGGER.warning("OpenClaw bridge: dropping a message on unexpected topic %r", topic[:120])
             return
         topics, kind = parsed
+        key = (topics.client_id, topics.role)
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+            lane.worker = asyncio.create_task(self._run_lane(key, lane), name=f"openclaw-bridge lane {key}")
+        try:
+            lane.inbox.put_nowait((topics, kind, payload))
+        except asyncio.QueueFull:
+            self._lane_drops.count(f"{key[0]}/{key[1]} has {_LANE_DEPTH} waiting")
+
+    async def _run_lane(self, key: tuple[str, str], lane: _Lane) -> None:
+        """Handle the lane's messages until it is empty, then retire it (the next message starts a new one)."""
+        try:
+            while not lane.inbox.empty():
+                topics, kind, payload = lane.inbox.get_nowait()
+                try:
+                    await self._on_message(topics, kind, payload)
+                except Exception:
+                    _LOGGER.exception("OpenClaw bridge: handling %s from %s/%s failed", kind, *key)
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
+
+    async def _on_message(self, topics: SessionTopics, kind: Kind, payload: bytes) -> None:
         key = (topics.client_id, topics.role)
         if kind is Kind.ANNOUNCE:
             await self._open(topics)
@@ -151,10 +197,12 @@ class OpenClawBridge(Service):
         key = (topics.client_id, topics.role)
         if (old := self._sessions.get(key)) is not None:
             await self._end(old, notify=None)
-        if len(self._sessions) >= self._cfg.bridge_max_sessions:
-            _LOGGER.warning("OpenClaw bridge: refusing %s/%s: %d sessions open", *key, len(self._sessions))
+        if len(self._sessions) + self._opening >= self._cfg.bridge_max_sessions:
+            _LOGGER.warning("OpenClaw bridge: refusing %s/%s: %d sessions open, %d opening", *key,
+                            len(self._sessions), self._opening)
             await self._publish(topics, Kind.CLOSED, _closed(_CLOSE_TRY_AGAIN_LATER, "bridge session limit"))
             return
+        self._opening += 1
         try:
             link = await WebSocketTransport.open(self._cfg.gateway_url, open_timeout=_OPEN_TIMEOUT_SECONDS,
                                                  max_size=MAX_INCOMING_BYTES,
@@ -166,6 +214,8 @@ class OpenClawBridge(Service):
             _LOGGER.error("OpenClaw bridge: cannot open a gateway session for %s/%s: %s", *key, reason)
             await self._publish(topics, Kind.CLOSED, _closed(_CLOSE_INTERNAL_ERROR, reason))
             return
+        finally:
+            self._opening -= 1
         session = _Session(topics, link, min(self._max_frame, _PRE_AUTH_MAX_BYTES))
         session.pump = asyncio.create_task(self._pump(session), name=f"openclaw-bridge {key}")
         self._sessions[key] = session

@@ -60,6 +60,7 @@ async def test_full_conversation(device_factory: DeviceFactory, upstream: Xiaozh
     server_hello = upstream.device_messages[0]
     assert server_hello["version"] == 2
     assert server_hello["features"] == {"mcp": True}
+    assert server_hello["text_font"] == {"bundle": "noto-v1", "size": 20}  # the server needs it to push glyphs
 
     await speak(device, first_timestamp=5000)
     assert (await device.next_message(of_type="stt"))["session_id"] == device.session_id
