@@ -74,6 +74,12 @@ async def probe_ble(config: Config) -> ProbeResult:
     return await probe_bluetooth(config.ble)
 
 
+async def probe_gateway(config: Config) -> ProbeResult:
+    from pibuddy.gateway.probe import probe_gateway as probe_ports  # noqa: PLC0415 (aiohttp is slow to load)
+
+    return await probe_ports(config.gateway)
+
+
 async def probe_packet_path(config: Config) -> ProbeResult:
     """Which UDP packet implementation runs; the pure-Python fallback works, only slower."""
     from pibuddy.xiaozhi.udp_codec import PACKET_PATH  # noqa: PLC0415 (loads cryptography)
@@ -110,6 +116,7 @@ PROBES: list[Probe] = [
     Probe("audio", lambda c: c.audio.enabled, probe_audio),
     Probe("upstream", lambda c: c.upstream.enabled, probe_upstream),
     Probe("homeassistant", lambda c: c.homeassistant.enabled, probe_homeassistant),
+    Probe("gateway", lambda c: c.gateway.enabled, probe_gateway),
     Probe("udp packet path", lambda c: c.upstream.enabled or c.gateway.enabled, probe_packet_path),
     Probe("bluetooth", lambda c: c.ble.enabled, probe_ble),
 ]
