@@ -34,4 +34,13 @@ status=0
 if [[ $status -eq 5 ]]; then
     echo "test.sh: pytest collected no tests; that is a failure" >&2
 fi
+
+# The tests where packets flow (device client, gateway) once more over the pure-Python packet twin,
+# so the fallback a machine without a compiler runs is exercised end to end, not only byte for byte.
+if [[ $status -eq 0 && $# -eq 0 ]]; then
+    echo "==> pytest with PIBUDDY_NATIVE=0 (the pure-Python packet path): device client and gateway"
+    PIBUDDY_NATIVE=0 .venv/bin/python -m pytest -o timeout=120 -q \
+        tests/test_xiaozhi_udp_packet_native.py::test_this_test_run_uses_the_packet_path_its_environment_asks_for \
+        tests/test_upstream_client.py tests/gateway || status=$?
+fi
 exit "$status"

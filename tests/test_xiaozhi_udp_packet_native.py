@@ -364,3 +364,10 @@ def test_a_failed_build_warns_once_and_installs_without_the_extension(
     assert len(warnings) == 1
     assert "pure-Python twin will be used" in warnings[0]
     assert not list((tmp_path / "lib").rglob("*.so"))
+
+
+def test_this_test_run_uses_the_packet_path_its_environment_asks_for() -> None:
+    """scripts/test.sh runs the conversation and gateway tests a second time with PIBUDDY_NATIVE=0; this
+    proves that pass really went through the pure-Python twin (and the first through C, when it is built)."""
+    forced_twin = os.environ.get("PIBUDDY_NATIVE", "").strip() == "0"
+    assert udp_codec.NATIVE_PACKET_PATH is (not forced_twin and native is not None), udp_codec.PACKET_PATH
