@@ -522,7 +522,8 @@ fetch_model() {
     local output
     output="$("$VENV/bin/pibuddy" models "$@")" || die "could not fetch the model (the line above says why)"
     while IFS= read -r line; do info "$line"; done <<<"$output"
-    changed
+    [[ $output == downloaded:* ]] && changed
+    return 0
 }
 
 # ---- Summary -------------------------------------------------------------------------------------------

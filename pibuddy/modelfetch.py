@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Final
+from typing import Final, NamedTuple
 
 import httpx
 
@@ -42,6 +42,12 @@ class FetchError(Exception):
     """A model could not be fetched; the message says why and what to try."""
 
 
+class Fetched(NamedTuple):
+    path: Path
+    downloaded: bool
+    """False when the model was already there and nothing was fetched."""
+
+
 def vosk_model_name(language_or_name: str) -> str:
     """A language code (`zh-CN`, `zh`) maps to its small model; anything else is taken as a model name."""
     for code, name in VOSK_SMALL_MODELS.items():
@@ -65,12 +71,12 @@ def piper_voice_path(voice: str) -> str:
 
 
 def fetch_vosk(language_or_name: str, models_dir: Path, *, base_url: str = VOSK_BASE_URL,
-               progress: Progress | None = None) -> Path:
+               progress: Progress | None = None) -> Fetched:
     """The unpacked model directory in `models_dir` (downloaded and unpacked unless already there)."""
     name = vosk_model_name(language_or_name)
     target = models_dir / name
     if _is_vosk_model(target):
-        return target
+        return Fetched(target, downloaded=False)
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=f".{name}.") as scratch:
         archive = Path(scratch) / f"{name}.zip"
@@ -80,24 +86,24 @@ def fetch_vosk(language_or_name: str, models_dir: Path, *, base_url: str = VOSK_
             raise FetchError(f"{name}.zip does not hold a vosk model (no am/ and conf/ directories)")
         shutil.rmtree(target, ignore_errors=True)
         unpacked.rename(target)
-    return target
+    return Fetched(target, downloaded=True)
 
 
 def fetch_piper(voice: str, models_dir: Path, *, base_url: str = PIPER_BASE_URL,
-                progress: Progress | None = None) -> Path:
+                progress: Progress | None = None) -> Fetched:
     """The voice's .onnx in `models_dir`, with its .onnx.json beside it (downloaded unless already there)."""
     remote = piper_voice_path(voice)
     model = models_dir / f"{voice}.onnx"
     settings = models_dir / f"{voice}.onnx.json"
     if model.is_file() and _piper_sample_rate(settings) is not None:
-        return model
+        return Fetched(model, downloaded=False)
     models_dir.mkdir(parents=True, exist_ok=True)
     download(_join(base_url, f"{remote}.onnx.json"), settings)
     if _piper_sample_rate(settings) is None:
         settings.unlink()
         raise FetchError(f"{voice}.onnx.json is not a piper voice description (no audio.sample_rate)")
     download(_join(base_url, f"{remote}.onnx"), model, progress=progress)
-    return model
+    return Fetched(model, downloaded=True)
 
 
 def download(url: str, target: Path, *, progress: Progress | None = None,

@@ -25,15 +25,16 @@ def leftovers(directory: Path) -> list[str]:
 async def test_vosk_model_by_language_is_downloaded_unpacked_and_kept(mirror: Mirror, tmp_path: Path) -> None:
     mirror.files[f"mirror/{CN_MODEL}.zip"] = vosk_zip()
     seen: list[tuple[int, int | None]] = []
-    path = await asyncio.to_thread(fetch_vosk, "zh-CN", tmp_path, base_url=mirror.url,
-                                   progress=lambda got, total: seen.append((got, total)))
+    path, downloaded = await asyncio.to_thread(fetch_vosk, "zh-CN", tmp_path, base_url=mirror.url,
+                                               progress=lambda got, total: seen.append((got, total)))
+    assert downloaded
     assert path == tmp_path / CN_MODEL
     assert (path / "am" / "final.mdl").stat().st_size == 4096
     assert (path / "conf" / "mfcc.conf").read_text() == "--use-energy=false\n"
     assert leftovers(tmp_path) == [CN_MODEL]  # no zip, no scratch dir
     assert seen[-1][0] == seen[-1][1] == len(mirror.files[f"mirror/{CN_MODEL}.zip"])  # type: ignore[arg-type]
     again = await asyncio.to_thread(fetch_vosk, "zh", tmp_path, base_url=mirror.url)
-    assert again == path
+    assert again == (path, False)
     assert mirror.requests == [f"mirror/{CN_MODEL}.zip"]  # the second call found it and asked nothing
 
 
@@ -83,11 +84,11 @@ async def test_http_errors_truncation_and_the_size_cap_leave_no_partial_file(mir
 async def test_piper_voice_comes_with_its_description(mirror: Mirror, tmp_path: Path) -> None:
     mirror.files[f"mirror/{VOICE_PATH}.onnx.json"] = json.dumps({"audio": {"sample_rate": 22050}}).encode()
     mirror.files[f"mirror/{VOICE_PATH}.onnx"] = b"onnx" * 1000
-    model = await asyncio.to_thread(fetch_piper, VOICE, tmp_path, base_url=mirror.url)
+    model, _ = await asyncio.to_thread(fetch_piper, VOICE, tmp_path, base_url=mirror.url)
     assert model == tmp_path / f"{VOICE}.onnx"
     assert model.read_bytes() == b"onnx" * 1000
     assert json.loads((tmp_path / f"{VOICE}.onnx.json").read_text())["audio"]["sample_rate"] == 22050
-    await asyncio.to_thread(fetch_piper, VOICE, tmp_path, base_url=mirror.url)
+    assert not (await asyncio.to_thread(fetch_piper, VOICE, tmp_path, base_url=mirror.url)).downloaded
     assert len(mirror.requests) == 2  # already there: nothing fetched again
 
 
@@ -117,6 +118,7 @@ async def test_cli_fetch_prints_the_path_and_the_config_keys(mirror: Mirror, tmp
                                           "--base-url", mirror.url])
     out, err = capsys.readouterr()
     assert code == 0, err
+    assert out.startswith(f"downloaded: {tmp_path / CN_MODEL}\n")
     assert f"brain.vosk_model_path: {tmp_path / CN_MODEL}" in out
     assert f"audio.wakeword.vosk.model_path: {tmp_path / CN_MODEL}" in out
     assert "(100 %)" in err  # progress, one line per tenth when stderr is not a terminal

@@ -183,6 +183,8 @@ async def test_vosk_model_option_fetches_the_model_once_and_says_which_keys_use_
     assert (tmp_path / CN_MODEL / "am").is_dir()
     second = await asyncio.to_thread(run, command, env=env)
     assert second.returncode == 0, second.stderr
+    assert "already there" in second.stdout
+    assert "nothing changed" in second.stdout
     assert mirror.requests == [f"mirror/{CN_MODEL}.zip"]
     mirror.files.clear()
     failed = await asyncio.to_thread(run, [str(SETUP), "--no-apt", "--vosk-model", "vosk-model-gone-0.1"], env=env)

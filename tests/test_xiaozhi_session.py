@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pibuddy.xiaozhi import (
@@ -469,6 +471,13 @@ def test_audio_outside_a_channel_is_discarded() -> None:
     assert pair.device.receive_audio(datagram, 1.0) is None
     with pytest.raises(LocalProtocolError):
         pair.device.send_audio(b"x")
+
+
+@pytest.mark.parametrize("ws_version", list(WsProtocolVersion))
+def test_websocket_hello_names_the_binary_protocol_version(ws_version: WsProtocolVersion) -> None:
+    device = Session(Role.DEVICE, transport=AudioTransport.WEBSOCKET, ws_version=ws_version)
+    device.open_channel(0.0)
+    assert json.loads(device.messages_to_send()[0])["version"] == int(ws_version)  # as the firmware's hello
 
 
 def test_websocket_audio_uses_the_framing() -> None:

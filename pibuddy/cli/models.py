@@ -57,11 +57,11 @@ def _fetch(kind: str, name: str, models_dir: Path, base_url: str | None) -> int:
     progress = _ProgressLine(sys.stderr.isatty())
     try:
         if kind == "vosk":
-            path = modelfetch.fetch_vosk(name, models_dir, base_url=base_url or modelfetch.VOSK_BASE_URL,
+            fetched = modelfetch.fetch_vosk(name, models_dir, base_url=base_url or modelfetch.VOSK_BASE_URL,
                                          progress=progress)
             keys = ["brain.vosk_model_path", "audio.wakeword.vosk.model_path"]
         else:
-            path = modelfetch.fetch_piper(name, models_dir, base_url=base_url or modelfetch.PIPER_BASE_URL,
+            fetched = modelfetch.fetch_piper(name, models_dir, base_url=base_url or modelfetch.PIPER_BASE_URL,
                                           progress=progress)
             keys = ["brain.piper_voice_path"]
     except modelfetch.FetchError as exc:
@@ -69,8 +69,8 @@ def _fetch(kind: str, name: str, models_dir: Path, base_url: str | None) -> int:
         print(f"pibuddy: {exc}", file=sys.stderr)
         return 1
     progress.finish()
-    print(f"{path}")
-    print("to use it, set in config.yaml: " + " and/or ".join(f"{key}: {path}" for key in keys))
+    print(f"{'downloaded' if fetched.downloaded else 'already there'}: {fetched.path}")
+    print("to use it, set in config.yaml: " + " and/or ".join(f"{key}: {fetched.path}" for key in keys))
     return 0
 
 

@@ -48,7 +48,6 @@ UDP length field's limit, so a frame that passes here can always be relayed to a
 
 # --- Hello versions (§3.4, §6.1, §8.1) ---------------------------------------------------
 HELLO_VERSION_MQTT: Final = 3
-HELLO_VERSION_WEBSOCKET: Final = 1
 HELLO_VERSION_GATEWAY_UPSTREAM: Final = 2
 
 # --- Audio parameters (§11) --------------------------------------------------------------

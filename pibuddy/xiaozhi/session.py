@@ -27,7 +27,6 @@ from pibuddy.xiaozhi.const import (
     CHANNEL_TIMEOUT_SECONDS,
     HELLO_TIMEOUT_SECONDS,
     HELLO_VERSION_MQTT,
-    HELLO_VERSION_WEBSOCKET,
     UPLINK_FRAME_DURATION_MS,
     UPLINK_SAMPLE_RATE,
     AudioTransport,
@@ -236,7 +235,8 @@ class Session:
     ) -> None:
         """DEVICE: send hello (features default to {"mcp": true}; `extra` e.g. text_font) and wait."""
         self._require(Role.DEVICE, "open_channel")
-        version = HELLO_VERSION_MQTT if self.transport is AudioTransport.UDP else HELLO_VERSION_WEBSOCKET
+        # Over WebSocket the firmware's hello carries its binary protocol version (the Protocol-Version header).
+        version = HELLO_VERSION_MQTT if self.transport is AudioTransport.UDP else int(self.audio.ws_version)
         hello = Hello(version=version, transport=self.transport, features=features or {"mcp": True},
                       audio_params=audio_params.to_dict(), extra=extra or {})
         self._send(hello)
