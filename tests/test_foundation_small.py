@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import stat
 from pathlib import Path
 
 import pytest
 
-from pibuddy.config import Config, load_config
+from pibuddy.config import Config, DeviceConfig, load_config
+from pibuddy.config import core as config_core
 from pibuddy.events import ActivationCode, DeviceState, EventBus, StateChanged
 from pibuddy.logsetup import SecretFilter
 from pibuddy.statedir import StateDir
@@ -58,3 +60,21 @@ def test_the_variables_setup_and_test_scripts_read_do_not_break_the_config() -> 
     assert {"PIBUDDY_PYTHON", "PIBUDDY_VOSK_MIRROR", "PIBUDDY_TEST_CACHE"} <= steering
     config = load_config(None, {name: "/somewhere" for name in steering})
     assert config == load_config(None, {})
+
+
+def test_the_service_users_own_commands_find_the_service_state_dir(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sudo -u pibuddy pibuddy activate` has no STATE_DIRECTORY and a home of /var/lib/pibuddy: it must still
+    use /var/lib/pibuddy, not /var/lib/pibuddy/.local/state/pibuddy (another identity)."""
+    service_dir = tmp_path / "var-lib-pibuddy"
+    service_dir.mkdir()
+    service_uid = 4242 if os.geteuid() == 0 else os.geteuid()
+    if os.geteuid() == 0:
+        os.chown(service_dir, service_uid, service_uid)
+    monkeypatch.setattr(config_core, "SYSTEM_STATE_DIR", service_dir)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(os, "geteuid", lambda: service_uid)
+    assert DeviceConfig().resolved_state_dir == service_dir
+    monkeypatch.setattr(os, "geteuid", lambda: service_uid + 1)  # any other user keeps their own
+    assert DeviceConfig().resolved_state_dir == tmp_path / "xdg" / "pibuddy"

@@ -38,10 +38,17 @@ class DeviceConfig(Section):
             return self.state_dir.expanduser()
         if systemd_state := os.environ.get("STATE_DIRECTORY"):  # set by the unit's StateDirectory=
             return Path(systemd_state.split(":")[0])
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 or _owned_by_me(SYSTEM_STATE_DIR):  # root, or the service user (its CLI commands)
             return SYSTEM_STATE_DIR
         base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
         return Path(base) / "pibuddy"
+
+
+def _owned_by_me(path: Path) -> bool:
+    try:
+        return path.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 class Transport(StrEnum):
