@@ -37,6 +37,9 @@ class Outcome(StrEnum):
     """A tool reported an error; the reply says why."""
     CANNOT = "cannot"
     """Not a household command the local brain can handle (weather, jokes, timers ...)."""
+    HANDED_OFF = "handed_off"
+    """Not a household command, passed on as a `Transcript` to OpenClaw (openclaw.operator_enabled), which
+    answers by itself."""
     NOT_HEARD = "not_heard"
     NOTHING = "nothing"
     """"Never mind": nothing to do or say."""

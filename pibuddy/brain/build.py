@@ -51,5 +51,6 @@ def brain_services(config: Config, bus: EventBus, toolbox: Toolbox, pipeline: Au
         _LOGGER.error("the local brain cannot listen: %s", exc)
         return services
     notice = brain.offline_notice and brain.mode is not BrainMode.LOCAL
-    services.append(LocalBrainService(text_brain, asr, voice, audio, bus, offline_notice=notice))
+    hand_off = config.openclaw.enabled and config.openclaw.operator_enabled
+    services.append(LocalBrainService(text_brain, asr, voice, audio, bus, offline_notice=notice, hand_off=hand_off))
     return services

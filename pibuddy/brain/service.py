@@ -5,8 +5,9 @@ A turn runs only for wakes the router gave to the local brain (`ActiveBrain`). A
 turn. The release (`listen_stop`) is ignored: the VAD ends the utterance, so a short tap is enough. Wakes and
 presses during a turn are dropped. The device state on the bus follows the turn (listening, thinking,
 speaking, idle) like a conversation with the server would. The first local turn after the server went away
-starts with the offline notice. Recognition runs in a worker thread; the grammar is rebuilt there first when
-the devices changed.
+starts with the offline notice. With `hand_off`, text that is not a household command is published as a
+`Transcript` for OpenClaw's operator brain, which speaks its own reply. Recognition runs in a worker thread;
+the grammar is rebuilt there first when the devices changed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from pibuddy.brain.brain import LocalBrain, Outcome, Reply
 from pibuddy.brain.router import LOCAL, answers_wakes
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
-from pibuddy.events import ActiveBrain, Command, CommandName, DeviceState, EventBus, Muted, Subscription
+from pibuddy.events import (
+    ActiveBrain,
+    Command,
+    CommandName,
+    DeviceState,
+    EventBus,
+    Muted,
+    Subscription,
+    Transcript,
+)
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,13 +69,14 @@ class LocalBrainService(Service):
     name = "brain"
 
     def __init__(self, brain: LocalBrain, asr: AsrEngine, voice: Voice, audio: BrainAudio, bus: EventBus, *,
-                 offline_notice: bool = True) -> None:
+                 offline_notice: bool = True, hand_off: bool = False) -> None:
         self._brain = brain
         self._asr = asr
         self._voice = voice
         self._audio = audio
         self._bus = bus
         self._offline_notice = offline_notice
+        self._hand_off = hand_off
         self._notice_due = offline_notice
         self._turns = 0
         self.last_reply: Reply | None = None
@@ -124,6 +135,10 @@ class LocalBrainService(Service):
         if reply.outcome is Outcome.CANNOT and self._asr.constrained:
             # A grammar-bound recogniser writes a partial sentence when nothing in its grammar fitted.
             reply = Reply(self._brain.phrase("not_heard"), Outcome.NOT_HEARD, reply.intent)
+        elif reply.outcome is Outcome.CANNOT and self._hand_off:
+            _LOGGER.info("not a household command: passing it on to OpenClaw")
+            self._bus.publish(Transcript(text))
+            reply = Reply("", Outcome.HANDED_OFF, reply.intent)
         return reply, recognised, time.monotonic()
 
     def _transcribe(self, vocabulary: Vocabulary, pcm: bytes) -> str:
