@@ -1,0 +1,73 @@
+"""`pibuddy run` as a real process, as systemd starts it: wake word spoken into a virtual microphone, the
+conversation with a xiaozhi test server on 127.0.0.1, the reply heard on the virtual speaker, a clean stop.
+
+The in-process e2e tests (test_e2e_xiaozhi.py) cover the details; this one proves the wiring `pibuddy run`
+builds from a config file (router, audio pipeline, device client, tools) does the whole job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.audio.conftest import _PULSE_CLIENT_ENV, MonitorRecorder, play_into_microphone
+from tests.audio.test_e2e_xiaozhi import _tone_seconds
+from tests.peers.pulseaudio import PulseServer
+from tests.peers.speech import speech
+from tests.peers.xiaozhi_server import XiaozhiTestServer
+
+pytestmark = pytest.mark.peer
+_STEP = 10.0
+
+
+async def _line_containing(stream: asyncio.StreamReader, text: str, seen: list[str]) -> None:
+    while True:
+        line = (await stream.readline()).decode(errors="replace")
+        if not line:
+            raise AssertionError(f"pibuddy run exited before logging {text!r}:\n{''.join(seen)}")
+        seen.append(line)
+        if text in line:
+            return
+
+
+async def test_pibuddy_run_answers_a_spoken_wake_word_through_the_server(
+        pulse: PulseServer, tmp_path: Path, pibuddy_env: dict[str, str]) -> None:
+    config = tmp_path / "config.yaml"
+    async with XiaozhiTestServer(tts_frames=30, utterance_frames=20, wake_words=("Okay Nabu",)) as server:
+        config.write_text(f"device: {{device_id: '02:11:22:33:44:66'}}\n"
+                          f"upstream: {{ota_url: '{server.ota_url}', transport: websocket}}\n"
+                          "gateway: {enabled: false}\n")
+        env = pibuddy_env | {key: os.environ[key] for key in (*_PULSE_CLIENT_ENV, "PULSE_SOURCE", "PULSE_SINK")}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pibuddy", "run", "--config", str(config), env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        assert process.stderr is not None
+        log: list[str] = []
+        try:
+            async with MonitorRecorder(pulse, rate=16000) as recorder:
+                await asyncio.wait_for(_line_containing(process.stderr, "microphone open", log), 30)
+                await asyncio.sleep(1.0)  # some pre-roll before the wake word
+                await play_into_microphone(pulse, speech("okay nahboo", pad=1.0))
+                for milestone in (server.hello_received, server.listen_detect, server.listen_start):
+                    await asyncio.wait_for(milestone.wait(), _STEP)
+                await play_into_microphone(pulse, speech("turn on the light", pad=0.3))
+                await asyncio.wait_for(server.tts_done.wait(), _STEP)
+                await asyncio.sleep(1.0)  # the last of the reply leaves the speaker
+            process.send_signal(signal.SIGTERM)
+            _, rest = await asyncio.wait_for(process.communicate(), 5)  # stops within 5 s
+            log.append(rest.decode(errors="replace"))
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    output = "".join(log)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert server.bad_input == [], "everything PiBuddy sent followed the protocol"
+    assert len(server.uplink_frames) >= 20, "the wake word audio and the command went up"
+    assert _tone_seconds(recorder.samples(), 16000) > 1.0, "the reply's tone came out of the speaker"
