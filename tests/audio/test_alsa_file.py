@@ -104,7 +104,11 @@ def _tts(rate: int = 24000) -> tuple[list[bytes], np.ndarray]:
 async def _play(speaker: Speaker, packets: list[bytes]) -> None:
     for packet in packets:
         speaker.play_opus(packet)
-    await asyncio.wait_for(speaker.wait_drained(), 10)
+    # The end of the stream is marked before the speaker's task runs (wait_for would start wait_drained in a
+    # task of its own, later): the file device consumes faster than real time, so a reply released packet by
+    # packet would be written with gaps of silence between them.
+    async with asyncio.timeout(10):
+        await speaker.wait_drained()
 
 
 async def test_playback_decodes_resamples_and_writes_everything(alsa: AlsaFileDevices) -> None:
