@@ -79,6 +79,7 @@ async def test_spoken_turn_reaches_the_server_and_the_reply_plays_and_barge_in_a
                 wake_watch.cancel()
                 await service.stop()
     assert len(wakes) == 2
+    assert server.bad_input == [], "everything the device sent followed the protocol (sequences, lengths, JSON)"
     heard = np.frombuffer(b"".join(f.pcm for f in server.uplink_frames), dtype=np.int16)
     for part in (wake, command):  # the wake audio (pre-roll) and the live command, decodable and in order
         loud = np.nonzero(np.abs(part) > 300)[0]
@@ -116,6 +117,7 @@ async def test_a_command_said_right_after_the_wake_word_reaches_the_server_whole
             finally:
                 await service.stop()
     assert _heard(server, command) > 0.8, "no gap between the wake word audio and the live stream"
+    assert server.bad_input == []
     assert _tone_seconds(recorder.samples(), 16000, freq=880.0) > 0, "the wake chime played"
 
 
