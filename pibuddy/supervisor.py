@@ -29,6 +29,7 @@ _LOGGER = logging.getLogger(__name__)
 _STOP_TIMEOUT_SECONDS: Final = 4.5
 _SERVICE_STOP_TIMEOUT_SECONDS: Final = 3.0
 _READY_WAIT_SECONDS: Final = 20.0  # well inside systemd's default 90 s start timeout
+STATUS_REFRESH_SECONDS: Final = 10.0  # how often STATUS= looks at health() between events
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,13 @@ class _Runner:
         self._bus.publish(ServiceStatus(self.service.name, status, detail))
 
 
+def _health_of(service: Service) -> Health:
+    try:
+        return service.health()
+    except Exception as exc:  # a status line must not take the supervisor down
+        return Health(False, f"health() failed: {type(exc).__name__}: {exc}")
+
+
 async def _stop_quietly(service: Service) -> None:
     # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that arrives as the
     # inner call finishes, and the runner would then loop on after shutdown cancelled it.
@@ -139,7 +147,8 @@ class Supervisor:
         self._stop_requested.set()
 
     def health(self) -> dict[str, Health]:
-        return {r.service.name: r.service.health() if r.status == "running" else Health(False, r.status)
+        """Each service's health; one whose health() raises is reported as not ok, with the error."""
+        return {r.service.name: _health_of(r.service) if r.status == "running" else Health(False, r.status)
                 for r in self._runners}
 
     async def run(self) -> None:
@@ -193,20 +202,30 @@ class Supervisor:
         _LOGGER.info("PiBuddy stopped")
 
     async def _report_status(self) -> None:
+        """STATUS= follows lifecycle and state events at once, and services' health() every few seconds
+        (health changes are not events: Bluetooth going away is noticed by polling, not announced)."""
         with self._bus.subscribe() as events:
-            async for event in events:
-                if isinstance(event, ServiceStatus | StateChanged | ActiveBrain):
-                    self._update_status()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(STATUS_REFRESH_SECONDS):
+                        while not isinstance(await events.get(), ServiceStatus | StateChanged | ActiveBrain):
+                            pass
+                self._update_status()
 
     def _update_status(self) -> None:
         parts = [f"state {self._bus.state}"]
         brain = self._bus.latest(ActiveBrain)
         if isinstance(brain, ActiveBrain):
             parts.append(f"brain {brain.brain}")
-        for runner in self._runners:
-            detail = f" ({runner.detail})" if runner.detail else ""
-            parts.append(f"{runner.service.name} {runner.status}{detail}")
+        for name, health in self.health().items():
+            parts.append(f"{name} {self._describe(name, health)}")
         self._notifier.status("; ".join(parts))
+
+    def _describe(self, name: str, health: Health) -> str:
+        runner = next(r for r in self._runners if r.service.name == name)
+        if runner.status != "running":
+            return f"{runner.status} ({runner.detail})" if runner.detail else runner.status
+        return "running" if health.ok else f"running, not ok ({health.detail})"
 
     async def _watchdog(self) -> None:
         """Ping systemd from the event loop itself, so a blocked loop lets the watchdog fire."""

@@ -9,8 +9,9 @@ import pytest
 
 from pibuddy.backoff import Backoff
 from pibuddy.events import DeviceState, EventBus, ServiceStatus, StateChanged, WakeDetected
-from pibuddy.supervisor import Service, Supervisor
+from pibuddy.supervisor import Health, Service, Supervisor
 from pibuddy.systemd import Notifier
+from tests.polling import eventually
 
 
 class Ticker(Service):
@@ -180,3 +181,41 @@ async def test_a_start_that_hangs_does_not_hold_back_readiness(monkeypatch: pyte
     await asyncio.wait_for(ready.wait(), 5)
     supervisor.request_stop()
     await asyncio.wait_for(task, 5)
+
+
+class Degraded(Ticker):
+    """Runs, but is not well (as the BLE driver while Bluetooth is away)."""
+
+    name = "degraded"
+    healthy = True
+
+    def health(self) -> Health:
+        return Health(self.healthy, "" if self.healthy else "Bluetooth is unavailable")
+
+
+class BrokenHealth(Ticker):
+    name = "broken-health"
+
+    def health(self) -> Health:
+        raise RuntimeError("oops")
+
+
+async def test_systemd_status_shows_which_running_service_is_not_ok(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pibuddy.supervisor.STATUS_REFRESH_SECONDS", 0.05)
+    lines: list[str] = []
+
+    class Recorder(Notifier):
+        def status(self, text: str) -> None:
+            lines.append(text)
+
+    degraded = Degraded()
+    supervisor = Supervisor([degraded, BrokenHealth()], bus=EventBus(), notifier=Recorder({}))
+    task = asyncio.create_task(supervisor.run())
+    try:
+        await eventually(lambda: bool(lines) and "degraded running;" in lines[-1])
+        assert "broken-health running, not ok (health() failed: RuntimeError: oops)" in lines[-1]
+        degraded.healthy = False  # no event says so: the periodic refresh must notice
+        await eventually(lambda: "degraded running, not ok (Bluetooth is unavailable)" in lines[-1])
+    finally:
+        supervisor.request_stop()
+        await asyncio.wait_for(task, 5)
