@@ -12,10 +12,12 @@ Use the ``mosquitto`` fixture (import its function into the test module) or ``Mo
 from __future__ import annotations
 
 import asyncio
+import getpass
 import shutil
 import socket
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
@@ -42,6 +44,14 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    host: str
+    port: int
+    cert: Path
+    key: Path
+
+
 class MosquittoBroker:
     """``mosquitto -c <tmp conf>``: anonymous, no persistence, one listener on ``host:port``.
 
@@ -49,15 +59,18 @@ class MosquittoBroker:
         workdir: Where the config and log go (default: a temporary directory removed on stop).
         host: Listener address.
         port: Listener port (default: a free one, kept across restarts).
+        tls: A second listener speaking MQTT over TLS.
     """
 
-    def __init__(self, workdir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(self, workdir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None,
+                 tls: TlsListener | None = None) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise FileNotFoundError(SKIP_REASON)
         self._binary = binary
         self.host = host
         self.port = port or free_tcp_port(host)
+        self.tls = tls
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mosquitto-")
@@ -86,9 +99,12 @@ class MosquittoBroker:
         """Start the broker and return once its port accepts connections."""
         if self.running:
             return
+        tls = self.tls
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            + (f"listener {tls.port} {tls.host}\ncertfile {tls.cert}\nkeyfile {tls.key}\n" if tls else "")
+            + "allow_anonymous true\n"
+            + f"user {getpass.getuser()}\n"  # as root, mosquitto would read the TLS files as user mosquitto
             "persistence false\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\n"

@@ -41,6 +41,8 @@ class MqttBrokerInfo:
     publish_topic: str = "device-server"
     #: Optional ``keepalive`` (seconds) in the OTA answer; None leaves the firmware default (240).
     keepalive: int | None = None
+    #: The endpoint devices are told, when it is not the one the server uses (e.g. a TLS listener on 8883).
+    device_endpoint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ class OtaService:
         cid = mqtt_client_id(info.group, device_id, client_id)
         username = mqtt_username({"ip": peer_ip})
         creds: dict[str, Any] = {
-            "endpoint": f"{info.host}:{info.port}",
+            "endpoint": info.device_endpoint or f"{info.host}:{info.port}",
             "client_id": cid,
             "username": username,
             "password": mqtt_password(info.signature_key, cid, username),
