@@ -20,9 +20,10 @@ _LOGGER = logging.getLogger(__name__)
 
 def build_services(config: Config, bus: EventBus) -> list[Service]:
     """The services this config enables, in start order."""
-    toolbox = build_toolbox(config)  # one registry for every MCP surface (the device channel too)
-    services = tool_services(config, toolbox)
     pipeline = _audio_pipeline(config, bus)
+    # One registry for every MCP surface (the device channel too); the speaker's gain is its volume fallback.
+    toolbox = build_toolbox(config, speaker=pipeline.speaker if pipeline is not None else None)
+    services = tool_services(config, toolbox)
     if pipeline is not None:
         from pibuddy.audio.service import AudioService  # noqa: PLC0415
 

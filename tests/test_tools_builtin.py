@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 from pibuddy import __version__
-from pibuddy.config import Config, ToolsConfig
+from pibuddy.audio.playback import Speaker
+from pibuddy.config import Config, PlaybackConfig, ToolsConfig
 from pibuddy.errors import DeviceUnreachable
 from pibuddy.tools import ToolRegistry, ToolResult
 from pibuddy.tools.builtin import builtin_tools
-from pibuddy.tools.catalog import build_registry
+from pibuddy.tools.catalog import build_registry, build_toolbox
 from pibuddy.tools.host import Host
 from pibuddy.tools.volume import AlsaMixer, PulseMixer, SystemVolume, parse_percent
 from tests.peers.pulseaudio import PulseServer, pulseaudio_server
@@ -105,6 +106,33 @@ async def test_without_any_mixer_the_tool_says_so(
     assert "alsa: amixer" in caplog.text
     status = json.loads((await _registry(volume).call("self.get_device_status")).text)
     assert status["audio_speaker"] == {}
+
+
+async def test_without_a_system_mixer_the_speakers_software_gain_is_the_volume(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PULSE_SERVER", _NO_PULSE)
+    speaker = Speaker(config=PlaybackConfig(volume=80))
+    volume = SystemVolume((PulseMixer(), AlsaMixer(device="no_such_device")), speaker=speaker)
+    registry = _registry(volume)
+    caplog.set_level("INFO", logger="pibuddy.tools.volume")
+    assert await registry.call("self.audio_speaker.set_volume", {"volume": 40}) == ToolResult("true")
+    assert speaker.volume == 40
+    assert await volume.get_volume() == 40
+    status = json.loads((await registry.call("self.get_device_status")).text)
+    assert status["audio_speaker"] == {"volume": 40}
+    infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert infos == ["speaker volume set to 40% (pibuddy software gain: no system mixer works)"]
+    assert not [r for r in caplog.records if r.levelno >= 30]  # a working fallback is no warning
+
+
+@pytest.mark.peer
+async def test_a_working_system_mixer_leaves_the_software_gain_alone(pulse: PulseServer) -> None:
+    speaker = Speaker(config=PlaybackConfig(volume=80))
+    registry = _registry(SystemVolume(speaker=speaker))
+    assert await registry.call("self.audio_speaker.set_volume", {"volume": 30}) == ToolResult("true")
+    assert await _sink_volume(pulse) == 30
+    assert speaker.volume == 80
 
 
 @pytest.mark.parametrize(("output", "percent"), [
@@ -211,3 +239,17 @@ def test_catalog_adds_the_builtins_first_and_only_when_enabled() -> None:
     assert [t.name for t in registry.list(with_user_tools=True)] == [
         "self.get_device_status", "self.audio_speaker.set_volume", "self.get_system_info"]
     assert build_registry(Config(tools=ToolsConfig(builtin=False))).list(with_user_tools=True) == []
+
+
+async def test_catalog_falls_back_to_the_speaker_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No PulseAudio server and an ALSA config with no devices: neither default system mixer works (and this
+    # machine's real mixer is never touched).
+    monkeypatch.setenv("PULSE_SERVER", _NO_PULSE)
+    (tmp_path / "empty.conf").write_text("")
+    monkeypatch.setenv("ALSA_CONFIG_PATH", str(tmp_path / "empty.conf"))
+    speaker = Speaker(config=PlaybackConfig(volume=100))
+    registry = build_toolbox(Config(), speaker=speaker).registry
+    assert await registry.call("self.audio_speaker.set_volume", {"volume": 15}) == ToolResult("true")
+    assert speaker.volume == 15
+    result = await build_registry(Config()).call("self.audio_speaker.set_volume", {"volume": 15})
+    assert result == ToolResult("The speaker volume cannot be changed: no sound mixer is available.", True)

@@ -12,7 +12,7 @@ from pibuddy.supervisor import Service
 from pibuddy.tools.builtin import builtin_tools
 from pibuddy.tools.host import Host
 from pibuddy.tools.registry import ToolRegistry
-from pibuddy.tools.volume import SystemVolume
+from pibuddy.tools.volume import SoftwareGain, SystemVolume
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,8 +25,11 @@ class Toolbox:
     services: list[Service]
 
 
-def build_toolbox(config: Config) -> Toolbox:
+def build_toolbox(config: Config, *, speaker: SoftwareGain | None = None) -> Toolbox:
     """Every tool `config` enables, plus the drivers' services.
+
+    `speaker` is PiBuddy's own speaker when it runs one: its software gain sets the volume where no system
+    mixer works.
 
     Order matters (the list is part of the LLM prompt, keep its prefix stable): the firmware-like built-ins,
     then drivers in a fixed order as they are added here (Home Assistant, MIoT, BLE, GPIO).
@@ -34,7 +37,7 @@ def build_toolbox(config: Config) -> Toolbox:
     registry = ToolRegistry()
     services: list[Service] = []
     if config.tools.builtin:
-        for builtin in builtin_tools(SystemVolume(), Host()):
+        for builtin in builtin_tools(SystemVolume(speaker=speaker), Host()):
             registry.register(builtin)
     if config.homeassistant.enabled:
         homeassistant = HomeAssistantService(config.homeassistant)

@@ -1,8 +1,10 @@
-"""The system speaker volume: PulseAudio/PipeWire through `pactl`, else ALSA through `amixer`.
+"""The speaker volume: PulseAudio/PipeWire through `pactl`, else ALSA through `amixer`, else PiBuddy's own
+software gain on its speaker.
 
-Both are driven as subprocesses (no C bindings to install), each with a timeout. Percentages are the
-mixers' own: pactl's are linear in the sink volume, `amixer -M` maps them to perceived loudness as
-alsamixer does.
+The system mixers are driven as subprocesses (no C bindings to install), each with a timeout. Percentages
+are the mixers' own: pactl's are linear in the sink volume, `amixer -M` maps them to perceived loudness as
+alsamixer does, and the software gain multiplies the samples by percent/100. That gain is the last resort (a
+USB speaker without mixer controls, no pactl or amixer): it can only attenuate, and only PiBuddy's own sound.
 """
 
 from __future__ import annotations
@@ -110,15 +112,44 @@ class AlsaMixer:
         return await run_command("amixer", *device, *args)
 
 
+class SoftwareGain(Protocol):
+    """What the volume tool needs of PiBuddy's speaker (`audio.playback.Speaker`), so tools/ need not
+    import audio/."""
+
+    @property
+    def volume(self) -> int: ...
+
+    def set_volume(self, percent: int) -> None: ...
+
+
+class SpeakerGainMixer:
+    """PiBuddy's software gain on its own speaker: 100 % plays the samples as decoded, less scales them."""
+
+    name = "pibuddy"
+
+    def __init__(self, speaker: SoftwareGain) -> None:
+        self._speaker = speaker
+
+    async def get(self) -> int:
+        return self._speaker.volume
+
+    async def set(self, percent: int) -> None:
+        self._speaker.set_volume(percent)
+
+
 class SystemVolume:
     """Gets and sets the speaker volume with the first mixer that works, trying each on every call (a
     PulseAudio server may come and go while PiBuddy runs)."""
 
-    def __init__(self, mixers: tuple[Mixer, ...] | None = None) -> None:
+    def __init__(self, mixers: tuple[Mixer, ...] | None = None, *, speaker: SoftwareGain | None = None) -> None:
         """Args:
-        mixers: in order of preference; default PulseAudio, then ALSA's default card.
+        mixers: the system mixers in order of preference; default PulseAudio, then ALSA's default card.
+        speaker: PiBuddy's own speaker, whose software gain is used when no system mixer works; None (no
+            audio pipeline) means the tool reports that no mixer is available.
         """
-        self._mixers: tuple[Mixer, ...] = mixers if mixers is not None else (PulseMixer(), AlsaMixer())
+        system = mixers if mixers is not None else (PulseMixer(), AlsaMixer())
+        self._fallback = SpeakerGainMixer(speaker) if speaker is not None else None
+        self._mixers: tuple[Mixer, ...] = (*system, self._fallback) if self._fallback is not None else system
 
     async def get_volume(self) -> int:
         """The current volume in percent (0..100, more if PulseAudio is boosted above 100 %)."""
@@ -138,7 +169,12 @@ class SystemVolume:
             except MixerFailed as exc:
                 failures.append(f"{mixer.name}: {exc}")
                 continue
-            _LOGGER.info("speaker volume set to %d%% (%s)", percent, mixer.name)
+            if mixer is self._fallback:
+                _LOGGER.debug("system mixers failed: %s", "; ".join(failures))
+                _LOGGER.info("speaker volume set to %d%% (%s software gain: no system mixer works)",
+                             percent, mixer.name)
+            else:
+                _LOGGER.info("speaker volume set to %d%% (%s)", percent, mixer.name)
             return
         raise _no_mixer(failures)
 
