@@ -7,6 +7,8 @@ word as the `WakeDetected` event the pipeline publishes on the shared bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from pibuddy.audio.port import PipelineAudioPort
 from pibuddy.config import AudioConfig
 from pibuddy.events import EventBus
 from pibuddy.tools.catalog import build_registry
+from pibuddy.upstream.client import DeviceClient
 from pibuddy.upstream.service import UpstreamService
 from pibuddy.xiaozhi import ListenMode, State
 from tests.audio.conftest import MonitorRecorder, best_lag, play_into_microphone
@@ -27,6 +30,23 @@ from tests.upstream_helpers import device_config, without_greeting
 
 pytestmark = pytest.mark.peer
 _STEP = 8.0
+
+
+@contextlib.asynccontextmanager
+async def _device(tmp_path: Path, server: XiaozhiTestServer) -> AsyncIterator[tuple[AudioPipeline, DeviceClient]]:
+    """The audio pipeline on the virtual devices and the device client on one bus, as `pibuddy run` wires them;
+    yields once the microphone is open."""
+    config = device_config(tmp_path, server.ota_url, transport="websocket")
+    bus = EventBus()
+    async with AudioPipeline(AudioConfig(), bus) as pipeline:
+        service = UpstreamService(config, bus=bus, registry=build_registry(config), audio=PipelineAudioPort(pipeline))
+        await service.start()
+        try:
+            assert service.client is not None
+            await asyncio.wait_for(pipeline.microphone.opened.wait(), _STEP)
+            yield pipeline, service.client
+        finally:
+            await service.stop()
 
 
 def _tone_seconds(recorded: np.ndarray, rate: int, freq: float = 440.0) -> float:
@@ -44,40 +64,31 @@ async def test_spoken_turn_reaches_the_server_and_the_reply_plays_and_barge_in_a
         pulse: PulseServer, tmp_path: Path) -> None:
     wake = speech("okay nahboo", pad=1.0)  # PulseAudio drops the start of a fresh playback
     command = speech("turn on the light", pad=0.3)
-    async with XiaozhiTestServer(tts_frames=30, utterance_frames=40, wake_words=("Okay Nabu",)) as server:
-        config = device_config(tmp_path, server.ota_url, transport="websocket")
-        bus = EventBus()
-        async with MonitorRecorder(pulse, rate=16000) as recorder, AudioPipeline(AudioConfig(), bus) as pipeline:
-            service = UpstreamService(config, bus=bus, registry=build_registry(config),
-                                      audio=PipelineAudioPort(pipeline))
-            await service.start()
-            client = service.client
-            assert client is not None
-            loop = asyncio.get_running_loop()
-            wakes: list[float] = []
+    async with (XiaozhiTestServer(tts_frames=30, utterance_frames=40, wake_words=("Okay Nabu",)) as server,
+                MonitorRecorder(pulse, rate=16000) as recorder, _device(tmp_path, server) as (pipeline, _)):
+        loop = asyncio.get_running_loop()
+        wakes: list[float] = []
 
-            async def note_wakes() -> None:
-                async for _ in pipeline.wake_events():
-                    wakes.append(loop.time())
+        async def note_wakes() -> None:
+            async for _ in pipeline.wake_events():
+                wakes.append(loop.time())
 
-            wake_watch = asyncio.create_task(note_wakes())
-            try:
-                await asyncio.wait_for(pipeline.microphone.opened.wait(), _STEP)
-                await asyncio.sleep(1.0)  # a 2 s pre-roll exists before the wake word
-                await play_into_microphone(pulse, wake)
-                for milestone in (server.listen_detect, server.listen_start):
-                    await asyncio.wait_for(milestone.wait(), _STEP)
-                server.reset_milestones()
-                await play_into_microphone(pulse, command)
-                await asyncio.wait_for(server.tts_started.wait(), _STEP)  # the reply to 40 uplink frames
-                await asyncio.sleep(0.6)
-                await play_into_microphone(pulse, wake)  # barge in during the reply (30 frames = 1.8 s)
-                await asyncio.wait_for(server.abort_received.wait(), _STEP)
-                stopped_at = wakes[-1]
-                await asyncio.sleep(0.5)
-            finally:
-                wake_watch.cancel()
-                await service.stop()
+        wake_watch = asyncio.create_task(note_wakes())
+        try:
+            await asyncio.sleep(1.0)  # a 2 s pre-roll exists before the wake word
+            await play_into_microphone(pulse, wake)
+            for milestone in (server.listen_detect, server.listen_start):
+                await asyncio.wait_for(milestone.wait(), _STEP)
+            server.reset_milestones()
+            await play_into_microphone(pulse, command)
+            await asyncio.wait_for(server.tts_started.wait(), _STEP)  # the reply to 40 uplink frames
+            await asyncio.sleep(0.6)
+            await play_into_microphone(pulse, wake)  # barge in during the reply (30 frames = 1.8 s)
+            await asyncio.wait_for(server.abort_received.wait(), _STEP)
+            stopped_at = wakes[-1]
+            await asyncio.sleep(0.5)
+        finally:
+            wake_watch.cancel()
     assert len(wakes) == 2
     assert server.bad_input == [], "everything the device sent followed the protocol (sequences, lengths, JSON)"
     heard = np.frombuffer(b"".join(f.pcm for f in server.uplink_frames), dtype=np.int16)
@@ -101,21 +112,12 @@ async def test_a_command_said_right_after_the_wake_word_reaches_the_server_whole
     without_greeting(monkeypatch)  # nothing from the server after `listen start`: the mic must open by itself
     wake = speech("okay nahboo", pad=1.0)
     command = speech("turn on the light", pad=0.1)
-    async with XiaozhiTestServer(utterance_frames=None, mcp=False, wake_words=("Okay Nabu",)) as server:
-        config = device_config(tmp_path, server.ota_url, transport="websocket")
-        bus = EventBus()
-        async with MonitorRecorder(pulse, rate=16000) as recorder, AudioPipeline(AudioConfig(), bus) as pipeline:
-            service = UpstreamService(config, bus=bus, registry=build_registry(config),
-                                      audio=PipelineAudioPort(pipeline))
-            await service.start()
-            try:
-                await asyncio.wait_for(pipeline.microphone.opened.wait(), _STEP)
-                await asyncio.sleep(1.0)
-                await play_into_microphone(pulse, np.concatenate([wake[:-8000], command]))  # 0.6 s pause
-                await asyncio.wait_for(server.listen_start.wait(), _STEP)
-                await asyncio.sleep(0.5)
-            finally:
-                await service.stop()
+    async with (XiaozhiTestServer(utterance_frames=None, mcp=False, wake_words=("Okay Nabu",)) as server,
+                MonitorRecorder(pulse, rate=16000) as recorder, _device(tmp_path, server)):
+        await asyncio.sleep(1.0)
+        await play_into_microphone(pulse, np.concatenate([wake[:-8000], command]))  # 0.6 s pause
+        await asyncio.wait_for(server.listen_start.wait(), _STEP)
+        await asyncio.sleep(0.5)
     assert _heard(server, command) > 0.8, "no gap between the wake word audio and the live stream"
     assert server.bad_input == []
     assert _tone_seconds(recorder.samples(), 16000, freq=880.0) > 0, "the wake chime played"
@@ -124,25 +126,15 @@ async def test_a_command_said_right_after_the_wake_word_reaches_the_server_whole
 async def test_a_manual_turn_ends_with_listen_stop_once_the_user_stops_talking(
         pulse: PulseServer, tmp_path: Path) -> None:
     command = speech("turn on the light", pad=0.1)
-    async with XiaozhiTestServer(tts_frames=5, mcp=False) as server:
-        config = device_config(tmp_path, server.ota_url, transport="websocket")
-        async with AudioPipeline(AudioConfig(), EventBus()) as pipeline:
-            service = UpstreamService(config, bus=EventBus(), registry=build_registry(config),
-                                      audio=PipelineAudioPort(pipeline))
-            await service.start()
-            client = service.client
-            assert client is not None
-            try:
-                await asyncio.wait_for(pipeline.microphone.opened.wait(), _STEP)
-                assert await client.start_listening(ListenMode.MANUAL)
-                await play_into_microphone(pulse, command)
-                spoken = asyncio.get_running_loop().time()
-                assert not server.listen_stop.is_set(), "not while the user still talks"
-                await asyncio.wait_for(server.listen_stop.wait(), _STEP)
-                stopped = asyncio.get_running_loop().time()
-                async with asyncio.timeout(_STEP):
-                    await client.wait_state(State.OPEN)
-            finally:
-                await service.stop()
+    async with XiaozhiTestServer(tts_frames=5, mcp=False) as server, _device(tmp_path, server) as (_, client):
+        assert await client.start_listening(ListenMode.MANUAL)
+        lead_in = np.zeros(8000, dtype=np.int16)  # PulseAudio may drop the start of a fresh playback
+        await play_into_microphone(pulse, np.concatenate([lead_in, command]))
+        spoken = asyncio.get_running_loop().time()
+        assert not server.listen_stop.is_set(), "not while the user still talks"
+        await asyncio.wait_for(server.listen_stop.wait(), _STEP)
+        stopped = asyncio.get_running_loop().time()
+        async with asyncio.timeout(_STEP):
+            await client.wait_state(State.OPEN)
     assert stopped - spoken < 0.7 + 0.8, "silence_seconds after the speech, plus capture latency"
     assert _heard(server, command) > 0.8
