@@ -102,6 +102,15 @@ def test_threshold_rises_while_speaking_and_more_when_the_sentence_says_the_wake
     assert gate.accept(_hit(0.86), now=4.0)
 
 
+def test_a_yes_no_engine_is_refused_only_while_the_reply_says_its_phrase() -> None:
+    gate = WakeGate(refractory_seconds=0.0)
+    heard = Detection("hey buddy", "hey buddy", 1.0, 0.0, graded=False)  # pocketsphinx: no score to raise
+    gate.set_speaking("Say hey buddy when you need me.")
+    assert not gate.accept(heard, now=1.0), "its own voice saying the phrase"
+    gate.set_speaking("The weather is sunny.")
+    assert gate.accept(heard, now=2.0), "barge-in over another sentence still works"
+
+
 # ---- jitter buffer ------------------------------------------------------------------------------------
 class _Device:
     """A speaker that plays queued seconds in real time, for driving the jitter buffer in simulated time."""

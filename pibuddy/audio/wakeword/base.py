@@ -14,7 +14,8 @@ from pibuddy.config import WakeWordBackend, WakeWordConfig
 class Detection:
     """A wake word candidate from an engine: its score already passed the word's own threshold.
 
-    `score` and `threshold` are in [0, 1]. Engines that only say yes or no (pocketsphinx) report 1.0.
+    `score` and `threshold` are in [0, 1]. Engines that only say yes or no (pocketsphinx) report score 1.0,
+    threshold 0.0 and `graded` False.
     """
 
     name: str
@@ -23,6 +24,8 @@ class Detection:
     """The words themselves, as sent in `listen detect` and matched against what PiBuddy says."""
     score: float
     threshold: float
+    graded: bool = True
+    """Whether `score` measures anything: a yes/no engine's cannot be held to a higher threshold."""
 
 
 class WakeWordEngine(ABC):

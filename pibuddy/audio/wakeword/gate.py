@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from pibuddy.audio.wakeword.base import Detection, normalise_phrase
@@ -13,7 +14,8 @@ class WakeGate:
 
     While PiBuddy speaks, a word's threshold t becomes t + (1 - t) * speaking_raise, and
     t + (1 - t) * echo_raise while the sentence being spoken contains that word (its own voice saying it).
-    A yes/no engine reports score 1.0, so only refractory and half-duplex protect it.
+    A yes/no engine's detection (no score to hold to a higher threshold) is refused while the sentence being
+    spoken contains its word, and otherwise taken: barge-in must still work.
     """
 
     refractory_seconds: float = 2.0
@@ -33,6 +35,8 @@ class WakeGate:
         if not self._speaking:
             return detection.threshold
         echoed = normalise_phrase(detection.phrase) in self._sentence if self._sentence else False
+        if not detection.graded:
+            return math.inf if echoed else detection.threshold
         fraction = self.echo_raise if echoed else self.speaking_raise
         return detection.threshold + (1 - detection.threshold) * fraction
 

@@ -51,7 +51,7 @@ class PocketsphinxEngine(WakeWordEngine):
             return None
         self.reset()  # the spotter keeps reporting the same hit until the utterance restarts
         phrase = self._phrases.get(hypothesis.hypstr.strip(), hypothesis.hypstr.strip())
-        return Detection(phrase, phrase, 1.0, 0.0)
+        return Detection(phrase, phrase, 1.0, 0.0, graded=False)
 
     def reset(self) -> None:
         self._decoder.end_utt()
