@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from typing import Final, Self
@@ -53,6 +54,9 @@ class MqttLink:
             keepalive=endpoint.keepalive,
             timeout=timeout,
             tls_context=tls_context,
+            # listen detect and listen start go out back to back: with Nagle the second waits for the
+            # broker's delayed ACK (~40 ms) before the server hears that the user is talking.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             logger=_LOGGER,
         )
 

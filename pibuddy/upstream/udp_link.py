@@ -68,11 +68,12 @@ class UdpLink(asyncio.DatagramProtocol):
         closed = asyncio.ensure_future(self._closed.wait())
         try:
             await asyncio.wait([get, closed], return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        finally:  # also when receive() itself is cancelled: no task may outlive it
             closed.cancel()
+            if not get.done():
+                get.cancel()
         if get.done():
             return get.result()
-        get.cancel()
         raise ConnectionLost("UDP audio channel is closed")
 
     def close(self) -> None:

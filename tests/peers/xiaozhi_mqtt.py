@@ -92,6 +92,7 @@ class MqttUdpSide:
         self._session: _UdpSession | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def udp_port(self) -> int:
@@ -120,8 +121,12 @@ class MqttUdpSide:
             await self._hub.end(self._session.conversation)
             self._session = None
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+            # aiomqtt on Python 3.11 can swallow a cancel that races with its own wait_for; the loop then
+            # reconnects. So: say we stop, and cancel until the task is really done.
+            self._stopping = True
+            while not self._loop_task.done():
+                self._loop_task.cancel()
+                await asyncio.wait([self._loop_task], timeout=0.5)
         if self._udp is not None:
             self._udp.close()
 
@@ -147,7 +152,7 @@ class MqttUdpSide:
 
     async def _mqtt_loop(self) -> None:
         """Stay subscribed across broker restarts, until stopped."""
-        while True:
+        while not self._stopping:
             try:
                 async with aiomqtt.Client(
                     self._info.host, self._info.port, identifier=f"xiaozhi-test-server-{uuid.uuid4().hex[:8]}"
