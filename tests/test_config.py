@@ -131,6 +131,17 @@ def test_openclaw_broker_on_the_gateways_own_port_is_refused(tmp_path: Path, ope
     assert "set openclaw.mqtt_port" in problems[0]
 
 
+def test_pibuddy_openclaw_bridge_refuses_the_gateways_port_even_when_the_bridge_is_not_enabled(
+        tmp_path: Path, pibuddy_env: dict[str, str], python: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("openclaw:\n  mqtt_host: localhost\n")  # bridge_enabled: false, gateway on 1883
+    assert load_config(path, {}).openclaw.mqtt_port == 1883  # fine for `pibuddy run`, which runs no bridge
+    result = subprocess.run([python, "-m", "pibuddy", "openclaw-bridge", "--config", str(path)],
+                            capture_output=True, text=True, env=pibuddy_env, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "openclaw.mqtt_host/openclaw.mqtt_port: localhost:1883 is PiBuddy's own device gateway" in result.stderr
+
+
 @pytest.mark.parametrize(
     "text",
     [

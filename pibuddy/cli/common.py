@@ -21,11 +21,12 @@ def config_path(args: argparse.Namespace) -> Path:
     return Path(explicit) if explicit else default_config_path()
 
 
-def load_or_exit(args: argparse.Namespace) -> Config:
-    """Load the config and set up logging, or print every problem and exit with code 2."""
+def load_or_exit(args: argparse.Namespace, *, running_bridge: bool = False) -> Config:
+    """Load the config and set up logging, or print every problem and exit with code 2 (`running_bridge`: see
+    `load_config`)."""
     path = config_path(args)
     try:
-        config = load_config(path)
+        config = load_config(path, running_bridge=running_bridge)
     except ConfigError as exc:
         print(f"pibuddy: invalid configuration in {path}:", file=sys.stderr)
         for problem in exc.problems:

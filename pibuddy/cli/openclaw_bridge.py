@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_exit(args)
+    config = load_or_exit(args, running_bridge=True)  # its broker must not be the gateway's, enabled or not
     from pibuddy.events import EventBus  # noqa: PLC0415
     from pibuddy.openclaw.bridge import OpenClawBridge  # noqa: PLC0415
     from pibuddy.supervisor import Supervisor  # noqa: PLC0415

@@ -68,10 +68,12 @@ def default_config_path() -> Path:
     return SYSTEM_CONFIG_PATH if SYSTEM_CONFIG_PATH.exists() else Path("config.yaml")
 
 
-def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None, *,
+                running_bridge: bool = False) -> Config:
     """Read, merge env overrides into, and validate the configuration at `path`.
 
-    `path=None` means no file: defaults plus environment.
+    `path=None` means no file: defaults plus environment. `running_bridge`: the caller runs the OpenClaw MQTT
+    bridge whatever `openclaw.bridge_enabled` says (`pibuddy openclaw-bridge`).
     """
     data = _read_yaml(path) if path is not None else {}
     problems = _apply_env_overrides(data, os.environ if environ is None else environ)
@@ -80,7 +82,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     except ValidationError as exc:
         problems += [_describe(error) for error in exc.errors()]
     else:
-        problems += _conflicts(config)
+        problems += _conflicts(config, running_bridge=running_bridge)
     if problems:
         raise ConfigError(problems)
     return config
@@ -90,10 +92,11 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
 _WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
 
 
-def _conflicts(config: Config) -> list[str]:
+def _conflicts(config: Config, *, running_bridge: bool) -> list[str]:
     """Problems between sections: OpenClaw's MQTT broker must not be PiBuddy's own device gateway."""
     openclaw, gateway = config.openclaw, config.gateway
-    uses_mqtt = (openclaw.enabled and openclaw.transport == OpenClawTransport.MQTT) or openclaw.bridge_enabled
+    bridge = openclaw.bridge_enabled or running_bridge
+    uses_mqtt = (openclaw.enabled and openclaw.transport == OpenClawTransport.MQTT) or bridge
     if not (gateway.enabled and uses_mqtt and openclaw.mqtt_port == gateway.mqtt_port):
         return []
     if not _reaches_gateway(openclaw.mqtt_host, gateway):
