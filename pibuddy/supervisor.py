@@ -208,8 +208,9 @@ class Supervisor:
             while True:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(STATUS_REFRESH_SECONDS):
-                        while not isinstance(await events.get(), ServiceStatus | StateChanged | ActiveBrain):
-                            pass
+                        event = await events.get()
+                        while not isinstance(event, ServiceStatus | StateChanged | ActiveBrain):
+                            event = await events.get()
                 self._update_status()
 
     def _update_status(self) -> None:
