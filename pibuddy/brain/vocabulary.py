@@ -228,8 +228,7 @@ class RelayVocabulary:
                            for r in self._relays)
 
 
-# Service.name -> its vocabulary. The services keep their drivers private; they should expose them (see
-# the MIoT, BLE and relay services), until then the brain reads the attribute they store them in.
+# Service.name -> its vocabulary, from what each driver service exposes (`driver`, `relays`).
 _SOURCES: Final[dict[str, Callable[[Any], VocabularySource]]] = {
     "homeassistant": HomeAssistantVocabulary,
     "miot": lambda service: MiotVocabulary(service.driver),
