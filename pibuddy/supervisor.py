@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pibuddy.backoff import Backoff
+from pibuddy.errors import PiBuddyError
 from pibuddy.events import ActiveBrain, EventBus, ServiceStatus, StateChanged
 from pibuddy.systemd import Notifier
 
@@ -74,8 +75,10 @@ class _Runner:
         self._clock = clock
 
     async def run(self) -> None:
+        last_reason = ""
         while True:
             started_at = self._clock()
+            failure: Exception | None = None
             try:
                 await self.service.start()
                 self._set("running")
@@ -85,14 +88,28 @@ class _Runner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                failure = exc
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                _LOGGER.debug("service %s failed", self.service.name, exc_info=True)
             self.first_attempt_done.set()
             await _stop_quietly(self.service)
             delay = self._backoff.next_delay(healthy_for=self._clock() - started_at)
-            _LOGGER.error("service %s crashed (%s); restarting in %.1f s", self.service.name, reason, delay)
+            self._log_failure(failure, reason, repeated=reason == last_reason, delay=delay)
+            last_reason = reason
             self._set("restarting", f"in {delay:.0f}s after {reason}")
             await asyncio.sleep(delay)
+
+    def _log_failure(self, failure: Exception | None, reason: str, *, repeated: bool, delay: float) -> None:
+        """A PiBuddyError is a condition with a message for the user (a server down, a device gone): a warning,
+        and only an info line while it repeats. Anything else is a bug: an error with its traceback."""
+        name = self.service.name
+        if isinstance(failure, PiBuddyError):
+            if repeated:
+                _LOGGER.info("service %s still failing (%s); retrying in %.1f s", name, failure, delay)
+            else:
+                _LOGGER.warning("service %s: %s; retrying in %.1f s", name, failure, delay)
+            _LOGGER.debug("service %s failed", name, exc_info=failure)
+        else:
+            _LOGGER.error("service %s crashed (%s); restarting in %.1f s", name, reason, delay, exc_info=failure)
 
     def _set(self, status: str, detail: str = "") -> None:
         self.status, self.detail = status, detail

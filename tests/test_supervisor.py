@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 import pytest
 
 from pibuddy.backoff import Backoff
+from pibuddy.errors import ConnectionLost
 from pibuddy.events import DeviceState, EventBus, ServiceStatus, StateChanged, WakeDetected
 from pibuddy.supervisor import Health, Service, Supervisor
 from pibuddy.systemd import Notifier
@@ -219,3 +221,32 @@ async def test_systemd_status_shows_which_running_service_is_not_ok(monkeypatch:
     finally:
         supervisor.request_stop()
         await asyncio.wait_for(task, 5)
+
+
+class LinkDown(Ticker):
+    """A service whose peer is away: PiBuddy's own error, with a message for the user."""
+
+    name = "linkdown"
+
+    async def serve(self) -> None:
+        raise ConnectionLost("cannot reach the xiaozhi OTA server at https://example.invalid (DNS)")
+
+
+async def test_a_peer_that_is_away_is_a_warning_then_quiet_and_a_bug_is_an_error_with_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    crasher, link = Crasher(), LinkDown()
+    supervisor = Supervisor([crasher, link], bus=EventBus(), backoff_factory=_fast_backoff)
+    with caplog.at_level(logging.INFO, logger="pibuddy.supervisor"):
+        task = asyncio.create_task(supervisor.run())
+        await eventually(lambda: len([r for r in caplog.records if "linkdown" in r.getMessage()]) >= 4)
+        supervisor.request_stop()
+        await asyncio.wait_for(task, 5)
+    link_lines = [r for r in caplog.records
+                  if r.getMessage().startswith("service linkdown") and "is running" not in r.getMessage()]
+    assert link_lines[0].levelno == logging.WARNING
+    assert "cannot reach the xiaozhi OTA server" in link_lines[0].getMessage()
+    assert {r.levelno for r in link_lines[1:]} == {logging.INFO}, "the same reason again is not a new warning"
+    assert all(r.exc_info is None for r in link_lines)
+    bug = next(r for r in caplog.records if r.getMessage().startswith("service crasher crashed"))
+    assert bug.levelno == logging.ERROR
+    assert bug.exc_info is not None, "a bug's traceback goes to the journal"
