@@ -136,15 +136,19 @@ class Microphone:
             self._state.frames.clear()
 
     async def _supervise(self) -> None:
+        unavailable = ""  # why the last open failed; the same reason again is not a new warning
         while True:
             try:
                 stream = await asyncio.to_thread(self._open)
             except devices.AudioDeviceError as exc:
                 delay = self._backoff.next_delay()
-                _LOGGER.warning("microphone unavailable (%s); retrying in %.1f s", exc, delay)
+                level = logging.DEBUG if str(exc) == unavailable else logging.WARNING
+                _LOGGER.log(level, "microphone unavailable (%s); retrying in %.1f s", exc, delay)
+                unavailable = str(exc)
                 await asyncio.sleep(delay)
                 await asyncio.to_thread(devices.refresh_device_list)
                 continue
+            unavailable = ""
             opened_at = time.monotonic()
             self.opened.set()
             try:

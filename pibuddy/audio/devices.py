@@ -153,7 +153,12 @@ def choose_samplerate(device: int | None, preferred: int, kind: str) -> int:
     try:
         check(device=device, samplerate=preferred, channels=1, dtype="int16")
     except (sd.PortAudioError, ValueError):
-        info = sd.query_devices(device, kind)
+        try:
+            info = sd.query_devices(device, kind)
+        except (sd.PortAudioError, ValueError) as exc:  # e.g. no default device at all ("device -1")
+            which = "the default" if device is None else f"device {device}"
+            raise AudioDeviceError(f"{which} {kind} device is not usable ({exc}); is one connected? "
+                                   f"see `pibuddy audio-devices`") from None
         return int(info["default_samplerate"])
     return preferred
 

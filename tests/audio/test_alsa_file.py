@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import numpy as np
 import pytest
@@ -89,6 +90,26 @@ async def test_a_missing_microphone_is_retried_until_it_appears(alsa: AlsaFileDe
         frame = await asyncio.wait_for(microphone.read(), 5)
         assert microphone.open_count == 1
         assert len(frame.pcm) == 2 * FRAME_SAMPLES
+
+
+async def test_no_default_microphone_at_all_is_one_warning_and_retried_until_one_is_plugged_in(
+        alsa: AlsaFileDevices, caplog: pytest.LogCaptureFixture) -> None:
+    alsa.default_to(None)
+    alsa.write()
+    rescan()
+    with caplog.at_level(logging.DEBUG, logger="pibuddy.audio.capture"):
+        async with Microphone(echo_cancel=False, backoff=_FAST_RETRY) as microphone:
+            await asyncio.sleep(1.0)  # several retries
+            assert not microphone.opened.is_set()
+            alsa.microphone("usbmic", speech("hello", pad=0.5))
+            alsa.default_to("usbmic")
+            alsa.write()  # plugged in
+            frame = await asyncio.wait_for(microphone.read(), 5)
+    assert len(frame.pcm) == 2 * FRAME_SAMPLES
+    failures = [r for r in caplog.records if r.getMessage().startswith("microphone unavailable")]
+    assert len(failures) >= 2, "it kept retrying"
+    assert [r.levelno for r in failures].count(logging.WARNING) == 1, "one warning, not one per retry"
+    assert "the default input device is not usable" in failures[0].getMessage()
 
 
 def _tts(rate: int = 24000) -> tuple[list[bytes], np.ndarray]:

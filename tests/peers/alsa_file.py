@@ -40,6 +40,12 @@ class AlsaFileDevices:
         self._pcms.append(_pcm(name, rate, f'file "{path}"'))
         return path
 
+    def default_to(self, name: str | None) -> None:
+        """Make ALSA's default device `name`, or (None) one that does not exist: a Pi whose only sound card is
+        unplugged, for which PortAudio reports no default device at all. Later calls override earlier ones."""
+        target = f'{{ type plug; slave.pcm "{name}" }}' if name else "{ type hw; card 99 }"
+        self._pcms.append(f"pcm.!default {target}\nctl.!default {{ type hw; card 99 }}\n")
+
     def write(self) -> None:
         """(Re)write the config; alsa-lib re-reads it at the next device scan."""
         self.config_path.write_text("\n".join(self._pcms) + "\n")
