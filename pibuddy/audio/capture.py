@@ -94,6 +94,11 @@ class Microphone:
         """Whether the current stream reads an echo-cancel source (then barge-in works while speaking)."""
         self.device_rate = 0
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The task that keeps the microphone open; it only ends when stopped (or by a bug)."""
+        return self._task
+
     async def start(self) -> None:
         if self._task is None:
             self._signal = LoopSignal(asyncio.get_running_loop())

@@ -121,6 +121,16 @@ class AudioPipeline:
             self._tasks.append(asyncio.create_task(self._follow_commands(self._bus), name="audio-commands"))
         return self
 
+    async def watch(self) -> None:
+        """Return only by raising: when one of the pipeline's own tasks (microphone, speaker, processing,
+        prompts, commands) ends, which they never do by design, so the supervisor restarts the audio service
+        and logs the cause with its traceback."""
+        tasks = [t for t in (*self._tasks, self.microphone.task, self.speaker.task) if t is not None]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        ended = done.pop()
+        cause = None if ended.cancelled() else ended.exception()
+        raise RuntimeError(f"the audio task {ended.get_name()!r} ended: {cause!r}") from cause
+
     async def __aexit__(self, *exc: object) -> None:
         for task in self._tasks:
             task.cancel()

@@ -149,6 +149,11 @@ class Speaker:
         self._last_sound = time.monotonic()
 
     # ---- lifecycle -------------------------------------------------------------------------------
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The playout task; it only ends when stopped (or by a bug)."""
+        return self._task
+
     async def start(self) -> None:
         if self._task is None:
             loop = asyncio.get_running_loop()

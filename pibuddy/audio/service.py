@@ -20,6 +20,9 @@ class AudioService(Service):
         await self.pipeline.__aenter__()
         self._open = True
 
+    async def serve(self) -> None:
+        await self.pipeline.watch()
+
     async def stop(self) -> None:
         if self._open:
             self._open = False

@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import soxr
 
+from pibuddy.audio import devices
 from pibuddy.audio.capture import Microphone
 from pibuddy.audio.frames import FRAME_SAMPLES
 from pibuddy.audio.opus import OpusDecoder, OpusEncoder
+from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.audio.playback import Speaker
 from pibuddy.audio.prompts import Prompts
+from pibuddy.audio.service import AudioService
 from pibuddy.backoff import Backoff
-from pibuddy.config import PlaybackConfig
+from pibuddy.config import AudioConfig, PlaybackConfig
 from pibuddy.events import EventBus, Say
 from tests.audio.conftest import best_lag, rescan
 from tests.peers.alsa_file import AlsaFileDevices
@@ -190,3 +193,19 @@ async def test_say_events_are_spoken_and_the_chime_plays(alsa: AlsaFileDevices) 
     assert spoken > 1.5  # the prompt was spoken (the digit spelling itself: test_units)
     chime = written[np.nonzero(np.abs(written) > 300)[0][-1] - 2000:]
     assert np.abs(chime).max() > 5000  # the chime came after the speech
+
+
+async def test_a_bug_that_ends_an_audio_task_fails_the_audio_service_so_the_supervisor_restarts_it(
+        alsa: AlsaFileDevices, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> int:
+        raise ZeroDivisionError("a bug in the device code")
+
+    monkeypatch.setattr(devices, "choose_samplerate", broken)
+    service = AudioService(AudioPipeline(AudioConfig(echo_cancel=False), EventBus()))
+    await service.start()
+    try:
+        with pytest.raises(RuntimeError, match="the audio task 'microphone' ended") as failed:
+            await asyncio.wait_for(service.serve(), 5)
+        assert isinstance(failed.value.__cause__, ZeroDivisionError)
+    finally:
+        await service.stop()
