@@ -461,6 +461,6 @@ class DeviceClient:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
-            _LOGGER.error("device client task %s failed: %r", task.get_name(), error)
+            _LOGGER.error("device client task %s failed: %r", task.get_name(), error, exc_info=error)
             if self._lost is not None and not self._lost.done():
                 self._lost.set_exception(ConnectionLost(f"internal error in {task.get_name()}: {error!r}"))
