@@ -146,9 +146,9 @@ def test_pibuddy_openclaw_bridge_refuses_the_gateways_port_even_when_the_bridge_
     "text",
     [
         "openclaw:\n  enabled: true\n  transport: mqtt\n  mqtt_port: 1884\n",
-        "openclaw:\n  enabled: true\n  transport: mqtt\n  mqtt_host: 192.168.1.20\n",
+        "openclaw:\n  enabled: true\n  transport: mqtt\n  mqtt_host: 192.0.2.20\n",
         "openclaw:\n  enabled: true\n  transport: mqtt\ngateway:\n  enabled: false\n",
-        "openclaw:\n  enabled: true\n  transport: mqtt\ngateway:\n  host: 192.168.1.5\n",
+        "openclaw:\n  enabled: true\n  transport: mqtt\ngateway:\n  host: 192.0.2.5\n",
         "openclaw:\n  enabled: true\n",  # ws transport: no broker at all
     ],
 )
@@ -161,9 +161,9 @@ def test_openclaw_broker_elsewhere_is_accepted(tmp_path: Path, text: str) -> Non
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("ws://10.0.0.2:8000/xiaozhi/v1/?from=mqtt_gateway", "ws://10.0.0.2:8000/xiaozhi/v1/?from=mqtt_gateway"),
+        ("ws://192.0.2.2:8000/xiaozhi/v1/?from=mqtt_gateway", "ws://192.0.2.2:8000/xiaozhi/v1/?from=mqtt_gateway"),
         ("wss://chat.example/xiaozhi/v1/", "wss://chat.example/xiaozhi/v1/?from=mqtt_gateway"),
-        ("ws://10.0.0.2:8000", "ws://10.0.0.2:8000?from=mqtt_gateway"),
+        ("ws://192.0.2.2:8000", "ws://192.0.2.2:8000?from=mqtt_gateway"),
     ],
 )
 def test_chat_server_urls_end_with_the_gateway_query(tmp_path: Path, url: str, expected: str) -> None:
@@ -175,8 +175,8 @@ def test_chat_server_urls_end_with_the_gateway_query(tmp_path: Path, url: str, e
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("http://10.0.0.2:8000/xiaozhi/v1/", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
-        ("10.0.0.2:8000", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
+        ("http://192.0.2.2:8000/xiaozhi/v1/", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
+        ("192.0.2.2:8000", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
         ("ws:///xiaozhi/v1/", "gateway.chat_servers.0: not a ws:// or wss:// URL"),
         ("ws://h/v1/?token=x", "gateway.chat_servers.0: must end with ?from=mqtt_gateway and have no other query"),
         ("ws://h/v1/?from=mqtt_gateway&t=x", "gateway.chat_servers.0: must end with ?from=mqtt_gateway"),
