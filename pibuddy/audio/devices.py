@@ -164,15 +164,37 @@ def choose_samplerate(device: int | None, preferred: int, kind: str) -> int:
 
 
 def echo_cancel_source(environ: dict[str, str] | None = None) -> str | None:
-    """The name of a PulseAudio/PipeWire echo-cancel source, if the sound server has one.
+    """The name of a PulseAudio/PipeWire echo-cancel source (the microphone with PiBuddy's voice removed).
 
     PulseAudio's module-echo-cancel names it `<master>.echo-cancel` by default and PipeWire's
     libpipewire-module-echo-cancel `echo-cancel-source`; matching "echo" and "cancel" in the name or the
     owning module covers both. UNCONFIRMED for PipeWire setups with custom names (set input_device then).
     """
+    return _echo_cancel_node("sources", environ)
+
+
+def echo_cancel_sink(environ: dict[str, str] | None = None) -> str | None:
+    """The echo-cancel module's sink: what is played there is the reference the canceller removes from the
+    microphone, so PiBuddy must play there for the echo-cancel source to work."""
+    return _echo_cancel_node("sinks", environ)
+
+
+def _echo_cancel_node(kind: str, environ: dict[str, str] | None) -> str | None:
     pactl = shutil.which("pactl")
     if pactl is None:
         return None
+    try:
+        result = subprocess.run([pactl, "list", "short", kind], capture_output=True, text=True, timeout=3,
+                                env=environ, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in result.stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) < 3 or fields[1].endswith(".monitor"):  # a sink's monitor is not a microphone
+            continue
+        if any("echo" in f and "cancel" in f for f in fields[1:3]):
+            return fields[1]
+    return None
     try:
         result = subprocess.run([pactl, "list", "short", "sources"], capture_output=True, text=True, timeout=3,
                                 env=environ, check=False)

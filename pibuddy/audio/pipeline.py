@@ -87,7 +87,7 @@ class AudioPipeline:
         self._config = config
         self._bus = bus
         self.microphone = microphone or Microphone(config.input_device, echo_cancel=config.echo_cancel)
-        self.speaker = speaker or Speaker(config.output_device, config=config.playback)
+        self.speaker = speaker or Speaker(config.output_device, config=config.playback, echo_cancel=config.echo_cancel)
         self._wake_engine = wake_engine or get_wakeword_engine(config.wakeword, wakeword_backend)
         wake = config.wakeword
         self._gate = WakeGate(wake.refractory_seconds, wake.speaking_raise, wake.echo_raise)

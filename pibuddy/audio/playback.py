@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from typing import Any, Final
@@ -121,12 +122,14 @@ class Speaker:
     Args:
         device: Partial output device name; None for the default.
         config: Jitter buffer, volume, rate and idle-close settings.
+        echo_cancel: With no `device`, play to a PulseAudio/PipeWire echo-cancel sink if present (its reference).
         backoff: Earliest reopen after the output was lost; a reply played to its end resets it.
     """
 
     def __init__(self, device: str | None = None, *, config: PlaybackConfig | None = None,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, echo_cancel: bool = False) -> None:
         self._device_name = device
+        self._echo_cancel = echo_cancel and device is None
         self._config = config or PlaybackConfig()
         self._decoder = OpusDecoder(sample_rate=_DEFAULT_DOWNLINK_RATE, frame_ms=FRAME_MS)
         self._jitter = self._new_jitter()
@@ -351,6 +354,11 @@ class Speaker:
     def _open(self) -> Any:
         """Blocking: open (but do not start) the output stream."""
         sd = devices.sounddevice_module()
+        sink = devices.echo_cancel_sink() if self._echo_cancel else None
+        if sink is not None and "PULSE_SINK" not in os.environ:
+            # As the microphone does with PULSE_SOURCE: the pulse ALSA plugin's default device then plays there.
+            os.environ["PULSE_SINK"] = sink
+            _LOGGER.info("speaker: playing to the echo-cancel sink %s (the canceller's reference)", sink)
         index = devices.device_index(self._device_name, "output")
         rate = self._config.samplerate or devices.choose_samplerate(index, self._decoder.sample_rate, "output")
         try:

@@ -126,7 +126,8 @@ class AudioConfig(Section):
     output_device: str | None = None
     """Speaker: a (partial) device name; empty means the default."""
     echo_cancel: bool = True
-    """Capture from the PulseAudio/PipeWire echo-cancel source when one exists (and no input_device is set)."""
+    """Capture from the PulseAudio/PipeWire echo-cancel source when one exists (and no input_device is set),
+    and play to its sink (and no output_device is set), so the canceller hears what it must remove."""
     preroll_seconds: Annotated[float, Field(ge=0, le=10)] = 2.0
     """Seconds of audio kept from before the wake word and sent with it, as the firmware does."""
     wakeword: WakeWordConfig = WakeWordConfig()

@@ -12,9 +12,10 @@ import pytest
 from pibuddy.audio.capture import Microphone
 from pibuddy.audio.opus import OpusEncoder
 from pibuddy.audio.pipeline import AudioPipeline
+from pibuddy.audio.playback import Speaker
 from pibuddy.audio.vad import EndReason
 from pibuddy.backoff import Backoff
-from pibuddy.config import AudioConfig
+from pibuddy.config import AudioConfig, PlaybackConfig
 from pibuddy.events import EventBus, WakeDetected
 from tests.audio.conftest import MonitorRecorder, best_lag, play_into_microphone
 from tests.peers.opus_audio import OpusFrameDecoder
@@ -179,3 +180,30 @@ async def test_an_echo_cancel_source_is_captured_from_when_present(pulse: PulseS
         assert microphone.echo_cancelled
     assert os.environ["PULSE_SOURCE"] == "ec_mic"
     assert len(frame.pcm) == 960
+
+
+async def _sink_of_the_only_client_stream(pulse: PulseServer) -> str | None:
+    """The sink the one client's playback stream plays to, if there is one (modules' own streams, such as the
+    echo canceller's to its master sink, do not count)."""
+    streams = [line.split("\t") for line in (await pulse.pactl("list", "short", "sink-inputs")).splitlines()]
+    clients = [stream for stream in streams if stream[3] == "protocol-native.c"]
+    sinks = dict(line.split("\t")[:2] for line in (await pulse.pactl("list", "short", "sinks")).splitlines())
+    return sinks.get(clients[0][1]) if len(clients) == 1 else None
+
+
+async def test_with_an_echo_cancel_module_the_speaker_plays_to_its_sink_the_cancellers_reference(
+        pulse: PulseServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    await pulse.pactl("load-module", "module-echo-cancel", "source_name=ec_mic", "sink_name=ec_speaker",
+                      f"source_master={pulse.mic_source}", f"sink_master={pulse.sink}", "aec_method=null")
+    monkeypatch.delenv("PULSE_SINK")  # a real session: no override, so the hardware sink would be used
+    tone = (np.sin(np.arange(16000) * 2 * np.pi * 440 / 16000) * 8000).astype(np.int16)
+    async with Speaker(config=PlaybackConfig(idle_close_seconds=5), echo_cancel=True) as speaker:
+        speaker.play_pcm(tone.tobytes(), 16000)
+        played_to = None
+        async with asyncio.timeout(5):
+            while played_to is None:
+                played_to = await _sink_of_the_only_client_stream(pulse)
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(speaker.wait_drained(), 5)
+    assert played_to == "ec_speaker", "the canceller must hear what PiBuddy plays"
+    assert os.environ["PULSE_SINK"] == "ec_speaker"
