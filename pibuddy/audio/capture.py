@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 from typing import Any, Final
@@ -170,11 +169,7 @@ class Microphone:
         """Blocking: resolve the device, pick a rate, open and start the stream."""
         sd = devices.sounddevice_module()
         source = devices.echo_cancel_source() if self._echo_cancel else None
-        if source is not None and "PULSE_SOURCE" not in os.environ:
-            # The pulse ALSA plugin reads PULSE_SOURCE when it opens a stream: the default device then
-            # captures the echo-cancelled source.
-            os.environ["PULSE_SOURCE"] = source
-        self.echo_cancelled = source is not None and os.environ.get("PULSE_SOURCE") == source
+        self.echo_cancelled = self._echo_cancel and devices.follow_echo_canceller("PULSE_SOURCE", source)
         index = devices.device_index(self._device_name, "input")
         rate = self._samplerate or devices.choose_samplerate(index, SAMPLE_RATE, "input")
         state = _CaptureState(rate, self._queue_frames)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pibuddy.audio.errors import AudioError
+
+_LOGGER = logging.getLogger(__name__)
 
 STALL_SECONDS: Final = 2.0
 """A started stream whose callback has not run for this long has lost its device."""
@@ -177,6 +181,26 @@ def echo_cancel_sink(environ: dict[str, str] | None = None) -> str | None:
     """The echo-cancel module's sink: what is played there is the reference the canceller removes from the
     microphone, so PiBuddy must play there for the echo-cancel source to work."""
     return _echo_cancel_node("sinks", environ)
+
+
+_set_by_us: dict[str, str] = {}  # PULSE_SOURCE / PULSE_SINK values this process chose (not the user's)
+
+
+def follow_echo_canceller(variable: str, node: str | None) -> bool:
+    """Point `variable` (PULSE_SOURCE or PULSE_SINK, which the pulse ALSA plugin reads when a stream opens, so
+    the default device becomes that node) at the echo canceller's `node`; when the canceller is gone, take back
+    what we set, so the next open uses the plain default again. A value the user set is never touched.
+    True when streams opened now use `node`."""
+    current = os.environ.get(variable)
+    ours = current is not None and _set_by_us.get(variable) == current
+    if node is not None and node != current and (current is None or ours):
+        os.environ[variable] = _set_by_us[variable] = node
+        _LOGGER.info("audio: using the echo canceller's %s %s", "sink" if variable.endswith("SINK") else "source",
+                     node)
+    elif node is None and ours:
+        del os.environ[variable], _set_by_us[variable]
+        _LOGGER.info("audio: the echo canceller's %s is gone; back to the default device", current)
+    return node is not None and os.environ.get(variable) == node
 
 
 def _echo_cancel_node(kind: str, environ: dict[str, str] | None) -> str | None:

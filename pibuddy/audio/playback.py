@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import deque
 from typing import Any, Final
@@ -354,11 +353,8 @@ class Speaker:
     def _open(self) -> Any:
         """Blocking: open (but do not start) the output stream."""
         sd = devices.sounddevice_module()
-        sink = devices.echo_cancel_sink() if self._echo_cancel else None
-        if sink is not None and "PULSE_SINK" not in os.environ:
-            # As the microphone does with PULSE_SOURCE: the pulse ALSA plugin's default device then plays there.
-            os.environ["PULSE_SINK"] = sink
-            _LOGGER.info("speaker: playing to the echo-cancel sink %s (the canceller's reference)", sink)
+        if self._echo_cancel:  # the canceller must hear what PiBuddy plays (its reference)
+            devices.follow_echo_canceller("PULSE_SINK", devices.echo_cancel_sink())
         index = devices.device_index(self._device_name, "output")
         rate = self._config.samplerate or devices.choose_samplerate(index, self._decoder.sample_rate, "output")
         try:

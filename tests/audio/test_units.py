@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 import pytest
 
+from pibuddy.audio import devices
 from pibuddy.audio.errors import CodecError
 from pibuddy.audio.frames import FRAME_SECONDS, Frame, PreRoll, Rechunker, loudness_dbfs
 from pibuddy.audio.jitter import JitterBuffer, Phase
@@ -228,3 +230,20 @@ def test_prompts_are_click_free_and_codes_are_spelled() -> None:
     assert abs(int(CHIME[-1])) < 500
     assert spell_digits("Your code is 493021.") == "Your code is 4 9 3 0 2 1."
     assert spell_digits("room 7") == "room 7"
+
+
+# ---- echo canceller routing ---------------------------------------------------------------------------
+def test_the_echo_canceller_variable_is_set_followed_and_taken_back_but_a_users_own_is_never_touched(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PULSE_SOURCE", raising=False)
+    assert devices.follow_echo_canceller("PULSE_SOURCE", "alsa_input.echo-cancel")
+    assert os.environ["PULSE_SOURCE"] == "alsa_input.echo-cancel"
+    assert devices.follow_echo_canceller("PULSE_SOURCE", "echo-cancel-source")  # renamed (PipeWire restarted)
+    assert os.environ["PULSE_SOURCE"] == "echo-cancel-source"
+    assert not devices.follow_echo_canceller("PULSE_SOURCE", None)  # the canceller is gone
+    assert "PULSE_SOURCE" not in os.environ, "back to the plain default device"
+
+    monkeypatch.setenv("PULSE_SOURCE", "my_usb_mic")  # the user's choice
+    assert not devices.follow_echo_canceller("PULSE_SOURCE", "echo-cancel-source")
+    assert not devices.follow_echo_canceller("PULSE_SOURCE", None)
+    assert os.environ["PULSE_SOURCE"] == "my_usb_mic"
