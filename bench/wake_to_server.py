@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.peers: the servers, speech
 
 from _results import publish
@@ -50,7 +48,7 @@ from tests.peers.mosquitto import MosquittoBroker
 from tests.peers.pulseaudio import PulseServer, pulseaudio_server
 from tests.peers.speech import speech
 from tests.peers.xiaozhi_server import MqttBrokerInfo, XiaozhiTestServer
-from tests.upstream_helpers import device_config, without_greeting
+from tests.upstream_helpers import device_config
 
 _STEP: Final = 8.0  # every milestone must come within this many seconds
 _PACER_LATENCY_MS: Final = 100  # see the `pulse` fixture in tests/audio/conftest.py
@@ -206,16 +204,14 @@ async def _measure(pulse: PulseServer, pipeline: AudioPipeline, bus: EventBus, s
 @contextlib.asynccontextmanager
 async def _server(broker: MosquittoBroker | None, *, greeting: bool) -> AsyncIterator[XiaozhiTestServer]:
     """The test server (MQTT+UDP through `broker`, else WebSocket only); without `greeting` it says nothing
-    after `listen start`, so only the device can open the microphone (tests/upstream_helpers.py)."""
+    after `listen start`, so only the device can open the microphone."""
     mqtt = None if broker is None else MqttBrokerInfo(broker.host, broker.port)
-    with pytest.MonkeyPatch.context() as patch:
+    async with XiaozhiTestServer(mqtt=mqtt, utterance_frames=None, mcp=False, wake_words=(_WAKE_WORD,)) as server:
         if not greeting:
-            without_greeting(patch)
-        async with XiaozhiTestServer(mqtt=mqtt, utterance_frames=None, mcp=False,
-                                     wake_words=(_WAKE_WORD,)) as server:
-            if mqtt is not None:
-                await asyncio.wait_for(server.mqtt_ready.wait(), _STEP)
-            yield server
+            server.settings.greeting_text = None
+        if mqtt is not None:
+            await asyncio.wait_for(server.mqtt_ready.wait(), _STEP)
+        yield server
 
 
 async def _with_pulse(wakes: int) -> list[_Run]:

@@ -19,7 +19,7 @@ from pibuddy.xiaozhi import ListenMode, State
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.xiaozhi_server import McpCallError, MqttBrokerInfo, XiaozhiTestServer
 from tests.polling import eventually
-from tests.upstream_helpers import ScriptedAudio, device_config, without_greeting
+from tests.upstream_helpers import ScriptedAudio, device_config
 
 WAKE_WORD = "你好小智"
 _STEP = 5.0  # every milestone must come within this many seconds
@@ -324,9 +324,9 @@ async def test_a_server_deaf_to_hello_counts_as_down_until_it_answers_again(
 
 
 async def test_the_mic_streams_at_once_after_a_wake_even_when_the_server_stays_silent(
-    server: XiaozhiTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: XiaozhiTestServer, tmp_path: Path
 ) -> None:
-    without_greeting(monkeypatch)
+    server.settings.greeting_text = None
     server.settings.mcp = False  # nothing at all comes from the server after its hello
     server.settings.utterance_frames = None
     audio = ScriptedAudio(wake_frames=3)

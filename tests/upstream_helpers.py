@@ -6,12 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from pibuddy.config import Config
 from pibuddy.upstream.audio_port import UtteranceEnded
 from tests.peers.opus_audio import OpusFrameDecoder, encode_tone
-from tests.peers.xiaozhi_conversation import Conversation
 
 UPLINK_RATE = 16000
 
@@ -105,14 +102,3 @@ def device_config(tmp_path: Path, ota_url: str, **upstream: object) -> Config:
         "upstream": {"ota_url": ota_url, **upstream},
     })
 
-
-def without_greeting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the test server answer a wake word with nothing at all, so no server message follows `listen
-    start` (the reply to a real utterance still comes)."""
-    speak = Conversation._start_reply
-
-    def reply_unless_greeting(self: Conversation, stt_text: str, answer: str) -> None:
-        if answer != self._settings.greeting_text:
-            speak(self, stt_text, answer)
-
-    monkeypatch.setattr(Conversation, "_start_reply", reply_unless_greeting)

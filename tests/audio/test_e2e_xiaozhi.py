@@ -26,7 +26,7 @@ from tests.audio.conftest import MonitorRecorder, best_lag, play_into_microphone
 from tests.peers.pulseaudio import PulseServer
 from tests.peers.speech import speech
 from tests.peers.xiaozhi_server import XiaozhiTestServer
-from tests.upstream_helpers import device_config, without_greeting
+from tests.upstream_helpers import device_config
 
 pytestmark = pytest.mark.peer
 _STEP = 8.0
@@ -108,8 +108,7 @@ def _heard(server: XiaozhiTestServer, part: np.ndarray) -> float:
 
 
 async def test_a_command_said_right_after_the_wake_word_reaches_the_server_whole_after_a_chime(
-        pulse: PulseServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    without_greeting(monkeypatch)  # nothing from the server after `listen start`: the mic must open by itself
+        pulse: PulseServer, tmp_path: Path) -> None:
     wake = speech("okay nahboo", pad=1.0)
     command = speech("turn on the light", pad=0.1)
     async with (XiaozhiTestServer(utterance_frames=None, mcp=False, wake_words=("Okay Nabu",)) as server,

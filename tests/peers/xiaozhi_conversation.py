@@ -42,7 +42,8 @@ class ConversationSettings:
 
     stt_text: str = "今天天气怎么样"
     reply_text: str = "今天是晴天。"
-    greeting_text: str = "你好呀，我在。"
+    #: The answer to a wake word's `listen detect`; None: say nothing (then only the device opens the mic).
+    greeting_text: str | None = "你好呀，我在。"
     wake_words: tuple[str, ...] = ("你好小智",)
     emotion: str = "happy"
     tts_frames: int = 8
@@ -196,7 +197,8 @@ class Conversation:
             if not isinstance(text, str):
                 self._record.note_bad_input(f"listen detect without text: {message!r:.200}")
             elif text in self._settings.wake_words:
-                self._start_reply(text, self._settings.greeting_text)
+                if self._settings.greeting_text is not None:
+                    self._start_reply(text, self._settings.greeting_text)
             else:
                 self._start_reply(text, self._settings.reply_text)
         else:
