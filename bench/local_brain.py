@@ -31,13 +31,13 @@ sys.path.insert(0, str(REPO))
 from pibuddy.audio.pipeline import AudioPipeline  # noqa: E402
 from pibuddy.audio.service import AudioService  # noqa: E402
 from pibuddy.brain.asr.sphinx import PocketsphinxAsr  # noqa: E402
-from pibuddy.brain.build import brain_services  # noqa: E402
 from pibuddy.brain.service import LocalBrainService  # noqa: E402
 from pibuddy.brain.vocabulary import from_homeassistant  # noqa: E402
 from pibuddy.config import BrainConfig, Config, HomeAssistantConfig, UpstreamConfig  # noqa: E402
 from pibuddy.drivers.homeassistant.index import Index  # noqa: E402
 from pibuddy.events import EventBus  # noqa: E402
-from pibuddy.tools.catalog import build_toolbox  # noqa: E402
+from pibuddy.wiring.brain import brain_services  # noqa: E402
+from pibuddy.wiring.tools import build_toolbox  # noqa: E402
 from tests.audio.conftest import MonitorRecorder, play_into_microphone  # noqa: E402
 from tests.brain.test_speech import in_a_room  # noqa: E402
 from tests.peers.fixtures_homeassistant import SNAPSHOT  # noqa: E402

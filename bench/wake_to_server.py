@@ -1,7 +1,7 @@
 """Wake word -> xiaozhi server: how long the whole device path takes, over MQTT+UDP and over WebSocket.
 
 "okay nabu" (espeak-ng) is spoken into a private PulseAudio virtual microphone. The real `AudioPipeline`
-hears it and publishes `WakeDetected`; the real `UpstreamService` (device client, `PipelineAudioPort`) opens
+hears it and publishes `WakeDetected`; the real `DeviceClientService` (device client, `PipelineAudioPort`) opens
 a channel to the xiaozhi test server (tests/peers/xiaozhi_server.py) through a real mosquitto broker, or
 directly over WebSocket, and sends hello, the wake word audio (pre-roll), `listen detect` and `listen start`;
 then the microphone streams live. Every moment is stamped on the one monotonic clock of this process, where
@@ -39,16 +39,16 @@ from pibuddy.audio import devices
 from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.audio.port import PipelineAudioPort
 from pibuddy.config import AudioConfig
+from pibuddy.device_client.service import DeviceClientService
 from pibuddy.events import EventBus
-from pibuddy.tools.catalog import build_registry
-from pibuddy.upstream.service import UpstreamService
+from pibuddy.wiring.tools import build_registry
 from pibuddy.xiaozhi import State
 from tests.audio.conftest import play_into_microphone
+from tests.device_client_helpers import device_config
 from tests.peers.mosquitto import MosquittoBroker
 from tests.peers.pulseaudio import PulseServer, pulseaudio_server
 from tests.peers.speech import speech
 from tests.peers.xiaozhi_server import MqttBrokerInfo, XiaozhiTestServer
-from tests.upstream_helpers import device_config
 
 _STEP: Final = 8.0  # every milestone must come within this many seconds
 _PACER_LATENCY_MS: Final = 100  # see the `pulse` fixture in tests/audio/conftest.py
@@ -162,7 +162,7 @@ async def _measure(pulse: PulseServer, pipeline: AudioPipeline, bus: EventBus, s
     with tempfile.TemporaryDirectory(prefix="pibuddy-bench-") as state:
         config = device_config(Path(state), server.ota_url, transport=transport)
         port = _CountingPort(pipeline)
-        service = UpstreamService(config, bus=bus, registry=build_registry(config), audio=port)
+        service = DeviceClientService(config, bus=bus, registry=build_registry(config), audio=port)
         await service.start()
         woke: asyncio.Queue[float] = asyncio.Queue()
 
@@ -264,7 +264,7 @@ def report(wakes: int) -> list[str]:
     ]
     prerolls = sorted({n for run in runs for n in run.preroll_frames})
     lines = [f"\"okay nabu\" (espeak-ng) spoken {wakes} times into the PulseAudio virtual mic per transport and "
-             "server behaviour; the real AudioPipeline + PipelineAudioPort + UpstreamService against the xiaozhi "
+             "server behaviour; the real AudioPipeline + PipelineAudioPort + DeviceClientService against the xiaozhi "
              "test server (MQTT through a real mosquitto + UDP, or WebSocket), all on 127.0.0.1, each wake from a "
              f"closed conversation. Pre-roll sent per wake: {', '.join(map(str, prerolls))} Opus frames of 60 ms. "
              "Times in ms after the wake event reached its reader (pipeline.wake_events()), all stamped on one "

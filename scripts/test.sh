@@ -41,6 +41,6 @@ if [[ $status -eq 0 && $# -eq 0 ]]; then
     echo "==> pytest with PIBUDDY_NATIVE=0 (the pure-Python packet path): device client and gateway"
     PIBUDDY_NATIVE=0 .venv/bin/python -m pytest -o timeout=120 -q \
         tests/test_xiaozhi_udp_packet_native.py::test_this_test_run_uses_the_packet_path_its_environment_asks_for \
-        tests/test_upstream_client.py tests/gateway || status=$?
+        tests/test_device_client_client.py tests/gateway || status=$?
 fi
 exit "$status"

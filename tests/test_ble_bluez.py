@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from pibuddy.backoff import Backoff
-from pibuddy.check import run_probes
 from pibuddy.config import BleConfig, Config
 from pibuddy.drivers.ble import BleDriver, BleService, ble_tools
 from pibuddy.events import EventBus
 from pibuddy.supervisor import Supervisor
 from pibuddy.tools.registry import ToolRegistry
+from pibuddy.wiring.check import run_probes
 from tests.peers.ble_adverts import (
     BTHOME_UUID,
     MIBEACON_UUID,
@@ -127,7 +127,7 @@ async def test_check_probe_without_any_system_bus(monkeypatch: pytest.MonkeyPatc
 
 
 def _ble_probe_only() -> list:  # type: ignore[type-arg]
-    from pibuddy.check import PROBES  # noqa: PLC0415
+    from pibuddy.wiring.check import PROBES  # noqa: PLC0415
 
     return [probe for probe in PROBES if probe.name == "bluetooth"]
 

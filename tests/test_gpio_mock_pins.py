@@ -17,8 +17,8 @@ from pibuddy.drivers.gpio import service as gpio_service
 from pibuddy.drivers.gpio.outputs import apa102_frame
 from pibuddy.drivers.gpio.patterns import LightState
 from pibuddy.events import Command, DeviceState, ErrorOccurred, EventBus, Muted, Subscription
-from pibuddy.tools.catalog import build_toolbox
 from pibuddy.tools.registry import ToolRegistry, ToolResult
+from pibuddy.wiring.tools import build_toolbox
 
 BUTTON, LED_PIN = 17, 27
 
@@ -292,7 +292,7 @@ async def test_not_on_a_pi_one_log_line_and_the_driver_stays_off(caplog: pytest.
 
 
 def test_toolbox_and_services_wire_ble_and_gpio() -> None:
-    from pibuddy.app import build_services  # noqa: PLC0415
+    from pibuddy.wiring.services import build_services  # noqa: PLC0415
 
     config = Config.model_validate({
         "audio": {"enabled": False}, "upstream": {"enabled": False}, "tools": {"builtin": False},

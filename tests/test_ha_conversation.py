@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from pibuddy.config import HomeAssistantConfig
+from pibuddy.device_client.service import DeviceClientService
 from pibuddy.events import EventBus
-from pibuddy.tools.catalog import build_registry
-from pibuddy.upstream.service import UpstreamService
+from pibuddy.wiring.tools import build_registry
+from tests.device_client_helpers import ScriptedAudio, device_config
 from tests.peers.homeassistant import HomeAssistantPeer
 from tests.peers.xiaozhi_server import XiaozhiTestServer
-from tests.upstream_helpers import ScriptedAudio, device_config
 
 pytestmark = pytest.mark.peer
 _STEP = 5.0
@@ -29,7 +29,7 @@ async def test_conversation_turns_on_a_light(homeassistant_peer: HomeAssistantPe
     async with XiaozhiTestServer(tts_frames=2, tts_frame_interval=0.01, utterance_frames=3) as server:
         config = device_config(tmp_path, server.ota_url).model_copy(update={"homeassistant": HomeAssistantConfig(
             enabled=True, url=peer.url, token=peer.token)})  # type: ignore[arg-type]
-        service = UpstreamService(config, bus=EventBus(), registry=build_registry(config), audio=ScriptedAudio())
+        service = DeviceClientService(config, bus=EventBus(), registry=build_registry(config), audio=ScriptedAudio())
         await service.start()
         try:
             assert service.client is not None

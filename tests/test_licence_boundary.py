@@ -11,10 +11,10 @@ _GPL_MODULES = ("miio", "pyric")
 
 _LOAD_EVERYTHING = """
 import json, sys
-import pibuddy.app, pibuddy.cli
+import pibuddy.wiring.services, pibuddy.cli
 import pibuddy.drivers.ble, pibuddy.drivers.ble.adverts, pibuddy.drivers.ble.probe
 import pibuddy.drivers.miot, pibuddy.drivers.gpio, pibuddy.drivers.homeassistant
-import pibuddy.gateway.service, pibuddy.openclaw.services, pibuddy.brain.build
+import pibuddy.gateway.service, pibuddy.wiring.openclaw, pibuddy.wiring.brain
 print(json.dumps(sorted(sys.modules)))
 """
 

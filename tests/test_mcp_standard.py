@@ -15,13 +15,13 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from pibuddy.app import build_services
 from pibuddy.config import load_config
 from pibuddy.errors import ConfigError
 from pibuddy.events import EventBus
 from pibuddy.tools.arguments import integer, string
 from pibuddy.tools.mcp_standard import McpHttpServer
 from pibuddy.tools.registry import ToolRegistry, tool
+from pibuddy.wiring.services import build_services
 from tests.peers.homeassistant import HomeAssistantPeer
 
 _TOKEN = "http-bearer-token-5678"

@@ -23,8 +23,8 @@ from pibuddy.drivers.miot.inventory import Device, Inventory
 from pibuddy.drivers.miot.lan_transport import LanTransport
 from pibuddy.drivers.miot.spec_store import SpecStore
 from pibuddy.drivers.miot.transport import TransportKind
-from pibuddy.tools.catalog import build_toolbox
 from pibuddy.tools.registry import ToolRegistry
+from pibuddy.wiring.tools import build_toolbox
 from tests.peers.mi_cloud import PASSWORD, USERNAME, CloudDevice, FakeMiCloud
 from tests.peers.miio_device import Fault, SimulatedDevice, load_spec
 

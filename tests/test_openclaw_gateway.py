@@ -23,7 +23,6 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from pibuddy.app import build_services
 from pibuddy.backoff import Backoff
 from pibuddy.config import Config
 from pibuddy.errors import ConnectionLost
@@ -39,8 +38,9 @@ from pibuddy.openclaw.status import STATUS_FILE
 from pibuddy.openclaw.transport import FrameTransport, WebSocketTransport
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Service, Supervisor
-from pibuddy.tools.catalog import build_registry
 from pibuddy.tools.registry import ToolRegistry, tool
+from pibuddy.wiring.services import build_services
+from pibuddy.wiring.tools import build_registry
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.openclaw_gateway import OpenClawGateway, default_config, openclaw_gateway_fixture  # noqa: F401
 

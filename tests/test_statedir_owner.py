@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pibuddy.device_client.identity import IDENTITY_FILE, load_identity
 from pibuddy.statedir import StateDir, StatePermissionError
-from pibuddy.upstream.identity import IDENTITY_FILE, load_identity
 
 NOBODY = 65534
 

@@ -16,9 +16,9 @@ from pibuddy.config import Config, PlaybackConfig, ToolsConfig
 from pibuddy.errors import DeviceUnreachable
 from pibuddy.tools import ToolRegistry, ToolResult
 from pibuddy.tools.builtin import builtin_tools
-from pibuddy.tools.catalog import build_registry, build_toolbox
 from pibuddy.tools.host import Host
 from pibuddy.tools.volume import AlsaMixer, PulseMixer, SystemVolume, parse_percent
+from pibuddy.wiring.tools import build_registry, build_toolbox
 from tests.peers.pulseaudio import PulseServer, pulseaudio_server
 
 _NO_PULSE = "unix:/nonexistent/pibuddy-test/native"

@@ -27,8 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from setuptools import Distribution, Extension
 
-from pibuddy import check
 from pibuddy.config import Config
+from pibuddy.probe import ProbeResult
+from pibuddy.wiring import check
 from pibuddy.xiaozhi import udp_codec, udp_packet
 from pibuddy.xiaozhi.errors import LocalProtocolError, MalformedPacket
 from tests import test_xiaozhi_udp_codec as twin_tests
@@ -330,7 +331,7 @@ def test_the_extension_is_chosen_when_built() -> None:
 async def test_pibuddy_check_reports_the_packet_path() -> None:
     config = Config()
     assert any(p.name == "udp packet path" and p.applies(config) for p in check.PROBES)
-    assert await check.probe_packet_path(config) == check.ProbeResult(True, udp_codec.PACKET_PATH)
+    assert await check.probe_packet_path(config) == ProbeResult(True, udp_codec.PACKET_PATH)
 
 
 # ---- the install without a compiler, headers or libcrypto -----------------------------------------------

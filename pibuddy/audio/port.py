@@ -1,13 +1,13 @@
-"""The device client's `AudioPort` (pibuddy/upstream/audio_port.py) implemented over `AudioPipeline`."""
+"""The device client's `AudioPort` (pibuddy/audio/contract.py) implemented over `AudioPipeline`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
+from pibuddy.audio.contract import UtteranceEnded
 from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.audio.uplink import STOPPED, UplinkStream
-from pibuddy.upstream.audio_port import UtteranceEnded
 
 
 class PipelineAudioPort:

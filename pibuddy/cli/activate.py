@@ -18,9 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
+    from pibuddy.device_client.service import make_channel, provision  # noqa: PLC0415
     from pibuddy.errors import PiBuddyError  # noqa: PLC0415
     from pibuddy.events import ActivationCode, EventBus  # noqa: PLC0415
-    from pibuddy.upstream.service import make_channel, provision  # noqa: PLC0415
 
     async def main() -> int:
         bus = EventBus()

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
-    from pibuddy.check import ProbeResult, format_table, run_probes  # noqa: PLC0415
+    from pibuddy.probe import ProbeResult  # noqa: PLC0415
+    from pibuddy.wiring.check import format_table, run_probes  # noqa: PLC0415
 
     rows = [("config", ProbeResult(True, str(config_path(args))))]
     rows += asyncio.run(run_probes(config))

@@ -20,8 +20,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
     from pibuddy.events import EventBus  # noqa: PLC0415 - keep `pibuddy --help` light
     from pibuddy.supervisor import Supervisor  # noqa: PLC0415
-    from pibuddy.tools.catalog import build_toolbox  # noqa: PLC0415
     from pibuddy.tools.mcp_standard import serve_stdio  # noqa: PLC0415
+    from pibuddy.wiring.tools import build_toolbox  # noqa: PLC0415
 
     async def main() -> None:
         toolbox = build_toolbox(config)

@@ -20,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
     logging.getLogger("pibuddy").info("PiBuddy %s starting with %s", __version__, config_path(args))
-    from pibuddy.app import build_services  # noqa: PLC0415
     from pibuddy.events import EventBus  # noqa: PLC0415
     from pibuddy.supervisor import Supervisor  # noqa: PLC0415
     from pibuddy.systemd import Notifier  # noqa: PLC0415
+    from pibuddy.wiring.services import build_services  # noqa: PLC0415
 
     async def main() -> None:
         bus = EventBus()

@@ -23,9 +23,9 @@ def run(args: argparse.Namespace) -> int:
     if args.language:
         config = config.model_copy(update={"brain": config.brain.model_copy(update={"language": args.language})})
     from pibuddy.brain import Outcome  # noqa: PLC0415 - keep `pibuddy --help` light
-    from pibuddy.brain.build import local_brain  # noqa: PLC0415
     from pibuddy.brain.errors import BrainUnavailable  # noqa: PLC0415
-    from pibuddy.tools.catalog import build_toolbox  # noqa: PLC0415
+    from pibuddy.wiring.brain import local_brain  # noqa: PLC0415
+    from pibuddy.wiring.tools import build_toolbox  # noqa: PLC0415
 
     try:
         brain = local_brain(config, build_toolbox(config))

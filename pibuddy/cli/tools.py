@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print("pibuddy: tools call needs a tool name (see `pibuddy tools list`)", file=sys.stderr)
         return 2
     config = load_or_exit(args)
-    from pibuddy.tools.catalog import build_registry  # noqa: PLC0415 - keep `pibuddy --help` light
+    from pibuddy.wiring.tools import build_registry  # noqa: PLC0415 - keep `pibuddy --help` light
 
     registry = build_registry(config)
     if args.action == "list":

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from pibuddy.gateway.bridge import UpstreamPool, display_url
+from pibuddy.gateway.bridge import ChatServerPool, display_url
 from pibuddy.gateway.credentials import api_token_valid
 from pibuddy.gateway.device import DeviceSession, SessionState
 from pibuddy.gateway.mcp_cache import McpRequestFailed
@@ -45,7 +45,7 @@ class ManagementApi:
     today: the local date (tests move it).
     """
 
-    def __init__(self, sessions: Mapping[str, DeviceSession], pool: UpstreamPool, *, key: str,
+    def __init__(self, sessions: Mapping[str, DeviceSession], pool: ChatServerPool, *, key: str,
                  today: Callable[[], dt.date] = dt.date.today) -> None:
         self._sessions = sessions
         self._pool = pool
@@ -103,7 +103,7 @@ class ManagementApi:
         del request
         now = time.monotonic()
         upstreams = [{"url": display_url(u.url), "healthy": u.healthy(now), "activeSessions": u.active,
-                      "sessionsTotal": u.sessions_total, "failures": u.failures} for u in self._pool.upstreams]
+                      "sessionsTotal": u.sessions_total, "failures": u.failures} for u in self._pool.servers]
         return web.json_response({"devices": [describe(session) for session in self._sessions.values()],
                                   "upstreams": upstreams})
 
@@ -118,7 +118,7 @@ def describe(session: DeviceSession) -> dict[str, Any]:
         "connectedAt": dt.datetime.fromtimestamp(connection.connected_at, dt.UTC).isoformat(timespec="seconds"),
         "state": session.state.value,
         "sessionId": session.session_id,
-        "upstream": display_url(bridge.upstream.url) if bridge else None,
+        "upstream": display_url(bridge.server.url) if bridge else None,
         "toolsCached": len(session.mcp.device_tools),
         "mqtt": {"messagesIn": connection.messages_in, "messagesOut": connection.messages_out},
         "udp": {"packetsIn": route.packets_in if route else 0, "packetsOut": route.packets_out if route else 0},

@@ -1,6 +1,6 @@
-"""The upstream leg: one WebSocket per device session to a xiaozhi chat server (reference §8).
+"""The chat-server leg: one WebSocket per device session to a xiaozhi chat server (reference §8).
 
-`UpstreamPool` picks the server: the healthy one with the fewest active sessions (the reference picks at
+`ChatServerPool` picks the server: the healthy one with the fewest active sessions (the reference picks at
 random), and a server that failed to connect or to answer hello sits out `cooldown` seconds; when every
 server is cooling down the one whose cooldown ends first is tried anyway, so a single-server setup
 recovers as soon as its server is back.
@@ -35,12 +35,12 @@ _MAX_EARLY_MESSAGES: Final = 64
 _CLOSE_TIMEOUT_SECONDS: Final = 2.0
 
 
-class UpstreamUnavailable(ConnectionLost):
+class ChatServerUnavailable(ConnectionLost):
     """No chat server could be reached, or none answered hello in time."""
 
 
 @dataclass
-class Upstream:
+class ChatServer:
     """One configured chat server and what the pool knows of it."""
 
     url: str
@@ -53,32 +53,32 @@ class Upstream:
         return now >= self.unhealthy_until
 
 
-class UpstreamPool:
+class ChatServerPool:
     """Args:
     urls: chat server WebSocket URLs (each ending with `?from=mqtt_gateway`).
     cooldown: seconds a failing server is skipped.
     """
 
     def __init__(self, urls: list[str], *, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.upstreams = [Upstream(url) for url in urls]
+        self.servers = [ChatServer(url) for url in urls]
         self._cooldown = cooldown
         self._clock = clock
 
-    def candidates(self) -> list[Upstream]:
+    def candidates(self) -> list[ChatServer]:
         """Healthy servers by fewest active sessions, then the cooling ones by soonest recovery."""
         now = self._clock()
-        healthy = sorted((u for u in self.upstreams if u.healthy(now)), key=lambda u: u.active)
-        cooling = sorted((u for u in self.upstreams if not u.healthy(now)), key=lambda u: u.unhealthy_until)
+        healthy = sorted((u for u in self.servers if u.healthy(now)), key=lambda u: u.active)
+        cooling = sorted((u for u in self.servers if not u.healthy(now)), key=lambda u: u.unhealthy_until)
         return healthy + cooling
 
-    def mark_failed(self, upstream: Upstream, reason: str) -> None:
-        upstream.failures += 1
-        upstream.unhealthy_until = self._clock() + self._cooldown
-        _LOGGER.warning("chat server %s failed (%s); skipping it for %.0f s", display_url(upstream.url), reason,
+    def mark_failed(self, server: ChatServer, reason: str) -> None:
+        server.failures += 1
+        server.unhealthy_until = self._clock() + self._cooldown
+        _LOGGER.warning("chat server %s failed (%s); skipping it for %.0f s", display_url(server.url), reason,
                         self._cooldown)
 
-    def mark_ok(self, upstream: Upstream) -> None:
-        upstream.unhealthy_until = 0.0
+    def mark_ok(self, server: ChatServer) -> None:
+        server.unhealthy_until = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class ServerHello:
     audio_params: Any
 
 
-def upstream_headers(identity: DeviceIdentity, *, server_secret: str | None, now: float) -> dict[str, str]:
+def chat_server_headers(identity: DeviceIdentity, *, server_secret: str | None, now: float) -> dict[str, str]:
     """The §8.1 handshake headers for one device."""
     # Without SERVER_SECRET the reference sends a literal token that servers without auth ignore.
     token = server_auth_token(server_secret, identity.uuid, identity.mac, int(now)) if server_secret else "test-token"
@@ -104,14 +104,14 @@ class Bridge:
     """One device session's WebSocket to its chat server.
 
     Args:
-        upstream: the chosen server (its `active` count is kept by the bridge).
+        server: the chosen server (its `active` count is kept by the bridge).
         on_text: gets (this bridge, each server JSON message after the hello as text).
         on_audio: gets (this bridge, each server binary frame in the §8.2 downlink form).
     """
 
-    def __init__(self, upstream: Upstream, *, on_text: Callable[[Bridge, str], None],
+    def __init__(self, server: ChatServer, *, on_text: Callable[[Bridge, str], None],
                  on_audio: Callable[[Bridge, bytes], None]) -> None:
-        self.upstream = upstream
+        self.server = server
         self.frames_up = 0
         self.frames_down = 0
         self._on_text = on_text
@@ -123,14 +123,14 @@ class Bridge:
         self._uplink_drops = DropCounter("uplink audio frames (chat server not reading)", _LOGGER)
 
     async def open(self, headers: dict[str, str], device_hello: Hello) -> ServerHello:
-        """Connect and exchange hellos; raises `UpstreamUnavailable` (the caller sets the time limit)."""
+        """Connect and exchange hellos; raises `ChatServerUnavailable` (the caller sets the time limit)."""
         try:
-            self._ws = await WsClient.connect(self.upstream.url, headers, on_text=self._text_before_hello,
+            self._ws = await WsClient.connect(self.server.url, headers, on_text=self._text_before_hello,
                                               on_binary=_ignore, max_size=_MAX_WS_MESSAGE)
         except WsConnectFailed as exc:
-            raise UpstreamUnavailable(exc.args[0]) from exc
-        self.upstream.active += 1
-        self.upstream.sessions_total += 1
+            raise ChatServerUnavailable(exc.args[0]) from exc
+        self.server.active += 1
+        self.server.sessions_total += 1
         self._counted = True
         # The device's other hello fields (text_font for glyph push, §7.4) pass through untouched.
         hello = {"type": "hello", "version": HELLO_VERSION_GATEWAY_UPSTREAM, "transport": AudioTransport.WEBSOCKET,
@@ -142,7 +142,7 @@ class Bridge:
         finally:
             closed.cancel()
         if not self._hello.done():
-            raise UpstreamUnavailable("closed before its hello")
+            raise ChatServerUnavailable("closed before its hello")
         return self._hello.result()
 
     def start(self) -> None:
@@ -161,12 +161,12 @@ class Bridge:
         try:
             parsed = parse_message(text)
         except RemoteProtocolError as exc:
-            _LOGGER.info("chat server %s said before its hello: %s", display_url(self.upstream.url), exc.reason)
+            _LOGGER.info("chat server %s said before its hello: %s", display_url(self.server.url), exc.reason)
             return
         if not isinstance(parsed, Hello):
             _LOGGER.debug("server message before its hello ignored: %s", parsed.TYPE)
         elif not isinstance(parsed.session_id, str):
-            self._hello.set_exception(UpstreamUnavailable("server hello without a session_id"))
+            self._hello.set_exception(ChatServerUnavailable("server hello without a session_id"))
         else:
             self._hello.set_result(ServerHello(parsed.session_id, parsed.audio_params))
 
@@ -202,7 +202,7 @@ class Bridge:
         """Close the WebSocket (idempotent); the server's session count drops once."""
         if self._counted:
             self._counted = False
-            self.upstream.active -= 1
+            self.server.active -= 1
         ws = self._ws
         if ws is None:
             return

@@ -17,8 +17,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pibuddy import netinfo
 from pibuddy.gateway.mqtt_codec import ConnackCode
-from pibuddy.upstream import netinfo
 from pibuddy.xiaozhi.errors import RemoteProtocolError
 
 CLIENT_ID_SEPARATOR: Final = "@@@"

@@ -28,11 +28,11 @@ from typing import Any, Final
 
 from pibuddy.gateway.bridge import (
     Bridge,
+    ChatServerPool,
+    ChatServerUnavailable,
     ServerHello,
-    UpstreamPool,
-    UpstreamUnavailable,
+    chat_server_headers,
     display_url,
-    upstream_headers,
 )
 from pibuddy.gateway.mcp_cache import DeviceMcp, HostTools, ServerRequest
 from pibuddy.gateway.mqtt_server import DeviceConnection
@@ -68,7 +68,7 @@ class GatewayContext:
     """What every device session shares."""
 
     relay: UdpRelay
-    pool: UpstreamPool
+    pool: ChatServerPool
     advertised_host: str
     server_secret: str | None
     host_tools: HostTools | None
@@ -168,7 +168,7 @@ class DeviceSession:
             "audio_params": server_hello.audio_params,
         })
         _LOGGER.info("device %s session %s bridged to %s", self.client_id, server_hello.session_id,
-                     display_url(bridge.upstream.url))
+                     display_url(bridge.server.url))
         bridge.start()
         try:
             await bridge.run()
@@ -181,21 +181,21 @@ class DeviceSession:
         """Try the pool's candidates within the hello budget; None if none answered."""
         pool, deadline = self._context.pool, time.monotonic() + _HELLO_BUDGET_SECONDS
         candidates = pool.candidates()
-        headers = upstream_headers(self.connection.identity, server_secret=self._context.server_secret,
-                                   now=time.time())
-        for index, upstream in enumerate(candidates):
+        headers = chat_server_headers(self.connection.identity, server_secret=self._context.server_secret,
+                                      now=time.time())
+        for index, server in enumerate(candidates):
             share = (deadline - time.monotonic()) / (len(candidates) - index)  # later servers keep their turn
-            bridge = Bridge(upstream, on_text=self._text_from_server, on_audio=self._audio_from_server)
+            bridge = Bridge(server, on_text=self._text_from_server, on_audio=self._audio_from_server)
             try:
                 server_hello = await asyncio.wait_for(bridge.open(headers, hello), max(share, 0.1))
-            except (UpstreamUnavailable, TimeoutError) as exc:
+            except (ChatServerUnavailable, TimeoutError) as exc:
                 await bridge.close()
-                pool.mark_failed(upstream, str(exc) or "no hello in time")
+                pool.mark_failed(server, str(exc) or "no hello in time")
                 continue
             except asyncio.CancelledError:  # superseded by a new hello or a goodbye
                 await bridge.close()
                 raise
-            pool.mark_ok(upstream)
+            pool.mark_ok(server)
             return bridge, server_hello
         if not candidates:
             _LOGGER.error("device %s said hello but gateway.chat_servers is empty", self.client_id)

@@ -8,9 +8,9 @@ from typing import Final
 
 import httpx
 
-from pibuddy.check import ProbeResult
 from pibuddy.config import GatewayConfig
 from pibuddy.gateway.ota_server import OTA_PATH
+from pibuddy.probe import ProbeResult
 
 _OWN_OTA_ANSWER: Final = "PiBuddy local OTA"
 _ASK_SECONDS: Final = 2.0

@@ -7,9 +7,10 @@ import contextlib
 import logging
 from typing import Final
 
+from pibuddy import netinfo
 from pibuddy.config import Config, GatewayConfig
 from pibuddy.gateway.api import ManagementApi
-from pibuddy.gateway.bridge import UpstreamPool
+from pibuddy.gateway.bridge import ChatServerPool
 from pibuddy.gateway.credentials import DeviceIdentity, generate_signature_key, key_weakness, validate_client
 from pibuddy.gateway.device import DeviceSession, GatewayContext
 from pibuddy.gateway.mcp_cache import HostTools
@@ -21,7 +22,6 @@ from pibuddy.gateway.webapp import WebApp
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Health, Service
 from pibuddy.tools.registry import ToolRegistry
-from pibuddy.upstream import netinfo
 
 _LOGGER = logging.getLogger(__name__)
 SIGNATURE_KEY_FILE: Final = "gateway_signature_key"
@@ -73,7 +73,7 @@ class GatewayService(Service):
         self.sessions: dict[str, DeviceSession] = {}
         self.relay: UdpRelay | None = None
         self.mqtt: MqttServer | None = None
-        self.pool = UpstreamPool(list(config.chat_servers), cooldown=config.upstream_cooldown)
+        self.pool = ChatServerPool(list(config.chat_servers), cooldown=config.upstream_cooldown)
         self.api: WebApp | None = None
         self.ota: WebApp | None = None
         self.advertised_host = ""

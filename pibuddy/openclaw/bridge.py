@@ -30,6 +30,7 @@ import aiomqtt
 from pibuddy.config import Config
 from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
+from pibuddy.netinfo import ipv4_address, primary_interface
 from pibuddy.openclaw.connection import MAX_INCOMING_BYTES
 from pibuddy.openclaw.errors import ErrorShape, FrameError, OpenClawError
 from pibuddy.openclaw.frames import EventFrame, ResponseFrame, encode, parse_frame
@@ -37,7 +38,6 @@ from pibuddy.openclaw.handshake import HelloOk
 from pibuddy.openclaw.topics import Kind, SessionTopics, bridge_filters, parse_topic
 from pibuddy.openclaw.transport import WebSocketTransport
 from pibuddy.supervisor import Health, Service
-from pibuddy.upstream.netinfo import ipv4_address, primary_interface
 
 _LOGGER = logging.getLogger(__name__)
 _PRE_AUTH_MAX_BYTES: Final = 64 * 1024  # current gateways cap frames before hello-ok at 64 KiB

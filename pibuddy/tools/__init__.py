@@ -1,8 +1,8 @@
 """PiBuddy's tools: a registry of named, schema-checked async handlers, offered over MCP.
 
 Flow: server MCP request -> `tools.mcp.McpServer` -> `ToolRegistry.call` -> handler (driver) -> result text.
-Tools know nothing of transports; drivers know nothing of xiaozhi. The catalog (`tools.catalog`) is not
-imported here: it imports the drivers, which import this package.
+Tools know nothing of transports or drivers; drivers know nothing of xiaozhi. Which tools are offered is
+decided in `pibuddy.wiring.tools`, which imports the drivers, which import this package.
 """
 
 from pibuddy.tools.arguments import boolean, integer, object_schema, string

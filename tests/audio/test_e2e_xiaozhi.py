@@ -1,6 +1,6 @@
 """End to end: virtual mic -> AudioPipeline -> device client -> test xiaozhi server -> speaker -> monitor.
 
-The device client (pibuddy.upstream) drives the pipeline through `PipelineAudioPort` and hears the wake
+The device client (pibuddy.device_client) drives the pipeline through `PipelineAudioPort` and hears the wake
 word as the `WakeDetected` event the pipeline publishes on the shared bus.
 """
 
@@ -17,16 +17,16 @@ import pytest
 from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.audio.port import PipelineAudioPort
 from pibuddy.config import AudioConfig
+from pibuddy.device_client.client import DeviceClient
+from pibuddy.device_client.service import DeviceClientService
 from pibuddy.events import EventBus
-from pibuddy.tools.catalog import build_registry
-from pibuddy.upstream.client import DeviceClient
-from pibuddy.upstream.service import UpstreamService
+from pibuddy.wiring.tools import build_registry
 from pibuddy.xiaozhi import ListenMode, State
 from tests.audio.conftest import MonitorRecorder, best_lag, play_into_microphone
+from tests.device_client_helpers import device_config
 from tests.peers.pulseaudio import PulseServer
 from tests.peers.speech import speech
 from tests.peers.xiaozhi_server import XiaozhiTestServer
-from tests.upstream_helpers import device_config
 
 pytestmark = pytest.mark.peer
 _STEP = 8.0
@@ -39,7 +39,8 @@ async def _device(tmp_path: Path, server: XiaozhiTestServer) -> AsyncIterator[tu
     config = device_config(tmp_path, server.ota_url, transport="websocket")
     bus = EventBus()
     async with AudioPipeline(AudioConfig(), bus) as pipeline:
-        service = UpstreamService(config, bus=bus, registry=build_registry(config), audio=PipelineAudioPort(pipeline))
+        service = DeviceClientService(config, bus=bus, registry=build_registry(config),
+                                      audio=PipelineAudioPort(pipeline))
         await service.start()
         try:
             assert service.client is not None

@@ -39,8 +39,8 @@ from pibuddy.drivers.miot.cloud import MiCloud
 from pibuddy.drivers.miot.driver import SPECS_DIR
 from pibuddy.drivers.miot.lan_transport import LanTransport
 from pibuddy.drivers.miot.spec_store import SpecStore
-from pibuddy.tools.catalog import build_toolbox
 from pibuddy.tools.registry import Tool, ToolRegistry
+from pibuddy.wiring.tools import build_toolbox
 from tests.brain.conftest import FixedVocabulary
 from tests.peers.ble_adverts import BTHOME_UUID, bthome_objects, bthome_plain
 from tests.peers.fake_bleak_backend import AIR, FakeClient, FakeScanner

@@ -17,12 +17,12 @@ import yaml
 from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.audio.service import AudioService
 from pibuddy.brain import Outcome
-from pibuddy.brain.build import brain_services
 from pibuddy.brain.router import BrainRouter
 from pibuddy.brain.service import LocalBrainService
 from pibuddy.config import BrainConfig, Config, HomeAssistantConfig, UpstreamConfig
 from pibuddy.events import ActiveBrain, DeviceState, EventBus, StateChanged, UpstreamLink
-from pibuddy.tools.catalog import build_toolbox
+from pibuddy.wiring.brain import brain_services
+from pibuddy.wiring.tools import build_toolbox
 from tests.audio.conftest import MonitorRecorder, play_into_microphone, pulse  # noqa: F401
 from tests.peers.homeassistant import HomeAssistantPeer
 from tests.peers.pulseaudio import PulseServer

@@ -133,7 +133,7 @@ async def test_chat_server_closing_mid_session_says_goodbye_and_serves_on(
     await reply_audio(bystander, 4)
 
 
-async def test_upstream_down_at_hello_gives_error_then_failover(
+async def test_chat_server_down_at_hello_gives_error_then_failover(
     start_gateway: GatewayFactory, upstream: XiaozhiTestServer
 ) -> None:
     dead = f"ws://127.0.0.1:{free_port()}/xiaozhi/v1/?from=mqtt_gateway"
@@ -141,14 +141,14 @@ async def test_upstream_down_at_hello_gives_error_then_failover(
     device = await connect_device(only_dead, 1)
     device.publish({"type": "hello", "version": 3, "transport": "udp", "audio_params": {"format": "opus"}})
     assert (await device.next_message(of_type="error"))["message"] == HELLO_FAILED_TEXT
-    assert only_dead.pool.upstreams[0].failures == 1
+    assert only_dead.pool.servers[0].failures == 1
     await device.close()
 
     gateway = await start_gateway([dead, gateway_url(upstream)])
     device = await connect_device(gateway, 2)
     await device.hello()  # the dead server fails, the live one answers within the same hello
     await device.hello()  # now the dead one cools down and is not tried first
-    dead_stats, live_stats = gateway.pool.upstreams
+    dead_stats, live_stats = gateway.pool.servers
     assert (dead_stats.failures, live_stats.sessions_total) == (1, 2)
     await device.close()
 
@@ -159,7 +159,7 @@ async def test_new_sessions_go_to_the_least_busy_server(start_gateway: GatewayFa
         devices = [await connect_device(gateway, i) for i in range(1, 5)]
         for device in devices:
             await device.hello()
-        assert [u.active for u in gateway.pool.upstreams] == [2, 2]
+        assert [u.active for u in gateway.pool.servers] == [2, 2]
         for device in devices:
             await device.close()
 
@@ -178,7 +178,7 @@ async def test_server_secret_signs_the_upstream_handshake(start_gateway: Gateway
         else:
             device.publish({"type": "hello", "version": 3, "transport": "udp"})
             assert (await device.next_message(of_type="error"))["message"] == HELLO_FAILED_TEXT
-            assert gateway.pool.upstreams[0].failures == 1
+            assert gateway.pool.servers[0].failures == 1
         await device.close()
 
 
@@ -191,10 +191,10 @@ async def test_udp_timeout_and_a_second_hello_each_end_the_current_session(
     await device.hello()  # a new hello replaces the session: the old WebSocket goes, no goodbye for it
     await asyncio.wait_for(upstream.disconnected.wait(), 2)
     assert device.session_id != first
-    assert [u.active for u in gateway.pool.upstreams] == [1]
+    assert [u.active for u in gateway.pool.servers] == [1]
     assert device.messages.empty()
     upstream.disconnected.clear()
     device.publish({"session_id": device.session_id, "type": "udp_timeout"})
     await asyncio.wait_for(upstream.disconnected.wait(), 2)
     assert (await device.next_message(of_type="goodbye"))["session_id"] == device.session_id
-    await eventually(lambda: gateway.pool.upstreams[0].active == 0)
+    await eventually(lambda: gateway.pool.servers[0].active == 0)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 
-from pibuddy import check
 from pibuddy.config import Config
 from pibuddy.gateway.probe import probe_gateway
 from pibuddy.gateway.service import GatewayService
+from pibuddy.wiring import check
 from tests.gateway.conftest import gateway_config
 
 

@@ -16,13 +16,13 @@ import yaml
 from zeroconf import IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
-from pibuddy.app import build_services
 from pibuddy.config import Config
 from pibuddy.events import EventBus
 from pibuddy.gateway.credentials import validate_client
 from pibuddy.gateway.ota_server import MDNS_SERVICE_TYPE
 from pibuddy.gateway.service import SIGNATURE_KEY_FILE, GatewayService
 from pibuddy.statedir import StateDir
+from pibuddy.wiring.services import build_services
 from tests.gateway.conftest import SIGNATURE_KEY, GatewayFactory, gateway_config, ota_credentials
 from tests.peers.firmware_device import FirmwareDevice
 

@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from pibuddy.device_client.service import DeviceClientService
 from pibuddy.events import EventBus
 from pibuddy.gateway.service import GatewayService
-from pibuddy.tools.catalog import build_registry
-from pibuddy.upstream.service import UpstreamService
+from pibuddy.wiring.tools import build_registry
 from pibuddy.xiaozhi import State
+from tests.device_client_helpers import ScriptedAudio, device_config
 from tests.gateway.conftest import DeviceFactory
 from tests.gateway.test_conversation import reply_audio, speak
 from tests.peers.xiaozhi_server import XiaozhiTestServer
 from tests.polling import eventually
-from tests.upstream_helpers import ScriptedAudio, device_config
 
 
 async def test_pibuddy_client_and_firmware_device_talk_at_once(
@@ -24,7 +24,7 @@ async def test_pibuddy_client_and_firmware_device_talk_at_once(
     assert gateway.ota is not None
     config = device_config(tmp_path, f"http://127.0.0.1:{gateway.ota.port}/xiaozhi/ota/")
     audio = ScriptedAudio()
-    service = UpstreamService(config, bus=EventBus(), registry=build_registry(config), audio=audio)
+    service = DeviceClientService(config, bus=EventBus(), registry=build_registry(config), audio=audio)
     await service.start()
     firmware = await device_factory(1)
     try:

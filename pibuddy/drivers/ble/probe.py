@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from pibuddy.check import ProbeResult
 from pibuddy.config import BleConfig
 from pibuddy.drivers.ble.errors import BluetoothUnavailable
 from pibuddy.drivers.ble.scanner import Scanner
+from pibuddy.probe import ProbeResult
 
 _LISTEN_SECONDS: Final = 1.0
 

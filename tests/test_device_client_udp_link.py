@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 
-from pibuddy.upstream.udp_link import UdpLink
+from pibuddy.device_client.udp_link import UdpLink
 
 
 async def test_a_cancelled_receive_leaves_no_reader_to_swallow_the_next_datagram() -> None:

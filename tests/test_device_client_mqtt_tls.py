@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from pibuddy.device_client.service import DeviceClientService
 from pibuddy.errors import ConnectionLost
 from pibuddy.events import EventBus
-from pibuddy.tools.catalog import build_registry
-from pibuddy.upstream.service import UpstreamService
+from pibuddy.wiring.tools import build_registry
+from tests.device_client_helpers import ScriptedAudio, device_config
 from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, TlsListener, mosquitto_binary
 from tests.peers.tls_certs import ServerCertificate, make_server_certificate
 from tests.peers.xiaozhi_server import MqttBrokerInfo, XiaozhiTestServer
-from tests.upstream_helpers import ScriptedAudio, device_config
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason=SKIP_REASON)
 _STEP = 5.0
@@ -43,9 +43,9 @@ async def server(tmp_path: Path, certificate: ServerCertificate) -> AsyncIterato
             yield srv
 
 
-async def _service(tmp_path: Path, server: XiaozhiTestServer) -> UpstreamService:
+async def _service(tmp_path: Path, server: XiaozhiTestServer) -> DeviceClientService:
     config = device_config(tmp_path, server.ota_url, transport="mqtt")
-    service = UpstreamService(config, bus=EventBus(), registry=build_registry(config), audio=ScriptedAudio())
+    service = DeviceClientService(config, bus=EventBus(), registry=build_registry(config), audio=ScriptedAudio())
     await service.start()
     return service
 
@@ -54,7 +54,7 @@ async def test_a_conversation_over_mqtt_with_tls_on_port_8883(
         server: XiaozhiTestServer, certificate: ServerCertificate, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate.ca))  # trust the test CA, as a system CA would be
-    with caplog.at_level(logging.INFO, logger="pibuddy.upstream"):
+    with caplog.at_level(logging.INFO, logger="pibuddy.device_client"):
         service = await _service(tmp_path, server)
         try:
             assert service.client is not None
@@ -70,7 +70,7 @@ async def test_a_conversation_over_mqtt_with_tls_on_port_8883(
 async def test_an_untrusted_broker_certificate_is_refused_with_a_clear_reason(
         server: XiaozhiTestServer, tmp_path: Path) -> None:
     config = device_config(tmp_path, server.ota_url, transport="mqtt")
-    service = UpstreamService(config, bus=EventBus(), registry=build_registry(config), audio=ScriptedAudio())
+    service = DeviceClientService(config, bus=EventBus(), registry=build_registry(config), audio=ScriptedAudio())
     try:  # the system CAs do not know the test CA; the supervisor logs this and retries with backoff
         with pytest.raises(ConnectionLost, match=rf"MQTT connection to {_TLS_IP}:8883 failed: .*certificate verify"):
             await service.start()

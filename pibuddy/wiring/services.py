@@ -1,16 +1,16 @@
-"""Wiring: which services `pibuddy run` starts for a given config."""
+"""Which services `pibuddy run` starts for a given config (start here: the other wiring modules are its helpers)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
+from pibuddy.audio.contract import AudioPort
 from pibuddy.config import Config
 from pibuddy.events import EventBus
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Service
-from pibuddy.tools.catalog import Toolbox, build_toolbox
-from pibuddy.upstream.audio_port import AudioPort
+from pibuddy.wiring.tools import Toolbox, build_toolbox
 
 if TYPE_CHECKING:
     from pibuddy.audio.pipeline import AudioPipeline
@@ -33,20 +33,20 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
 
         services.append(GpioService(config.gpio, bus))
     if config.upstream.enabled:
-        from pibuddy.upstream.service import UpstreamService  # noqa: PLC0415
+        from pibuddy.device_client.service import DeviceClientService  # noqa: PLC0415
 
-        services.append(UpstreamService(config, bus=bus, registry=toolbox.registry, audio=_audio_port(pipeline)))
+        services.append(DeviceClientService(config, bus=bus, registry=toolbox.registry, audio=_audio_port(pipeline)))
     if config.gateway.enabled:
         from pibuddy.gateway.service import GatewayService  # noqa: PLC0415 (aiohttp, zeroconf: only when on)
 
         services.append(GatewayService.from_config(config, toolbox.registry))
     if config.openclaw.enabled or config.openclaw.bridge_enabled:
-        from pibuddy.openclaw.services import openclaw_services  # noqa: PLC0415
+        from pibuddy.wiring.openclaw import openclaw_services  # noqa: PLC0415
 
         services += openclaw_services(config, bus, toolbox.registry)
     if not services:
         _LOGGER.warning("nothing is enabled in the config: PiBuddy only answers `pibuddy say` (see config.yaml)")
-    from pibuddy.brain.build import brain_services  # noqa: PLC0415 (hassil, pocketsphinx: only when run)
+    from pibuddy.wiring.brain import brain_services  # noqa: PLC0415 (hassil, pocketsphinx: only when run)
 
     services += brain_services(config, bus, toolbox, pipeline)
     return services
@@ -64,7 +64,7 @@ def _audio_pipeline(config: Config, bus: EventBus) -> AudioPipeline | None:
 def _audio_port(pipeline: AudioPipeline | None) -> AudioPort:
     """The pipeline as the device client sees it; a headless hub has none."""
     if pipeline is None:
-        from pibuddy.upstream.audio_port import NoAudio  # noqa: PLC0415
+        from pibuddy.audio.contract import NoAudio  # noqa: PLC0415
 
         return NoAudio()
     from pibuddy.audio.port import PipelineAudioPort  # noqa: PLC0415

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Final
 
 import pibuddy
+from pibuddy import netinfo
 from pibuddy.config import Config
-from pibuddy.upstream import netinfo
-from pibuddy.upstream.identity import Identity
+from pibuddy.device_client.identity import Identity
 from pibuddy.xiaozhi.ota import OtaDevice
 
 # "pibuddy", not the firmware's "xiaozhi": the name must not make a server take us for ESP32 firmware

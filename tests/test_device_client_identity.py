@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from pibuddy import netinfo
 from pibuddy.config import Config
+from pibuddy.device_client.identity import IDENTITY_FILE, Identity, IdentityError, load_identity
+from pibuddy.device_client.settings import UPSTREAM_FILE, UpstreamSettingsStore
+from pibuddy.device_client.sysinfo import application_sha256, build_ota_device
 from pibuddy.statedir import StateDir
-from pibuddy.upstream import netinfo
-from pibuddy.upstream.identity import IDENTITY_FILE, Identity, IdentityError, load_identity
-from pibuddy.upstream.settings import UPSTREAM_FILE, UpstreamSettingsStore
-from pibuddy.upstream.sysinfo import application_sha256, build_ota_device
 from pibuddy.xiaozhi.ota_response import OtaResponse, parse_response
 
 ROUTE_HEADER = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
@@ -98,7 +98,7 @@ def test_identity_is_announced_when_created_not_on_every_reload(
     net: FakeNet, state: StateDir, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The upstream service reloads the identity on each retry; the log says it once."""
-    with caplog.at_level(logging.INFO, logger="pibuddy.upstream.identity"):
+    with caplog.at_level(logging.INFO, logger="pibuddy.device_client.identity"):
         identity = net.load(state)
         net.load(state)
         net.load(state)

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from pibuddy.events import ActivationCode, DeviceState, Event, EventBus, Say, StateChanged
-from pibuddy.statedir import StateDir
-from pibuddy.upstream.ota_client import (
+from pibuddy.device_client.ota_client import (
     ActivationTimedOut,
     ActivationTimings,
     OtaClient,
     fetch_upstream_settings,
 )
-from pibuddy.upstream.settings import UPSTREAM_FILE, UpstreamSettingsStore
+from pibuddy.device_client.settings import UPSTREAM_FILE, UpstreamSettingsStore
+from pibuddy.events import ActivationCode, DeviceState, Event, EventBus, Say, StateChanged
+from pibuddy.statedir import StateDir
 from pibuddy.xiaozhi.ota import OtaDevice, OtaFailure, OtaUnavailable, system_info
 from pibuddy.xiaozhi.ota_response import Activation, WebsocketSettings, choose_transport
 from tests.peers.xiaozhi_server import XiaozhiTestServer
@@ -102,7 +102,7 @@ async def test_activation_announces_the_code_polls_and_rechecks(caplog: pytest.L
     announced: list[Activation] = []
     only_202_is_quick = ActivationTimings(polls=10, pending_delay=0.01, retry_delay=60, rounds=3)
     async with ota_pair(device(), activation=True, activation_polls=2, activation_code="460609") as (server, client):
-        with caplog.at_level(logging.INFO, logger="pibuddy.upstream.ota_client"):
+        with caplog.at_level(logging.INFO, logger="pibuddy.device_client.ota_client"):
             async with asyncio.timeout(10):
                 response = await client.provision(bus=bus, on_code=announced.append, timings=only_202_is_quick)
     assert response.activation is None  # the re-check after 200 no longer asks

@@ -17,10 +17,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
+from pibuddy.device_client.mqtt_link import MqttLink
+from pibuddy.device_client.udp_link import UdpLink
+from pibuddy.device_client.ws_link import WsLink, handshake_headers
 from pibuddy.errors import ConnectionLost
-from pibuddy.upstream.mqtt_link import MqttLink
-from pibuddy.upstream.udp_link import UdpLink
-from pibuddy.upstream.ws_link import WsLink, handshake_headers
 from pibuddy.xiaozhi import AudioTransport, UdpParams, WsProtocolVersion
 from pibuddy.xiaozhi.ota_response import MqttSettings, WebsocketSettings
 

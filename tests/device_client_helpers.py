@@ -6,8 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from pibuddy.audio.contract import UtteranceEnded
 from pibuddy.config import Config
-from pibuddy.upstream.audio_port import UtteranceEnded
 from tests.peers.opus_audio import OpusFrameDecoder, encode_tone
 
 UPLINK_RATE = 16000

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from pibuddy.device_client.settings import UpstreamSettingsStore
 from pibuddy.events import ActivationCode, DeviceState, EventBus, Say
-from pibuddy.upstream.settings import UpstreamSettingsStore
 from pibuddy.xiaozhi.ota import (
     MAX_RESPONSE_BYTES,
     OtaDevice,

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, Self
 
+from pibuddy.audio.contract import AudioPort, UtteranceEnded
+from pibuddy.device_client.channels import Channel
 from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
 from pibuddy.events import (
@@ -35,8 +37,6 @@ from pibuddy.events import (
     WakeDetected,
 )
 from pibuddy.tools.mcp import McpServer
-from pibuddy.upstream.audio_port import AudioPort, UtteranceEnded
-from pibuddy.upstream.channels import Channel
 from pibuddy.xiaozhi import (
     AlertReceived,
     ChannelTimedOut,

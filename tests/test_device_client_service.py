@@ -8,15 +8,15 @@ import subprocess
 from pathlib import Path
 
 from pibuddy.backoff import Backoff
+from pibuddy.device_client.ota_client import ActivationTimings
+from pibuddy.device_client.service import DeviceClientService
 from pibuddy.events import ActivationCode, EventBus, Say, UpstreamLink
 from pibuddy.supervisor import Supervisor
-from pibuddy.tools.catalog import build_registry
-from pibuddy.upstream.ota_client import ActivationTimings
-from pibuddy.upstream.service import UpstreamService
+from pibuddy.wiring.tools import build_registry
 from pibuddy.xiaozhi import State
+from tests.device_client_helpers import ScriptedAudio, device_config
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.xiaozhi_server import MqttBrokerInfo, XiaozhiTestServer
-from tests.upstream_helpers import ScriptedAudio, device_config
 
 _FAST_ACTIVATION = ActivationTimings(polls=5, pending_delay=0.05, retry_delay=0.05, rounds=3)
 
@@ -29,7 +29,7 @@ async def test_activation_then_conversation_over_mqtt(mosquitto: MosquittoBroker
                                  tts_frames=3, tts_frame_interval=0.01) as server:
         await asyncio.wait_for(server.mqtt_ready.wait(), 5)
         config = device_config(tmp_path, server.ota_url)
-        service = UpstreamService(config, bus=bus, registry=build_registry(config), audio=ScriptedAudio(),
+        service = DeviceClientService(config, bus=bus, registry=build_registry(config), audio=ScriptedAudio(),
                                   timings=_FAST_ACTIVATION)
         await asyncio.wait_for(service.start(), 10)
         try:
@@ -54,7 +54,7 @@ async def test_reconnects_after_the_broker_dies_and_comes_back(mosquitto: Mosqui
     async with XiaozhiTestServer(mqtt=mqtt, tts_frames=3, tts_frame_interval=0.01) as server:
         await asyncio.wait_for(server.mqtt_ready.wait(), 5)
         config = device_config(tmp_path, server.ota_url)
-        service = UpstreamService(config, bus=bus, registry=build_registry(config), audio=ScriptedAudio())
+        service = DeviceClientService(config, bus=bus, registry=build_registry(config), audio=ScriptedAudio())
         supervisor = Supervisor([service], bus=bus,
                                 backoff_factory=lambda: Backoff(initial=0.1, maximum=0.4, rng=random.Random(3)))
         running = asyncio.create_task(supervisor.run())

@@ -9,19 +9,19 @@ from __future__ import annotations
 import logging
 
 from pibuddy import __version__
+from pibuddy.audio.contract import AudioPort
 from pibuddy.config import Config, Transport
+from pibuddy.device_client.channels import Channel, MqttChannel, WsChannel
+from pibuddy.device_client.client import DeviceClient
+from pibuddy.device_client.identity import Identity, load_identity
+from pibuddy.device_client.ota_client import DEFAULT_TIMINGS, ActivationTimings, OtaClient, fetch_upstream_settings
+from pibuddy.device_client.settings import UpstreamSettingsStore
+from pibuddy.device_client.sysinfo import build_ota_device
 from pibuddy.events import DeviceState, EventBus
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Health, Service
 from pibuddy.tools.mcp import McpServer
 from pibuddy.tools.registry import ToolRegistry
-from pibuddy.upstream.audio_port import AudioPort
-from pibuddy.upstream.channels import Channel, MqttChannel, WsChannel
-from pibuddy.upstream.client import DeviceClient
-from pibuddy.upstream.identity import Identity, load_identity
-from pibuddy.upstream.ota_client import DEFAULT_TIMINGS, ActivationTimings, OtaClient, fetch_upstream_settings
-from pibuddy.upstream.settings import UpstreamSettingsStore
-from pibuddy.upstream.sysinfo import build_ota_device
 from pibuddy.xiaozhi import ListenMode
 from pibuddy.xiaozhi.ota_response import MqttSettings, OtaResponse, choose_transport
 
@@ -54,7 +54,7 @@ def _wake_turn_mode(configured: str) -> ListenMode:
     return ListenMode.REALTIME if configured == ListenMode.REALTIME else ListenMode.AUTO
 
 
-class UpstreamService(Service):
+class DeviceClientService(Service):
     """Keeps PiBuddy connected to its xiaozhi server as a device."""
 
     name = "upstream"

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from pibuddy import netinfo
 from pibuddy.errors import PiBuddyError
 from pibuddy.statedir import StateDir, StatePermissionError
-from pibuddy.upstream import netinfo
 
 _LOGGER = logging.getLogger(__name__)
 IDENTITY_FILE: Final = "identity.json"

@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
 from pibuddy.config import Config
+from pibuddy.probe import Probe, ProbeResult
 from pibuddy.statedir import StateDir
 
 _PROBE_TIMEOUT_SECONDS: Final = 8.0
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    name: str
-    applies: Callable[[Config], bool]
-    run: Callable[[Config], Awaitable[ProbeResult]]
 
 
 async def probe_state_dir(config: Config) -> ProbeResult:

@@ -13,7 +13,7 @@ from pibuddy.brain.vocabulary import vocabulary_sources
 from pibuddy.config import BrainMode, Config
 from pibuddy.events import EventBus
 from pibuddy.supervisor import Service
-from pibuddy.tools.catalog import Toolbox
+from pibuddy.wiring.tools import Toolbox
 
 if TYPE_CHECKING:
     from pibuddy.audio.pipeline import AudioPipeline

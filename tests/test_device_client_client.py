@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from pibuddy.device_client.service import DeviceClientService
 from pibuddy.events import ActiveBrain, Command, ErrorOccurred, Event, EventBus, Muted, Subscription, UpstreamLink
-from pibuddy.tools.catalog import build_registry
 from pibuddy.tools.registry import Tool, ToolResult
-from pibuddy.upstream.service import UpstreamService
+from pibuddy.wiring.tools import build_registry
 from pibuddy.xiaozhi import ListenMode, State
+from tests.device_client_helpers import ScriptedAudio, device_config
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.xiaozhi_server import McpCallError, MqttBrokerInfo, XiaozhiTestServer
 from tests.polling import eventually
-from tests.upstream_helpers import ScriptedAudio, device_config
 
 WAKE_WORD = "你好小智"
 _STEP = 5.0  # every milestone must come within this many seconds
@@ -41,9 +41,9 @@ async def server(transport: str, mosquitto: MosquittoBroker) -> AsyncIterator[Xi
 
 
 async def _service(tmp_path: Path, server: XiaozhiTestServer, audio: ScriptedAudio,
-                   bus: EventBus | None = None, **upstream: object) -> UpstreamService:
+                   bus: EventBus | None = None, **upstream: object) -> DeviceClientService:
     config = device_config(tmp_path, server.ota_url, **upstream)
-    service = UpstreamService(config, bus=bus or EventBus(), registry=build_registry(config), audio=audio)
+    service = DeviceClientService(config, bus=bus or EventBus(), registry=build_registry(config), audio=audio)
     await service.start()
     return service
 
@@ -186,7 +186,7 @@ async def test_channel_timeout_closes_a_silent_conversation_and_the_next_wake_sa
 async def test_bad_messages_from_the_server_are_dropped_and_the_conversation_goes_on(
     server: XiaozhiTestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="pibuddy.upstream")
+    caplog.set_level(logging.INFO, logger="pibuddy.device_client")
     server.settings.utterance_frames = None
     service = await _service(tmp_path, server, ScriptedAudio())
     client = service.client
@@ -222,7 +222,7 @@ async def test_mcp_tools_list_pages_over_8000_bytes_and_errors_reach_the_server(
                                {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0,
                                                                        "maximum": 9}}, "required": ["n"]},
                                echo))
-    service = UpstreamService(config, bus=EventBus(), registry=registry, audio=ScriptedAudio())
+    service = DeviceClientService(config, bus=EventBus(), registry=registry, audio=ScriptedAudio())
     await service.start()
     try:
         assert service.client is not None
