@@ -27,6 +27,11 @@ done
 echo "==> ruff check ${lint_paths[*]}"
 .venv/bin/ruff check "${lint_paths[@]}"
 
+# The heavy test peers (Home Assistant's venv, Node + OpenClaw) are built here, once per version, outside
+# the per-test timeout: on a fresh machine building them takes minutes.
+echo "==> test peers (cached in $PIBUDDY_TEST_CACHE)"
+.venv/bin/python -m tests.peers.prepare
+
 # 120 s per test unless the arguments say otherwise (--timeout=N wins over the ini value).
 echo "==> pytest $*"
 status=0
