@@ -185,17 +185,16 @@ def test_size_cap_is_checked_before_parsing() -> None:
     "obj",
     [
         {}, {"type": 1}, {"type": None}, {"type": ["listen"]},
-        {"type": "listen"}, {"type": "listen", "state": "go"}, {"type": "listen", "state": "start", "mode": "x"},
-        {"type": "listen", "state": 1}, {"type": "listen", "state": "detect", "text": 5},
-        {"type": "tts"}, {"type": "tts", "state": "pause"}, {"type": "tts", "state": "start", "text": []},
-        {"type": "stt"}, {"type": "stt", "text": None}, {"type": "llm", "emotion": 3},
+        {"type": "listen"}, {"type": "listen", "state": 1}, {"type": "listen", "state": "detect", "text": 5},
+        {"type": "tts"}, {"type": "tts", "state": "start", "text": []},
+        {"type": "stt", "text": 5}, {"type": "llm", "emotion": 3}, {"type": "system", "command": 1},
         {"type": "alert", "status": "a", "message": "b"},
         {"type": "alert", "status": 1, "message": "b", "emotion": "c"},
         {"type": "mcp"}, {"type": "mcp", "payload": []}, {"type": "custom", "payload": "x"},
-        {"type": "system"}, {"type": "error", "message": {}}, {"type": "abort", "reason": 7},
-        {"type": "goodbye", "session_id": 12}, {"type": "hello", "transport": "udp"},
+        {"type": "error", "message": {}}, {"type": "abort", "reason": 7},
+        {"type": "goodbye", "session_id": 12},
         {"type": "hello", "version": True, "transport": "udp"}, {"type": "hello", "version": "3", "transport": "udp"},
-        {"type": "hello", "version": 3}, {"type": "hello", "version": 3, "transport": "udp", "features": []},
+        {"type": "hello", "transport": 3}, {"type": "hello", "version": 3, "transport": "udp", "features": []},
         {"type": "hello", "version": 3, "transport": "udp", "udp": "x"},
         {"type": "hello", "version": 3, "transport": "udp",
          "udp": {"server": "h", "port": 1, "key": "00", "nonce": "00"}},
@@ -206,6 +205,46 @@ def test_bad_fields_are_invalid_messages(obj: dict[str, Any]) -> None:
     with pytest.raises(InvalidMessage) as info:
         parse_message(json.dumps(obj))
     assert isinstance(info.value, RemoteProtocolError)
+    assert info.value.message_type == (obj.get("type") if isinstance(obj.get("type"), str) else None)
+
+
+# What the firmware accepts (docs/compat.md): each parses, and the missing fields are None.
+@pytest.mark.parametrize(
+    ("text", "cls", "missing"),
+    [
+        # Qiniu's Xrobot platform: no version, no session id.
+        ('{"type":"hello","transport":"websocket","audio_params":{"format":"opus","sample_rate":16000,'
+         '"channels":1,"frame_duration":60}}', Hello, ("version", "session_id")),
+        ('{"type":"hello","version":1,"transport":"websocket"}', Hello, ("session_id", "audio_params")),
+        ('{"type":"hello","transport":"udp","udp":{"server":"198.51.100.2","port":8884,'
+         '"key":"00112233445566778899aabbccddeeff","nonce":"01000000deadbeef0000000000000000"}}', Hello,
+         ("version", "session_id", "audio_params")),
+        ('{"type":"hello","version":3,"features":{"mcp":true}}', Hello, ("transport",)),
+        ('{"type":"stt"}', Stt, ("text",)),
+        ('{"type":"stt","text":null}', Stt, ("text",)),
+        ('{"type":"system"}', System, ("command",)),
+        ('{"type":"llm"}', Llm, ("emotion", "text")),
+    ],
+)
+def test_what_the_firmware_accepts_parses(text: str, cls: type, missing: tuple[str, ...]) -> None:
+    message = parse_message(text)
+    assert type(message) is cls
+    assert all(getattr(message, name) is None for name in missing)
+    assert json.loads(message.to_json()) == {k: v for k, v in json.loads(text).items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [{"type": "tts", "state": "pause"}, {"type": "listen", "state": "go"},
+     {"type": "listen", "state": "start", "mode": "x"}, {"session_id": "S", "type": "tts", "state": "end", "n": 1}],
+    ids=json.dumps,
+)
+def test_a_choice_we_do_not_know_is_an_unknown_message(obj: dict[str, Any]) -> None:
+    """The firmware ignores a tts state it does not know; a relay passes the message on unchanged."""
+    message = parse_message(json.dumps(obj))
+    assert isinstance(message, UnknownMessage)
+    assert message.type == obj["type"]
+    assert message.to_dict() == obj
 
 
 def test_null_session_id_is_accepted() -> None:

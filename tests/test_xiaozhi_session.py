@@ -314,6 +314,38 @@ def test_server_hello_is_validated_like_the_firmware() -> None:
     assert device.state is State.IDLE
 
 
+@pytest.mark.parametrize(
+    "hello",
+    ['{"type":"hello","transport":"websocket","audio_params":{"format":"opus","sample_rate":16000,'
+     '"channels":1,"frame_duration":60}}',  # Qiniu Xrobot: no version, no session id
+     '{"type":"hello","version":1,"transport":"websocket"}',
+     '{"type":"hello","session_id":"S9","transport":"websocket"}'],
+    ids=["platform", "no session id", "no version"],
+)
+def test_websocket_server_hello_needs_only_its_transport(hello: str) -> None:
+    """Seen: 'dropped a bad message from the server (hello: missing version)', then the hello timeout."""
+    device = Session(DEVICE, transport=AudioTransport.WEBSOCKET)
+    device.open_channel(0.0)
+    device.receive_json(hello, 1.0)
+    assert device.state is State.OPEN
+    assert device.session_id == json.loads(hello).get("session_id", "")
+    device.start_listening()
+    assert json.loads(device.messages_to_send()[-1])["session_id"] == device.session_id
+
+
+@pytest.mark.parametrize(("goodbye", "acted_on"),
+                         [('{"type":"goodbye"}', True), ('{"type":"goodbye","session_id":""}', True),
+                          ('{"type":"goodbye","session_id":"S1"}', False)])
+def test_a_session_without_id_ends_on_a_goodbye_without_one(goodbye: str, acted_on: bool) -> None:
+    """The reference gateway ends a session whose server gave no id with a goodbye that has none."""
+    pair = SessionPair()
+    pair.open(session_id=None)
+    assert pair.device.state is State.OPEN
+    assert pair.device.session_id == ""
+    pair.device.receive_json(goodbye, 1.0)
+    assert (pair.device.state is State.IDLE) is acted_on
+
+
 def test_remote_illegal_transitions_change_nothing() -> None:
     pair = SessionPair()
     with pytest.raises(UnexpectedMessage, match="tts_start"):

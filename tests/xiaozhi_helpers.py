@@ -80,7 +80,7 @@ class SessionPair:
             receiver.receive_json(text, self.now)
         return receiver.events_received()
 
-    def open(self, session_id: str = "S1", **accept: Any) -> None:
+    def open(self, session_id: str | None = "S1", **accept: Any) -> None:
         """Run the hello exchange and drop the events it produced."""
         self.send(Role.DEVICE, lambda s: s.open_channel(self.now), expect=None)
         udp = UDP if self.transport is AudioTransport.UDP else None

@@ -64,6 +64,7 @@ from pibuddy.xiaozhi.messages import Mcp
 _LOGGER = logging.getLogger(__name__)
 _DRAIN_TIMEOUT_SECONDS: Final = 10.0  # longest a reply's tail may play before the mic reopens
 _TIMER_MAX_SLEEP_SECONDS: Final = 1.0
+_MAX_UNKNOWN_KINDS_LOGGED: Final = 32  # each unknown type or tts state is logged once, up to this many
 _BUS_STATE: Final = {
     State.IDLE: DeviceState.IDLE,
     State.CONNECTING: DeviceState.CONNECTING,
@@ -347,10 +348,10 @@ class DeviceClient:
         _LOGGER.info("no word from the server for a while; the audio channel is closed")
 
     async def _on_unknown(self, event: UnknownReceived) -> None:
-        kind = event.message.type
-        if kind not in self._unknown_types:
+        kind = event.message.describe()
+        if kind not in self._unknown_types and len(self._unknown_types) < _MAX_UNKNOWN_KINDS_LOGGED:
             self._unknown_types.add(kind)
-            _LOGGER.info("ignoring messages of unknown type %r from the server", kind)
+            _LOGGER.info("ignoring messages with unknown %s from the server", kind)
 
     _HANDLERS: Final[dict[type, Callable[[DeviceClient, Any], Coroutine[Any, Any, None]]]] = {
         StateChanged: _on_state,

@@ -71,13 +71,13 @@ class ManagementApi:
 
     async def _command(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
+        session = self._sessions.get(request.match_info["client_id"])
+        if session is None:  # checked first, as the reference does
+            return _failure(_NOT_CONNECTED)
         payload = body.get("payload") if isinstance(body, dict) else None
         if not isinstance(body, dict) or body.get("type") != "mcp" or not isinstance(payload, dict) \
                 or not isinstance(payload.get("method"), str):
             return _failure(_BAD_COMMAND)
-        session = self._sessions.get(request.match_info["client_id"])
-        if session is None:
-            return _failure(_NOT_CONNECTED)
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
                 result = await session.mcp.request(payload["method"], payload.get("params"))
@@ -95,8 +95,7 @@ class ManagementApi:
         answer = {}
         for client_id in client_ids:
             session = self._sessions.get(client_id) if isinstance(client_id, str) else None
-            answer[str(client_id)] = {"isAlive": session is not None and session.state is SessionState.BRIDGED,
-                                      "exists": session is not None}
+            answer[str(client_id)] = {"isAlive": _is_alive(session), "exists": session is not None}
         return web.json_response(answer)
 
     async def _devices(self, request: web.Request) -> web.Response:
@@ -106,6 +105,20 @@ class ManagementApi:
                       "sessionsTotal": u.sessions_total, "failures": u.failures} for u in self._pool.servers]
         return web.json_response({"devices": [describe(session) for session in self._sessions.values()],
                                   "upstreams": upstreams})
+
+
+def _is_alive(session: DeviceSession | None) -> bool | None:
+    """The reference's `connection.isAlive()` as JSON: false for an unknown device, null for a connected one
+    without a chat session (its `bridge && …` is null then), true while bridged, false while the chat
+    server's WebSocket is still opening."""
+    if session is None:
+        return False
+    return _ALIVE[session.state]
+
+
+_ALIVE: Final[dict[SessionState, bool | None]] = {
+    SessionState.IDLE: None, SessionState.OPENING: False, SessionState.BRIDGED: True,
+}
 
 
 def describe(session: DeviceSession) -> dict[str, Any]:

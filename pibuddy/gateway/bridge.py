@@ -85,7 +85,8 @@ class ChatServerPool:
 class ServerHello:
     """The chat server's hello: its session id and audio parameters go into the device's UDP hello."""
 
-    session_id: str
+    session_id: str | None
+    """None when the server gave none (platforms such as Xrobot); the device's hello then has none either."""
     audio_params: Any
 
 
@@ -165,9 +166,7 @@ class Bridge:
             return
         if not isinstance(parsed, Hello):
             _LOGGER.debug("server message before its hello ignored: %s", parsed.TYPE)
-        elif not isinstance(parsed.session_id, str):
-            self._hello.set_exception(ChatServerUnavailable("server hello without a session_id"))
-        else:
+        else:  # any hello will do, as with the reference gateway: version, session id, transport unread
             self._hello.set_result(ServerHello(parsed.session_id, parsed.audio_params))
 
     def _text(self, text: str) -> None:

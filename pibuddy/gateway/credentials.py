@@ -17,14 +17,16 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from pibuddy import netinfo
 from pibuddy.gateway.mqtt_codec import ConnackCode
 from pibuddy.xiaozhi.errors import RemoteProtocolError
 
 CLIENT_ID_SEPARATOR: Final = "@@@"
 PUBLISH_TOPIC: Final = "device-server"
 REPLY_TOPIC_PREFIX: Final = "devices/p2p/"
-_MAC_TOPIC_FORM: Final = re.compile(r"^[0-9a-f]{2}(_[0-9a-f]{2}){5}$")
+# The reference's rule (its OTA and MQTT sides): six hex pairs, either case, separated by ':' or '_' ('-'
+# too, as manager-api's Device-Id check allows). Multicast-looking MACs such as the reference docs' own
+# 11:22:33:44:55:66 are fine: a device id is a name here, not an address anything is sent to.
+_MAC_FORM: Final = re.compile(r"[0-9a-fA-F]{2}(?P<sep>[:_-])[0-9a-fA-F]{2}((?P=sep)[0-9a-fA-F]{2}){4}")
 _WEAK_KEY_WORDS: Final = ("test", "1234", "admin", "password", "qwerty", "xiaozhi")
 _MIN_KEY_LENGTH: Final = 8
 _GENERATED_KEY_BYTES: Final = 24
@@ -49,11 +51,13 @@ class DeviceIdentity:
     """The third client-id part; None for legacy 2-part ids."""
     user_data: dict[str, Any] = field(default_factory=dict)
     """The decoded user name, with `ip` set to the TCP peer's address."""
+    topic_mac: str | None = None
+    """The MAC part as the client id spells it (`AA_BB_…` stays so): the reference's reply topic uses it."""
 
     @property
     def reply_topic(self) -> str:
         """Where messages to the device are published (it never subscribes; §3.2)."""
-        return REPLY_TOPIC_PREFIX + self.mac.replace(":", "_")
+        return REPLY_TOPIC_PREFIX + (self.topic_mac or self.mac.replace(":", "_"))
 
 
 def sign_password(key: str, client_id: str, username: str) -> str:
@@ -74,26 +78,28 @@ def validate_client(
     ip = peer_ip.removeprefix("::ffff:")
     if len(parts) == 3:
         group, mac_part, uuid = parts
-        _check_mac(mac_part, client_id)
+        mac = _client_id_mac(mac_part, client_id)
         expected = sign_password(key, client_id, username or "").encode()
         if username is None or password is None or not hmac.compare_digest(expected, password):
             raise CredentialRejected(f"bad signature for {client_id!r}", hint=ConnackCode.BAD_USERNAME_OR_PASSWORD)
         user_data = _decode_user_data(username) | {"ip": ip}
-        return DeviceIdentity(client_id, group, mac_part.replace("_", ":"), uuid, user_data)
+        return DeviceIdentity(client_id, group, mac, uuid, user_data, topic_mac=mac_part)
     if len(parts) == 2:
         group, mac_part = parts
         if not allow_two_part:
             raise CredentialRejected(f"2-part client id {client_id!r} refused (gateway.allow_two_part_client_ids)")
-        _check_mac(mac_part, client_id)
-        return DeviceIdentity(client_id, group, mac_part.replace("_", ":"), None, {"ip": ip})
+        mac = _client_id_mac(mac_part, client_id)
+        return DeviceIdentity(client_id, group, mac, None, {"ip": ip}, topic_mac=mac_part)
     raise CredentialRejected(f"client id {client_id!r} is not group@@@mac@@@uuid",
                              hint=ConnackCode.IDENTIFIER_REJECTED)
 
 
-def _check_mac(mac_part: str, client_id: str) -> None:
-    if not _MAC_TOPIC_FORM.match(mac_part):
-        raise CredentialRejected(f"client id {client_id!r} has no lower-case MAC part",
+def _client_id_mac(mac_part: str, client_id: str) -> str:
+    mac = parse_mac(mac_part)
+    if mac is None:
+        raise CredentialRejected(f"client id {client_id!r}: {mac_part!r} is not a MAC address (aa_bb_cc_dd_ee_ff)",
                                  hint=ConnackCode.IDENTIFIER_REJECTED)
+    return mac
 
 
 def _decode_user_data(username: str) -> dict[str, Any]:
@@ -107,11 +113,19 @@ def _decode_user_data(username: str) -> dict[str, Any]:
     return data
 
 
+def parse_mac(text: str) -> str | None:
+    """`AA_BB_…`, `aa:bb:…` or `Aa-Bb-…` -> `aa:bb:cc:dd:ee:ff` (the device id of §1); None if not a MAC."""
+    text = text.strip()
+    if not _MAC_FORM.fullmatch(text):
+        return None
+    return text.lower().replace("_", ":").replace("-", ":")
+
+
 def normalize_mac(mac: str) -> str:
-    """`AA-BB-…`, `aa_bb_…` or `aa:bb:…` -> `aa:bb:cc:dd:ee:ff`; ValueError unless it is a unicast MAC."""
-    normalized = netinfo.normalize_mac(mac.replace("_", ":"))
+    """`parse_mac`, raising ValueError with a message for people when it is not a MAC."""
+    normalized = parse_mac(mac)
     if normalized is None:
-        raise ValueError(f"{mac!r} is not a MAC address")
+        raise ValueError(f"{mac!r} is not a MAC address (six hex pairs such as aa:bb:cc:dd:ee:ff)")
     return normalized
 
 

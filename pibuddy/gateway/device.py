@@ -10,8 +10,9 @@
 - server JSON: published verbatim, except its hello and the MCP requests the gateway answers itself.
 - the session ends when either side closes: the device gets a `goodbye` with the server's session id.
 
-Bad input (non-JSON, wrong types, a hello without version 3) is logged in one line and dropped; the MQTT
-connection stays up.
+Bad input (non-JSON, a hello without version 3, an MCP message without payload) is logged in one line and
+dropped; the MQTT connection stays up. A message the gateway only relays goes on even when PiBuddy's own
+parser would refuse a field of it: the peer at the other end judges it, as with the reference.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from pibuddy.xiaozhi.const import (
     UDP_ENCRYPTION,
     AudioTransport,
 )
-from pibuddy.xiaozhi.errors import RemoteProtocolError
+from pibuddy.xiaozhi.errors import InvalidMessage, RemoteProtocolError
 from pibuddy.xiaozhi.messages import Goodbye, Hello, Mcp, UdpTimeout, parse_message
 from pibuddy.xiaozhi.udp_codec import make_nonce
 
@@ -52,6 +53,8 @@ _LOGGER = logging.getLogger(__name__)
 _HELLO_BUDGET_SECONDS: Final = 8.0
 """Time to reach a chat server and get its hello; the firmware gives up after 10 s."""
 HELLO_FAILED_TEXT: Final = "处理 hello 消息失败"  # the reference gateway's text (§3.4); firmware ignores it
+_ACTED_ON_FROM_DEVICE: Final = frozenset({Hello.TYPE, Mcp.TYPE, Goodbye.TYPE, UdpTimeout.TYPE})
+_ACTED_ON_FROM_SERVER: Final = frozenset({Hello.TYPE, Mcp.TYPE})
 
 
 class SessionState(StrEnum):
@@ -104,6 +107,9 @@ class DeviceSession:
         try:
             message = parse_message(payload, max_size=MQTT_MAX_PACKET_SIZE)
         except RemoteProtocolError as exc:
+            if self.bridge is not None and _relayed_anyway(exc, _ACTED_ON_FROM_DEVICE):
+                self.bridge.send_text(payload.decode("utf-8"))
+                return
             _LOGGER.warning("device %s sent a bad message (%s); dropped", self.client_id, exc.reason)
             return
         match message:
@@ -158,16 +164,16 @@ class DeviceSession:
         bridge, server_hello = opened
         relay, connection_id = self._context.relay, self.connection.connection_id
         route = relay.open_route(connection_id, key, bridge.send_audio)
-        self.bridge, self.route, self.session_id = bridge, route, server_hello.session_id
+        # A server hello without a session id gives a UDP hello without one (the reference's too); the
+        # firmware then keeps "" as its session id, which our goodbye for this session carries.
+        self.bridge, self.route, self.session_id = bridge, route, server_hello.session_id or ""
         self.state = SessionState.BRIDGED
-        self._publish({
-            "type": "hello", "version": HELLO_VERSION_MQTT, "session_id": server_hello.session_id,
-            "transport": AudioTransport.UDP.value,
-            "udp": {"server": self._context.advertised_host, "port": relay.port, "encryption": UDP_ENCRYPTION,
-                    "key": key.hex(), "nonce": make_nonce(connection_id).hex()},
-            "audio_params": server_hello.audio_params,
-        })
-        _LOGGER.info("device %s session %s bridged to %s", self.client_id, server_hello.session_id,
+        udp = {"server": self._context.advertised_host, "port": relay.port, "encryption": UDP_ENCRYPTION,
+               "key": key.hex(), "nonce": make_nonce(connection_id).hex()}
+        session_part = {} if server_hello.session_id is None else {"session_id": server_hello.session_id}
+        self._publish({"type": "hello", "version": HELLO_VERSION_MQTT, **session_part,
+                       "transport": AudioTransport.UDP.value, "udp": udp, "audio_params": server_hello.audio_params})
+        _LOGGER.info("device %s session %s bridged to %s", self.client_id, server_hello.session_id or "(no id)",
                      display_url(bridge.server.url))
         bridge.start()
         try:
@@ -228,6 +234,9 @@ class DeviceSession:
         try:
             message = parse_message(text)
         except RemoteProtocolError as exc:
+            if _relayed_anyway(exc, _ACTED_ON_FROM_SERVER):
+                self._publish_text(text)
+                return
             _LOGGER.warning("chat server sent device %s a bad message (%s); dropped", self.client_id, exc.reason)
             return
         if isinstance(message, Hello):
@@ -266,6 +275,13 @@ class DeviceSession:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _LOGGER.error("device %s: task failed", self.client_id, exc_info=task.exception())
+
+
+def _relayed_anyway(error: RemoteProtocolError, acted_on: frozenset[str]) -> bool:
+    """A message with fields PiBuddy would not accept, of a type the gateway only relays: the reference
+    relays any JSON, and the device or server at the other end judges it (liberal where we only pass on)."""
+    return isinstance(error, InvalidMessage) and error.message_type is not None \
+        and error.message_type not in acted_on
 
 
 def _compact(message: dict[str, Any]) -> str:

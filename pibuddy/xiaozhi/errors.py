@@ -58,9 +58,13 @@ class BadJson(RemoteProtocolError):
 
 
 class InvalidMessage(RemoteProtocolError):
-    """A JSON object that is not a valid xiaozhi message: missing or mistyped `type` or fields."""
+    """A JSON object that is not a valid xiaozhi message: missing or mistyped `type` or fields.
+
+    `message_type` is its `type` when that was a string: a relay forwards what it does not act on anyway.
+    """
 
     default_hint = 1008
+    message_type: str | None = None
 
 
 class UnexpectedMessage(RemoteProtocolError):

@@ -4,6 +4,11 @@ Constructors raise `LocalProtocolError` (we built a bad message); `parse_message
 into `RemoteProtocolError` subclasses for what a peer sent. Fields a class does not declare are kept in
 `extra` and written out again by `to_json()`, so a relay (the gateway) loses nothing: `glyph_push` on
 `stt`, `text_font` on `hello`, whatever newer firmware adds. Known fields sent as JSON null are dropped.
+
+Liberal as the firmware (docs/compat.md has the audit, field by field): a field is required only where
+the firmware or the reference gateway requires it, a missing optional one is None (its default is
+applied where it is used, e.g. `AudioParams.downlink`), and a `state` or `mode` value we do not know
+makes the whole message an `UnknownMessage` (ignored, or relayed verbatim) rather than an error.
 """
 
 from __future__ import annotations
@@ -144,14 +149,19 @@ class Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Hello(Message):
-    """Both forms: the device's (no session_id, no udp) and the server's (session_id, udp for MQTT)."""
+    """Both forms: the device's (no session_id, no udp) and the server's (session_id, udp for MQTT).
+
+    Nothing is required here: the firmware checks only a server hello's `transport` (and `udp` over
+    MQTT), which `Session` does; the reference gateway requires `version` 3 of a device, which the
+    gateway does. Platforms answer without `version` or `session_id` (Xrobot), and that is fine.
+    """
 
     TYPE: ClassVar[str] = "hello"
     KINDS: ClassVar[Mapping[str, type]] = {
         "version": int, "transport": str, "features": Mapping, "udp": UdpParams, "audio_params": Mapping,
     }
-    version: int
-    transport: str
+    version: int | None = None
+    transport: str | None = None
     features: Mapping[str, Any] | None = None
     udp: UdpParams | None = None
     audio_params: Mapping[str, Any] | None = None
@@ -164,10 +174,13 @@ class Hello(Message):
 
     def to_dict(self) -> dict[str, Any]:
         # The gateway's order: type, version, session_id, transport, ... (a device hello has no session_id).
-        out: dict[str, Any] = {"type": self.TYPE, "version": self.version}
+        out: dict[str, Any] = {"type": self.TYPE}
+        if self.version is not None:
+            out["version"] = self.version
         if self.session_id is not None:
             out["session_id"] = self.session_id
-        out["transport"] = self.transport
+        if self.transport is not None:
+            out["transport"] = self.transport
         if self.features is not None:
             out["features"] = self.features
         if self.udp is not None:
@@ -215,7 +228,8 @@ class Stt(Message):
     TYPE: ClassVar[str] = "stt"
     SENDERS: ClassVar[frozenset[Role]] = _SERVER
     KINDS: ClassVar[Mapping[str, type]] = {"text": str}
-    text: str
+    text: str | None = None
+    """The firmware shows it when it is a string and ignores the message otherwise."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,7 +255,8 @@ class System(Message):
     TYPE: ClassVar[str] = "system"
     SENDERS: ClassVar[frozenset[Role]] = _SERVER
     KINDS: ClassVar[Mapping[str, type]] = {"command": str}
-    command: str
+    command: str | None = None
+    """Only `reboot` does anything on the firmware; without a command the message is ignored."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,6 +327,16 @@ class UnknownMessage(Message):
             out["session_id"] = self.session_id
         return out
 
+    def describe(self) -> str:
+        """What is unknown, for a log line: `type 'call_accepted'`, or `tts state 'pause'`."""
+        cls = MESSAGE_CLASSES.get(self.type)
+        if cls is None:
+            return f"type {self.type!r}"
+        unknown = [f"{name} {self.raw[name]!r}" for name, kind in cls.KINDS.items()
+                   if issubclass(kind, StrEnum) and self.raw.get(name) not in _choices(kind)
+                   and isinstance(self.raw.get(name), str)]
+        return f"{self.type} {', '.join(unknown)}"
+
 
 MESSAGE_CLASSES: dict[str, type[Message]] = {
     cls.TYPE: cls
@@ -334,10 +359,27 @@ def parse_message(data: str | bytes, *, max_size: int = MAX_JSON_MESSAGE_SIZE) -
     if not isinstance(kind, str):
         raise InvalidMessage("missing or non-string 'type'")
     cls = MESSAGE_CLASSES.get(kind)
-    if cls is None:
+    if cls is None or _has_unknown_choice(cls, obj):
         session_id = obj.get("session_id")
         return UnknownMessage(type=kind, raw=obj, session_id=session_id if isinstance(session_id, str) else None)
-    return cls.from_dict(obj)
+    try:
+        return cls.from_dict(obj)
+    except InvalidMessage as exc:
+        exc.message_type = kind
+        raise
+
+
+def _has_unknown_choice(cls: type[Message], obj: Mapping[str, Any]) -> bool:
+    """A string we do not know in a choice field (`tts` state `pause`): the firmware ignores such a message."""
+    return any(
+        issubclass(kind, StrEnum) and isinstance(obj.get(name), str) and obj[name] not in _choices(kind)
+        for name, kind in cls.KINDS.items()
+    )
+
+
+@cache
+def _choices(kind: type[StrEnum]) -> frozenset[str]:
+    return frozenset(member.value for member in kind)
 
 
 def _is_int(value: object) -> bool:

@@ -287,9 +287,12 @@ class Session:
         self._apply(Input.CHANNEL_LOST, State.IDLE, None)
 
     def accept_hello(
-        self, session_id: str, *, udp: UdpParams | None = None, audio_params: dict[str, object] | None = None
+        self, session_id: str | None, *, udp: UdpParams | None = None, audio_params: dict[str, object] | None = None
     ) -> None:
-        """SERVER: answer the device's hello; `audio_params` default to the device's own (as xiaozhi-server)."""
+        """SERVER: answer the device's hello; `audio_params` default to the device's own (as xiaozhi-server).
+
+        `session_id` None: a hello without one, as the reference gateway relays a platform's that had none.
+        """
         self._require(Role.SERVER, "accept_hello")
         if self.transport is AudioTransport.UDP and udp is None:
             raise LocalProtocolError("a udp channel needs udp parameters in the server hello")
@@ -359,10 +362,12 @@ class Session:
         if self.role is Role.SERVER:
             return True
         # Firmware acts only on its own session id (78 PR #2023: a stray goodbye must not end a live
-        # conversation). py-xiaozhi also takes a goodbye without one; we do so only while connecting,
-        # where it is how the official cloud rejects a hello (78#1568), rather than wait 10 s for nothing.
+        # conversation). py-xiaozhi also takes a goodbye without one; we do so while connecting, where it
+        # is how the official cloud rejects a hello (78#1568), rather than wait 10 s for nothing, and when
+        # the server's hello gave no session id: then there is nothing to match, and the reference gateway
+        # ends such a session with a goodbye without one (the firmware would wait out its 120 s timer).
         if message.session_id is None:
-            return self.state is State.CONNECTING
+            return self.state is State.CONNECTING or self.session_id == ""
         return message.session_id == self.session_id
 
     def _check_server_hello(self, hello: Hello) -> None:

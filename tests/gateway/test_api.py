@@ -69,6 +69,9 @@ async def test_command_failures_use_the_reference_bodies(
         (500, {"success": False, "error": "指令类型无效"})
     assert await call(gateway, "POST", "/api/commands/GID_x@@@aa_bb_cc_dd_ee_99@@@u", body=unknown) == \
         (500, {"success": False, "error": "设备未连接"})
+    # The reference looks the device up before it reads the command.
+    assert await call(gateway, "POST", "/api/commands/GID_x@@@aa_bb_cc_dd_ee_99@@@u", body={"type": "iot"}) == \
+        (500, {"success": False, "error": "设备未连接"})
 
 
 async def test_command_timeout_after_five_seconds(gateway: GatewayService, device_factory: DeviceFactory) -> None:
@@ -93,7 +96,8 @@ async def test_status_and_device_list(gateway: GatewayService, device_factory: D
     ids = [idle.client_id, talking.client_id, "GID_x@@@aa_bb_cc_dd_ee_99@@@gone"]
     code, body = await call(gateway, "POST", "/api/devices/status", body={"clientIds": ids})
     assert code == 200
-    assert body == {ids[0]: {"isAlive": False, "exists": True}, ids[1]: {"isAlive": True, "exists": True},
+    # The reference's isAlive is `bridge && bridge.isAlive()`: null for a connected device without a session.
+    assert body == {ids[0]: {"isAlive": None, "exists": True}, ids[1]: {"isAlive": True, "exists": True},
                     ids[2]: {"isAlive": False, "exists": False}}
     assert await call(gateway, "POST", "/api/devices/status", body={"deviceIds": ids}) == \
         (400, {"error": "clientIds必须是一个数组"})

@@ -186,7 +186,9 @@ async def test_garbage_from_the_chat_server_is_dropped(
     await upstream.send_raw_binary(b"\x01\x00\x00\x05")  # shorter than the 16-byte header
     await upstream.send_raw_binary(bytes(12) + (50).to_bytes(4, "big") + b"short")  # declares more than it has
     await upstream.send_json({"type": "tts", "state": "start", "session_id": device.session_id})
-    assert (await device.next_message())["type"] == "tts"  # the next good message, nothing before it
+    # An alert PiBuddy would not take is still relayed as it came, as the reference does: the device judges.
+    assert (await device.next_message()) == {"type": "alert", "status": 1}
+    assert (await device.next_message())["type"] == "tts"  # the next good message, nothing in between
     assert gateway.relay is not None
     assert sum(n for reason, n in gateway.relay.drops.items() if reason.startswith("server frame")) == 2
     with pytest.raises(TimeoutError):

@@ -133,6 +133,25 @@ async def test_chat_server_closing_mid_session_says_goodbye_and_serves_on(
     await reply_audio(bystander, 4)
 
 
+@pytest.mark.parametrize(("version", "session_id"), [(False, False), (True, False), (False, True)],
+                         ids=["platform (neither)", "no session_id", "no version"])
+async def test_server_hello_without_version_or_session_id_is_bridged(
+    device_factory: DeviceFactory, upstream: XiaozhiTestServer, version: bool, session_id: bool
+) -> None:
+    """Seen: 'hello: missing version', then 'no hello in time'; 'server hello without a session_id'."""
+    upstream.settings.hello_version, upstream.settings.hello_session_id = version, session_id
+    device = await device_factory(1)
+    hello = await device.hello()
+    assert ("session_id" in hello) is session_id  # as the reference: no id from the server, none to the device
+    assert hello["version"] == 3
+    await speak(device)
+    assert (await device.next_message(of_type="tts"))["state"] == "start"
+    await reply_audio(device, 4)
+    assert len(upstream.uplink_frames) >= 10
+    await upstream.close_connection()
+    assert (await device.next_message(of_type="goodbye")) == {"type": "goodbye", "session_id": device.session_id}
+
+
 async def test_chat_server_down_at_hello_gives_error_then_failover(
     start_gateway: GatewayFactory, upstream: XiaozhiTestServer
 ) -> None:

@@ -15,6 +15,7 @@ from pibuddy.gateway.credentials import (
     generate_signature_key,
     issue_mqtt_credentials,
     key_weakness,
+    parse_mac,
     server_auth_token,
     sign_password,
     validate_client,
@@ -53,10 +54,11 @@ def test_valid_three_part_client_gets_its_identity_with_the_peer_ip() -> None:
         (CLIENT_ID, None, PASSWORD, False, ConnackCode.BAD_USERNAME_OR_PASSWORD),
         ("just-one-part", USERNAME, PASSWORD, True, ConnackCode.IDENTIFIER_REJECTED),
         ("a@@@b@@@c@@@d", USERNAME, PASSWORD, True, ConnackCode.IDENTIFIER_REJECTED),
-        ("GID_test@@@11-22-33-44-55-66@@@u", USERNAME, PASSWORD, False, ConnackCode.IDENTIFIER_REJECTED),
+        ("GID_test@@@11_22:33_44:55_66@@@u", USERNAME, PASSWORD, False, ConnackCode.IDENTIFIER_REJECTED),
+        ("GID_test@@@11_22_33_44_55@@@u", USERNAME, PASSWORD, False, ConnackCode.IDENTIFIER_REJECTED),
         ("GID_test@@@11_22_33_44_55_66", None, None, False, ConnackCode.NOT_AUTHORIZED),
         ("GID_test@@@11_22_33_44_55_GG", None, None, True, ConnackCode.IDENTIFIER_REJECTED),
-        ("GID_test@@@AA_22_33_44_55_66", None, None, True, ConnackCode.IDENTIFIER_REJECTED),  # lower case only
+        ("GID_test@@@112233445566", None, None, True, ConnackCode.IDENTIFIER_REJECTED),
     ],
 )
 def test_rejections_carry_the_connack_code(
@@ -65,6 +67,28 @@ def test_rejections_carry_the_connack_code(
     with pytest.raises(CredentialRejected) as caught:
         validate_client(client_id, username, password, "1.2.3.4", key=KEY, allow_two_part=allow_two_part)
     assert caught.value.hint == code
+
+
+@pytest.mark.parametrize("mac_part", ["AA_BB_CC_DD_EE_0F", "Aa_bB_cc_DD_ee_0f", "aa:bb:cc:dd:ee:0f",
+                                      "AA-BB-CC-DD-EE-0F"])
+def test_any_mac_spelling_is_one_device(mac_part: str) -> None:
+    """Seen: a validly signed client id with an upper-case MAC was refused (rc 2); the reference takes it."""
+    client_id = f"GID_test@@@{mac_part}@@@36c98363"
+    password = sign_password(KEY, client_id, USERNAME).encode()
+    identity = validate_client(client_id, USERNAME, password, "1.2.3.4", key=KEY, allow_two_part=False)
+    assert identity.mac == "aa:bb:cc:dd:ee:0f"  # the Device-Id the chat server gets
+    assert identity.reply_topic == f"devices/p2p/{mac_part}"  # as the reference: its own spelling
+    two_part = validate_client(f"GID_x@@@{mac_part}", None, None, "1.2.3.4", key=KEY, allow_two_part=True)
+    assert two_part.mac == "aa:bb:cc:dd:ee:0f"
+
+
+@pytest.mark.parametrize(("text", "mac"), [
+    ("11:22:33:44:55:66", "11:22:33:44:55:66"), ("FF_FF_FF_FF_FF_FF", "ff:ff:ff:ff:ff:ff"),
+    (" aa-BB-cc-DD-ee-FF ", "aa:bb:cc:dd:ee:ff"), ("aa:bb:cc:dd:ee", None), ("aa:bb:cc:dd:ee:ff:00", None),
+    ("aabb.ccdd.eeff", None), ("aa:bb_cc:dd_ee:ff", None), ("gg:bb:cc:dd:ee:ff", None), ("", None),
+])
+def test_parse_mac(text: str, mac: str | None) -> None:
+    assert parse_mac(text) == mac
 
 
 def test_signed_user_name_that_is_not_a_json_object_is_rejected() -> None:
@@ -79,6 +103,15 @@ def test_two_part_ids_pass_only_when_allowed() -> None:
     identity = validate_client("GID_x@@@11_22_33_44_55_66", None, None, "1.2.3.4", key=KEY, allow_two_part=True)
     assert identity.uuid is None
     assert identity.mac == "11:22:33:44:55:66"
+
+
+def test_credentials_for_the_reference_docs_test_mac() -> None:
+    """Seen: `pibuddy gateway credentials 11:22:33:44:55:66` said 'is not a MAC address'."""
+    mqtt = issue_mqtt_credentials(KEY, mac="11:22:33:44:55:66", client_uuid=None, board_type="",
+                                  endpoint="198.51.100.5:1883", ip="198.51.100.20")
+    assert mqtt["client_id"] == "GID_default@@@11_22_33_44_55_66@@@11_22_33_44_55_66"
+    with pytest.raises(ValueError, match="not a MAC address"):
+        issue_mqtt_credentials(KEY, mac="11:22:33", client_uuid=None, board_type="", endpoint="h:1", ip="")
 
 
 def test_issued_credentials_validate_and_match_the_peer_codec() -> None:

@@ -54,6 +54,21 @@ async def test_activate_is_200_and_a_request_without_device_id_is_400(gateway: G
         async with http.post(base, data=b"not json", headers={"Device-Id": "aa:bb:cc:dd:ee:06"}) as response:
             assert response.status == 200  # an odd body still gets a configuration
             assert "mqtt" in await response.json()
+        async with http.post(base, json={}, headers={"Device-Id": "not-a-mac"}) as response:
+            assert response.status == 400
+
+
+@pytest.mark.parametrize("device_id", ["11:22:33:44:55:66", "11_22_33_44_55_66", "11-22-33-44-55-66"])
+async def test_ota_takes_any_mac_spelling_the_mqtt_side_takes(gateway: GatewayService, device_id: str) -> None:
+    """Seen: the reference docs' test MAC 11:22:33:44:55:66 got HTTP 400 (multicast bit) from the local OTA."""
+    mqtt = (await ota_credentials(gateway, device_id))["mqtt"]
+    assert mqtt["client_id"].split("@@@")[1] == "11_22_33_44_55_66"
+    device = FirmwareDevice("127.0.0.1", int(mqtt["endpoint"].split(":")[1]), client_id=mqtt["client_id"],
+                            username=mqtt["username"], password=mqtt["password"])
+    try:
+        assert await device.connect() == 0
+    finally:
+        await device.close()
 
 
 async def test_mdns_advertises_the_ota_url_on_loopback(tmp_path: Path) -> None:
@@ -122,15 +137,16 @@ async def test_cli_credentials_and_status(tmp_path: Path, pibuddy_env: dict[str,
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"gateway": {"host": "127.0.0.1", "api_port": gateway.api.port,
                                                   "mqtt_port": gateway.mqtt.port, "signature_key": SIGNATURE_KEY}}))
-    creds = await _cli(python, pibuddy_env, "credentials", "AA-BB-CC-DD-EE-08", "--config", str(config))
+    # The reference docs' test MAC (its first byte has the multicast bit; it was refused as "not a MAC").
+    creds = await _cli(python, pibuddy_env, "credentials", "11:22:33:44:55:66", "--config", str(config))
     mqtt = json.loads(creds)["mqtt"]
     assert mqtt["endpoint"] == f"127.0.0.1:{gateway.mqtt.port}"
-    assert mqtt["client_id"] == "GID_default@@@aa_bb_cc_dd_ee_08@@@aa_bb_cc_dd_ee_08"
+    assert mqtt["client_id"] == "GID_default@@@11_22_33_44_55_66@@@11_22_33_44_55_66"
     device = FirmwareDevice("127.0.0.1", gateway.mqtt.port, client_id=mqtt["client_id"],
                             username=mqtt["username"], password=mqtt["password"])
     assert await device.connect() == 0
     status = await _cli(python, pibuddy_env, "status", "--config", str(config))
-    assert "aa:bb:cc:dd:ee:08" in status
+    assert "11:22:33:44:55:66" in status
     assert "idle" in status
     assert "chat server ws://127.0.0.1:9/xiaozhi/v1/: healthy, 0 active" in status
     await device.close()

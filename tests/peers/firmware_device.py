@@ -252,7 +252,8 @@ class FirmwareDevice:
         loop = asyncio.get_running_loop()
         _, self.udp = await loop.create_datagram_endpoint(lambda: _UdpChannel(key, nonce),
                                                          remote_addr=(udp["server"], udp["port"]))
-        self.session_id = reply["session_id"]
+        # ParseServerHello takes a string session id and otherwise keeps its own ("" after a close).
+        self.session_id = reply["session_id"] if isinstance(reply.get("session_id"), str) else ""
         self.local_sequence = 0
         return reply
 

@@ -59,6 +59,25 @@ class ConversationSettings:
     mcp_timeout: float = 5.0
     #: Close the connection after this many TTS frames of a sentence (None: finish normally).
     close_after_tts_frames: int | None = None
+    # --- dialects of other servers (README "Tested with") ---
+    #: The server hello carries `version` (xiaozhi-server: 1 on WebSocket, the gateway 3 on MQTT); platforms
+    #: such as Qiniu's Xrobot leave it out.
+    hello_version: bool = True
+    #: The server hello carries `session_id`; without it no server message carries one either.
+    hello_session_id: bool = True
+    #: Sentences per reply, each a `tts sentence_start` followed by its audio, never a `sentence_end`
+    #: (xiaozhi-server sends none either; with 2+ a client must not wait for one between sentences).
+    sentences: int = 1
+
+
+def server_hello(settings: ConversationSettings, session_id: str, *, version: int, **fields: Any) -> dict[str, Any]:
+    """The server's hello in the configured dialect: ``version`` and ``session_id`` only when it sends them."""
+    hello: dict[str, Any] = {"type": "hello"}
+    if settings.hello_version:
+        hello["version"] = version
+    if settings.hello_session_id:
+        hello["session_id"] = session_id
+    return hello | fields
 
 
 class Channel(Protocol):
@@ -222,15 +241,20 @@ class Conversation:
         self._phase = Phase.SPEAKING
         self._reply = self._spawn(self._speak(stt_text, answer))
 
+    def stamped(self, message: dict[str, Any]) -> dict[str, Any]:
+        """``message`` with this session's id, in the dialects that gave the device one."""
+        return message | {"session_id": self.session_id} if self._settings.hello_session_id else message
+
     async def _speak(self, stt_text: str, answer: str) -> None:
-        sid = self.session_id
-        await self.send_json({"type": "stt", "text": stt_text, "session_id": sid})
-        await self.send_json({"type": "tts", "state": "start", "session_id": sid})
+        await self.send_json(self.stamped({"type": "stt", "text": stt_text}))
+        await self.send_json(self.stamped({"type": "tts", "state": "start"}))
         self._record.tts_started.set()
-        await self.send_json({"type": "llm", "text": "😊", "emotion": self._settings.emotion, "session_id": sid})
-        await self.send_json({"type": "tts", "state": "sentence_start", "text": answer, "session_id": sid})
-        if not await self._stream_tone():
-            return
+        await self.send_json(self.stamped({"type": "llm", "text": "😊", "emotion": self._settings.emotion}))
+        for sentence in range(self._settings.sentences):
+            text = answer if sentence == 0 else f"{answer} ({sentence + 1})"
+            await self.send_json(self.stamped({"type": "tts", "state": "sentence_start", "text": text}))
+            if not await self._stream_tone():
+                return
         # xiaozhi-server does not send "sentence_end"; it waits for the device's buffer to play out.
         await asyncio.sleep(_TAIL_FRAMES * self._settings.tts_frame_interval)
         await self._finish_tts()
@@ -253,7 +277,7 @@ class Conversation:
         return True
 
     async def _finish_tts(self) -> None:
-        await self.send_json({"type": "tts", "state": "stop", "session_id": self.session_id})
+        await self.send_json(self.stamped({"type": "tts", "state": "stop"}))
         self._phase = Phase.IDLE if self._mode == "manual" else Phase.LISTENING
         self._utterance = 0
         self._record.tts_done.set()
@@ -303,7 +327,7 @@ class SessionHub:
 
     def __init__(self, record: ServerRecord, settings: ConversationSettings, vision_url: str) -> None:
         self._record = record
-        self._settings = settings
+        self.settings = settings
         self._vision_url = vision_url
         self.active: Conversation | None = None
 
@@ -312,7 +336,7 @@ class SessionHub:
             session_id=session_id,
             channel=channel,
             record=self._record,
-            settings=self._settings,
+            settings=self.settings,
             features=features,
             vision_url=self._vision_url,
         )

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import aiomqtt
 
-from .xiaozhi_conversation import Conversation, SessionHub, hello_fields
+from .xiaozhi_conversation import Conversation, SessionHub, hello_fields, server_hello
 from .xiaozhi_ota import MqttBrokerInfo
 from .xiaozhi_record import ServerRecord
 from .xiaozhi_wire import WireError, open_udp_gateway, reply_topic, seal_udp, udp_nonce_hex
@@ -145,7 +145,10 @@ class MqttUdpSide:
         if self._session is session:
             self._session = None
         await self._hub.end(session.conversation)
-        await self.publish(json.dumps({"type": "goodbye", "session_id": session.session_id}, separators=(",", ":")))
+        goodbye = {"type": "goodbye"}
+        if session.conversation is not None:
+            goodbye = session.conversation.stamped(goodbye)
+        await self.publish(json.dumps(goodbye, separators=(",", ":")))
         self._record.goodbye_sent.set()
 
     # --- MQTT ----------------------------------------------------------------------------------
@@ -220,21 +223,16 @@ class MqttUdpSide:
         )
         session.conversation = conversation
         self._session = session
+        udp = {
+            "server": self._udp_host,
+            "port": self.udp_port,
+            "encryption": "aes-128-ctr",
+            "key": session.key.hex(),
+            "nonce": udp_nonce_hex(self.connection_id),
+        }
         await conversation.send_json(
-            {
-                "type": "hello",
-                "version": 3,
-                "session_id": session.session_id,
-                "transport": "udp",
-                "udp": {
-                    "server": self._udp_host,
-                    "port": self.udp_port,
-                    "encryption": "aes-128-ctr",
-                    "key": session.key.hex(),
-                    "nonce": udp_nonce_hex(self.connection_id),
-                },
-                "audio_params": audio_params,
-            }
+            server_hello(self._hub.settings, session.session_id, version=3, transport="udp", udp=udp,
+                         audio_params=audio_params)
         )
         self._record.hello_received.set()
         conversation.start()

@@ -215,9 +215,11 @@ class XiaozhiTestServer(ServerRecord):
         await self._active().channel.send_raw_binary(data)
 
     async def send_goodbye(self, session_id: str | None = None) -> None:
-        """Send ``goodbye`` with the open session's id, or with ``session_id`` (e.g. a wrong one)."""
+        """Send ``goodbye`` with the open session's id (if the dialect gave one), or ``session_id`` (a wrong one)."""
         conversation = self._active()
-        await conversation.send_json({"type": "goodbye", "session_id": session_id or conversation.session_id})
+        goodbye: dict[str, Any] = {"type": "goodbye"}
+        goodbye = goodbye | {"session_id": session_id} if session_id else conversation.stamped(goodbye)
+        await conversation.send_json(goodbye)
         self.goodbye_sent.set()
 
     async def close_connection(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
-from .xiaozhi_conversation import Conversation, SessionHub, hello_fields
+from .xiaozhi_conversation import Conversation, SessionHub, hello_fields, server_hello
 from .xiaozhi_record import RecordedRequest, ServerRecord
 from .xiaozhi_wire import Framing, WireError, frame_downlink, parse_uplink, verify_ws_auth_token
 
@@ -184,13 +184,7 @@ class _WsConnection:
         session_id = str(uuid.uuid4())
         self.conversation = self._hub.open(session_id=session_id, channel=self._channel, features=features)
         await self.conversation.send_json(
-            {
-                "type": "hello",
-                "version": 1,
-                "transport": "websocket",
-                "audio_params": audio_params,
-                "session_id": session_id,
-            }
+            server_hello(self._hub.settings, session_id, version=1, transport="websocket", audio_params=audio_params)
         )
         self._record.hello_received.set()
         self.conversation.start()
