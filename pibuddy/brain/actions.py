@@ -187,10 +187,11 @@ def _targets(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | Non
     candidates = [t for t in (vocabulary.in_area(area) if area else vocabulary.things) if fits(t)]
     targets: list[Target] = []
     for source in dict.fromkeys(t.source for t in candidates):
-        if TOOLS[source].grouped:
+        mine = [t for t in candidates if t.source == source]
+        if TOOLS[source].grouped and len(mine) > 1:
             targets.append(Target(phrase, source))
-        else:
-            targets += [Target(t.key, source, t) for t in candidates if t.source == source]
+        else:  # one device is named by its key, so "the bedroom lights" and "the bedroom light" are one target
+            targets += [Target(t.key, source, t) for t in mine]
     if not targets and any(t.source == HOMEASSISTANT for t in vocabulary.things):
         targets.append(Target(phrase, HOMEASSISTANT))  # its tools say what is missing there
     return targets

@@ -4,18 +4,25 @@
 The utterance is taken from the pipeline's own uplink (the same Opus stream the xiaozhi server would get,
 ended by the pipeline's VAD) and decoded back to 16 kHz PCM. That keeps the audio package untouched; on
 espeak-ng test speech, pocketsphinx even did slightly better on the decoded audio than on the raw PCM.
+When the VAD found no speech in the whole listening window (coughs, clatter, silence), or the microphone was
+muted, there is no utterance: a grammar-bound recogniser would force such audio onto a command.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Final, Protocol
 
 import numpy as np
 
 from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusDecoder
-from pibuddy.audio.pipeline import AudioPipeline
+from pibuddy.audio.pipeline import MUTED, AudioPipeline
+from pibuddy.audio.vad.segmenter import EndReason
 from pibuddy.events import WakeDetected
+
+_LOGGER = logging.getLogger(__name__)
+_NOTHING_SAID: Final = frozenset({EndReason.NO_SPEECH, MUTED})
 
 
 class BrainAudio(Protocol):
@@ -29,7 +36,8 @@ class BrainAudio(Protocol):
         ...
 
     async def utterance(self) -> bytes:
-        """16 kHz mono int16 PCM of what the user says now, until the end of their utterance."""
+        """16 kHz mono int16 PCM of what the user says now, until the end of their utterance; b"" when no
+        speech was heard (nothing to recognise)."""
         ...
 
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
@@ -56,11 +64,15 @@ class PipelineAudio:
 
     async def utterance(self) -> bytes:
         decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
+        stream = self.pipeline.uplink_opus(preroll=False, end_on_silence=True)
         try:
-            return b"".join([decoder.decode(packet) async for packet in
-                             self.pipeline.uplink_opus(preroll=False, end_on_silence=True)])
+            pcm = b"".join([decoder.decode(packet) async for packet in stream])
         finally:  # an aborted turn must not leave the microphone encoding for nobody
             self.pipeline.stop_uplink()
+        if stream.end_reason in _NOTHING_SAID:
+            _LOGGER.info("no speech heard (%s): nothing to recognise", stream.end_reason)
+            return b""
+        return pcm
 
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
         self.pipeline.speaker.play_pcm(samples.astype(np.int16).tobytes(), sample_rate)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from pibuddy.brain.actions import Plan, ToolCall, plan
+from pibuddy.brain.doubt import Doubt, doubt
 from pibuddy.brain.intents import IntentMatch, IntentMatcher, UnknownName
 from pibuddy.brain.responses import Responses, phrase
 from pibuddy.brain.vocabulary import Vocabulary, VocabularySource, gather_vocabulary
@@ -41,6 +42,8 @@ class Outcome(StrEnum):
     """Not a household command, passed on as a `Transcript` to OpenClaw (openclaw.operator_enabled), which
     answers by itself."""
     NOT_HEARD = "not_heard"
+    ASKED = "asked"
+    """The target was in doubt (a device in another room, one of several): a question instead of an action."""
     NOTHING = "nothing"
     """"Never mind": nothing to do or say."""
 
@@ -87,6 +90,14 @@ class LocalBrain:
     def phrase(self, key: str, **values: str) -> str:
         return phrase(self.language, key, **values)
 
+    def calls(self, text: str, vocabulary: Vocabulary) -> tuple[ToolCall, ...]:
+        """The tool calls `text` would make, without making them (none for questions back and the rest)."""
+        match = self.matcher.match(" ".join(text.split()), vocabulary)
+        if not isinstance(match, IntentMatch) or doubt(match, text, vocabulary) is not None:
+            return ()
+        planned = plan(match, vocabulary)
+        return planned.calls if planned is not None else ()
+
     async def handle(self, text: str, vocabulary: Vocabulary | None = None) -> Reply:
         """Understand `text`, call the tools it needs, and say what happened."""
         text = " ".join(text.split())
@@ -100,11 +111,19 @@ class LocalBrain:
             said = self._responses.error("no_entity", entity=match.name) or self.phrase("unknown_device",
                                                                                         name=match.name)
             return Reply(said, Outcome.UNKNOWN_DEVICE, match.intent)
+        if match is not None and (question := doubt(match, text, vocabulary)) is not None:
+            _LOGGER.info("local brain: %r leaves the target in doubt (%s)", text, question.key)
+            return Reply(self._ask(question), Outcome.ASKED, match.intent)
         planned = plan(match, vocabulary) if match is not None else None
         if match is None or planned is None:
             _LOGGER.info("local brain: %r is beyond what it can do offline", text)
             return Reply(self.phrase("cannot_offline"), Outcome.CANNOT, match.intent if match else None)
         return await self._carry_out(match, planned)
+
+    def _ask(self, question: Doubt) -> str:
+        if question.package_error:
+            return self._responses.error(question.key, **question.values) or self.phrase("not_heard")
+        return self.phrase(question.key, **question.values)
 
     async def _carry_out(self, match: IntentMatch, planned: Plan) -> Reply:
         records = []

@@ -22,6 +22,7 @@ from pibuddy.audio.errors import AudioError
 from pibuddy.brain.asr.base import AsrEngine
 from pibuddy.brain.audio import BrainAudio
 from pibuddy.brain.brain import LocalBrain, Outcome, Reply
+from pibuddy.brain.doubt import Twin, twin
 from pibuddy.brain.router import LOCAL, answers_wakes
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
@@ -127,10 +128,16 @@ class LocalBrainService(Service):
         return reply
 
     async def _understand(self, pcm: bytes) -> tuple[Reply, float, float]:
+        if not pcm:  # the VAD heard no speech: noise must never reach a recogniser that forces it onto a command
+            return Reply(self._brain.phrase("not_heard"), Outcome.NOT_HEARD), time.monotonic(), time.monotonic()
         vocabulary = await self._brain.vocabulary()
         text = await asyncio.to_thread(self._transcribe, vocabulary, pcm)
         recognised = time.monotonic()
         _LOGGER.info("local brain heard %r", text)
+        other = twin(text) if self._asr.constrained else None
+        if other is not None and await self._doubtful(pcm, text, other, vocabulary):
+            ask = self._brain.phrase("one_or_all", one=other.one, every=other.every)
+            return Reply(ask, Outcome.ASKED), recognised, time.monotonic()
         reply = await self._brain.handle(text, vocabulary)
         if reply.outcome is Outcome.CANNOT and self._asr.constrained:
             # A grammar-bound recogniser writes a partial sentence when nothing in its grammar fitted.
@@ -140,6 +147,14 @@ class LocalBrainService(Service):
             self._bus.publish(Transcript(text))
             reply = Reply("", Outcome.HANDED_OFF, reply.intent)
         return reply, recognised, time.monotonic()
+
+    async def _doubtful(self, pcm: bytes, text: str, other: Twin, vocabulary: Vocabulary) -> bool:
+        """Whether `text` and its twin reading would act on different targets and the audio does not clearly
+        say which ("living room light on" forced onto "living room lights on" switched every light)."""
+        mine, theirs = self._brain.calls(text, vocabulary), self._brain.calls(other.text, vocabulary)
+        if not mine or not theirs or mine == theirs:
+            return False
+        return not await asyncio.to_thread(self._asr.sure_of, pcm, text, other.text)
 
     def _transcribe(self, vocabulary: Vocabulary, pcm: bytes) -> str:
         self._asr.set_vocabulary(vocabulary)

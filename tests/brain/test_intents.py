@@ -28,9 +28,9 @@ CONTROL, STATE, SCENE, SCRIPT = "ha_control_device", "ha_get_device_state", "ha_
 ENGLISH: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
     ("turn on the living room light", [(CONTROL, {"target": "light.living_room_light", "action": "turn_on"})]),
     ("switch on big lamp", [(CONTROL, {"target": "light.living_room_light", "action": "turn_on"})]),  # alias
-    ("turn off the lights in the bedroom", [(CONTROL, {"target": "Bedroom lights", "action": "turn_off"})]),
+    ("turn off the lights in the bedroom", [(CONTROL, {"target": "light.bedroom_light", "action": "turn_off"})]),
     ("turn off the lounge lights", [(CONTROL, {"target": "Living Room lights", "action": "turn_off"})]),  # area alias
-    ("turn on the lights in the study", [(CONTROL, {"target": "书房 lights", "action": "turn_on"})]),
+    ("turn on the lights in the study", [(CONTROL, {"target": "light.desk_lamp", "action": "turn_on"})]),
     ("turn off all the lights", [(CONTROL, {"target": "all lights", "action": "turn_off"})]),
     ("set the floor lamp brightness to 40%", [(CONTROL, {"target": "light.floor_lamp", "action": "set_brightness",
                                                          "brightness": 40})]),
@@ -54,8 +54,8 @@ ENGLISH: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
 
 CHINESE: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
     ("打开客厅的灯", [(CONTROL, {"target": "Living Room lights", "action": "turn_on"})]),  # area alias 客厅
-    ("关闭卧室的灯", [(CONTROL, {"target": "Bedroom lights", "action": "turn_off"})]),
-    ("打开书房的灯", [(CONTROL, {"target": "书房 lights", "action": "turn_on"})]),
+    ("关闭卧室的灯", [(CONTROL, {"target": "light.bedroom_light", "action": "turn_off"})]),
+    ("打开书房的灯", [(CONTROL, {"target": "light.desk_lamp", "action": "turn_on"})]),
     ("打开台灯", [(CONTROL, {"target": "light.desk_lamp", "action": "turn_on"})]),  # registry name override
     ("打开书桌灯", [(CONTROL, {"target": "light.desk_lamp", "action": "turn_on"})]),  # alias
     ("把台灯亮度调到40%", [(CONTROL, {"target": "light.desk_lamp", "action": "set_brightness", "brightness": 40})]),

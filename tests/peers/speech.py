@@ -53,6 +53,13 @@ def noise(kind: str, seconds: float, *, volume: float = 0.3, rate: int = 16000) 
     return np.frombuffer(raw, dtype=np.int16)
 
 
+def cough(rate: int = 16000) -> np.ndarray:
+    """A cough-like burst: 0.25 s of loud pink noise with a sharp attack and an exponential decay."""
+    burst = noise("pinknoise", 0.25, volume=0.9, rate=rate).astype(np.float64)
+    envelope = np.exp(-np.arange(burst.size) / (0.06 * rate))
+    return (burst * envelope).astype(np.int16)
+
+
 def silence(seconds: float, rate: int = 16000) -> np.ndarray:
     return np.zeros(round(seconds * rate), dtype=np.int16)
 

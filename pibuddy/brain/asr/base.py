@@ -42,6 +42,12 @@ class AsrEngine(ABC):
         """What was said; "" when nothing was heard, or nothing the engine is sure of."""
         return self.recognise(pcm).text
 
+    def sure_of(self, pcm: bytes, heard: str, other: str) -> bool:
+        """Whether `heard` fits `pcm` clearly better than `other`, a reading one sound away ("light" and
+        "lights"). Engines that write free text (not forced onto a grammar) trust what they wrote."""
+        del pcm, heard, other
+        return True
+
     def set_vocabulary(self, vocabulary: Vocabulary) -> None:  # noqa: B027 - optional for free-form engines
         """Adapt to the current device names (grammar engines rebuild their grammar when they change)."""
 

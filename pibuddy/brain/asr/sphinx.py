@@ -39,6 +39,12 @@ _PHONES: Final = "phones"
 # A uniform phone loop, not one weighted by the model's phone bigrams (en-us-phone.lm.bin): it separated the
 # groups more widely (bigram loop: commands down to -33.1, nonsense tool calls from -44.9) and costs 40 % less.
 _CONFIDENCE_FLOOR: Final = -20.0
+# "light" against "lights" in the same audio, force-aligned (espeak-ng en-us 150/190 wpm, en-gb, a female en-us
+# voice; a -60 dBFS noise floor and the pipeline's Opus round trip; 2026-12-07): "living room light on" (the s
+# merges into "on") was read as "lights" with the wrong reading ahead by 0.4-2.2 per speech frame, and right
+# readings led by -0.4 to 1.2 ("turn on the living room lights") or 1.8-5.1 ("living room lights off"). Only a
+# lead above every wrong one measured counts as sure; below it the brain asks.
+_TWIN_MARGIN: Final = 2.5
 _NOT_SPEECH: Final = ("<", "(", "[")  # <sil>, <s>, </s>, (NULL) (an empty arc), [NOISE] and other fillers
 
 
@@ -115,9 +121,26 @@ class PocketsphinxAsr(AsrEngine):
                          confidence, floor)
         return Recognition(command.text, confidence, accepted=accepted)
 
-    def _decode(self, search: str, pcm: bytes) -> _Path | None:
+    def sure_of(self, pcm: bytes, heard: str, other: str) -> bool:
+        """`heard` and `other` each force-aligned to `pcm`: sure when `heard`'s acoustic score per speech frame
+        beats `other`'s by `_TWIN_MARGIN`."""
+        with self._lock:
+            first, second = (self._decode(None, pcm, align=text) for text in (heard, other))
+        if first is None or second is None:
+            return second is None  # a reading with words the dictionary lacks is no rival
+        margin = (first.acoustic - second.acoustic) / max(first.speech_frames, 1)
+        _LOGGER.info("%r over %r: %.2f per frame (sure from %.1f)", heard, other, margin, _TWIN_MARGIN)
+        return margin >= _TWIN_MARGIN
+
+    def _decode(self, search: str | None, pcm: bytes, *, align: str | None = None) -> _Path | None:
         decoder = self._decoder
-        decoder.activate_search(search)
+        if align is not None:
+            try:
+                decoder.set_align_text(align)  # a word the dictionary lacks raises
+            except (RuntimeError, KeyError, ValueError):
+                return None
+        else:
+            decoder.activate_search(search)
         decoder.start_utt()
         decoder.process_raw(pcm, False, True)
         decoder.end_utt()

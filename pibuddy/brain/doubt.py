@@ -1,0 +1,99 @@
+"""Commands whose target is in doubt get a question back, never an action.
+
+- A device named with a room it is not in ("turn on the bedroom light in the kitchen"): the name and the room
+  disagree, so either could be the mistake (a misheard room, a misheard name). Home Assistant's own answer is
+  an error too; acting on the device anyway is what the user did not say.
+- One device of a kind in a room that has several ("turn on the living room lamp" with a ceiling light and a
+  floor lamp there): "light" and "lights" are not the same target, so a singular never switches every light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from pibuddy.brain.intents import IntentMatch
+from pibuddy.brain.vocabulary import Vocabulary
+from pibuddy.drivers.names import KIND_WORDS, normalize
+
+# Home Assistant domain -> PiBuddy's kind (names.KIND_WORDS) whose words name one device of it.
+_DOMAIN_KINDS: Final = {"light": "light", "fan": "fan", "cover": "curtain", "switch": "switch", "lock": "lock",
+                        "media_player": "speaker", "vacuum": "vacuum", "climate": "heater"}
+_ALL_WORDS: Final = frozenset({"all", "every", "everything", "each", "所有", "全部"})
+
+
+@dataclass(frozen=True, slots=True)
+class Doubt:
+    """Why the brain asks instead of acting: an error template key of the intents package with its values, or
+    PiBuddy's own phrase key."""
+
+    key: str
+    values: dict[str, str]
+    package_error: bool = False
+
+
+def doubt(match: IntentMatch, text: str, vocabulary: Vocabulary) -> Doubt | None:
+    """The question to ask instead of acting on `match` (heard as `text`), or None when the target is clear."""
+    area = match.value("area")
+    if area is None:
+        return None
+    if match.value("name") is not None:
+        return _misplaced(match, area, vocabulary)
+    return _one_of_several(match, text, area, vocabulary)
+
+
+def _misplaced(match: IntentMatch, area: str, vocabulary: Vocabulary) -> Doubt | None:
+    thing = vocabulary.thing(match.value("name"))
+    said = match.said("name") or ""
+    in_room = set(vocabulary.in_area(area))
+    if any(t in in_room for t in vocabulary.named(said, area)) or (thing is not None and thing in in_room):
+        return None
+    return Doubt("no_entity_in_area", {"entity": said, "area": match.said("area") or area}, package_error=True)
+
+
+def _one_of_several(match: IntentMatch, text: str, area: str, vocabulary: Vocabulary) -> Doubt | None:
+    domain = match.value("domain")
+    kind = _DOMAIN_KINDS.get(domain or "")
+    if kind is None or match.value("device_class") is not None:
+        return None
+    words = normalize(text).split()
+    singular = set(KIND_WORDS[kind])
+    if _ALL_WORDS & set(words) or not any(w in singular for w in words):
+        return None  # a plural ("lights") or "all" means every one of them
+    if any(f"{w}s" in words or f"{w}es" in words for w in singular):
+        return None
+    fitting = [t for t in vocabulary.in_area(area) if t.domain == domain]
+    if len(fitting) <= 1:
+        return None
+    said = next(w for w in words if w in singular)
+    return Doubt("which", {"what": f"{said} in the {match.said('area') or area}"})
+
+
+@dataclass(frozen=True, slots=True)
+class Twin:
+    """A reading of the same audio one sound away: a kind word in the other number ("light" <-> "lights")."""
+
+    text: str
+    one: str
+    every: str
+
+
+def twin(text: str) -> Twin | None:
+    """`text` with its first English kind word flipped between singular and plural, if it has one."""
+    words = text.split()
+    for i, word in enumerate(words):
+        if word in _SINGULAR:
+            plural = _plural(word)
+            return Twin(" ".join([*words[:i], plural, *words[i + 1:]]), word, plural)
+        if word in _PLURAL:
+            one = _PLURAL[word]
+            return Twin(" ".join([*words[:i], one, *words[i + 1:]]), one, word)
+    return None
+
+
+def _plural(word: str) -> str:
+    return f"{word}es" if word.endswith(("ch", "sh", "s", "x")) else f"{word}s"
+
+
+_SINGULAR: Final = frozenset(w for words in KIND_WORDS.values() for w in words if w.isascii() and " " not in w)
+_PLURAL: Final = {_plural(w): w for w in _SINGULAR}

@@ -1,0 +1,140 @@
+"""Never the wrong action (issue #20's "What was seen"): coughs that the VAD did not take for speech never reach
+the recogniser; a device named with a room it is not in, and one of several lights named in the singular, get a
+question; "living room light on" forced onto "living room lights on" (every light in the room) gets a question.
+Spoken cases run through the real pocketsphinx recogniser and the real local-turn service on espeak-ng audio
+passed through the pipeline's Opus round trip (what a turn gets from the microphone)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusDecoder, OpusEncoder
+from pibuddy.audio.pipeline import AudioPipeline
+from pibuddy.brain import LocalBrain, Outcome, Reply
+from pibuddy.brain.asr.base import AsrEngine, Recognition
+from pibuddy.brain.asr.sphinx import PocketsphinxAsr
+from pibuddy.brain.audio import PipelineAudio
+from pibuddy.brain.service import LocalBrainService
+from pibuddy.brain.vocabulary import Vocabulary
+from pibuddy.brain.voice import EspeakVoice
+from pibuddy.config import AudioConfig, VadConfig
+from pibuddy.events import EventBus
+from pibuddy.tools.registry import ToolRegistry
+from tests.audio.conftest import play_into_microphone, pulse  # noqa: F401 - the virtual sound devices
+from tests.brain.conftest import FixedVocabulary
+from tests.brain.test_confidence_gate import OneUtterance
+from tests.peers.pulseaudio import PulseServer
+from tests.peers.speech import cough, silence, speech
+
+Call = tuple[str, dict[str, object]]
+
+
+class ForcedHearing(AsrEngine):
+    """A grammar-bound recogniser at its worst: whatever the audio, it hears a command (what pocketsphinx made
+    of coughs in the issue: "the floor lamp on"). Counts what reached it."""
+
+    constrained = True
+
+    def __init__(self) -> None:
+        self.heard: list[bytes] = []
+
+    def recognise(self, pcm: bytes) -> Recognition:
+        self.heard.append(pcm)
+        return Recognition("turn on the floor lamp", -3.6, accepted=True)
+
+
+def _brain(household: Vocabulary) -> LocalBrain:
+    return LocalBrain(ToolRegistry(), [FixedVocabulary(household)], language="en")
+
+
+def _calls(reply: Reply) -> list[Call]:
+    """The tool calls a turn made (tried: the registry is empty, so each fails, but it was made)."""
+    return [(r.call.tool, dict(r.call.arguments)) for r in reply.calls]
+
+
+@pytest.mark.peer
+async def test_coughs_the_vad_found_no_speech_in_never_reach_the_recogniser(
+        pulse: PulseServer, household: Vocabulary) -> None:  # noqa: F811
+    config = AudioConfig(vad=VadConfig(timeout_seconds=2.5))
+    coughs = np.concatenate([silence(0.6), cough(), silence(0.7), cough(), silence(0.5), cough(), silence(2.0)])
+    asr = ForcedHearing()
+    async with AudioPipeline(config) as pipeline:
+        audio = PipelineAudio(pipeline)
+        await asyncio.wait_for(audio.open(), 5)
+        service = LocalBrainService(_brain(household), asr, EspeakVoice("en"), audio, EventBus(),
+                                    offline_notice=False)
+        turn = asyncio.create_task(service.turn("okay nabu"))
+        await play_into_microphone(pulse, coughs)
+        reply = await asyncio.wait_for(turn, 10)
+    assert asr.heard == [], "audio without speech was passed to the recogniser"
+    assert (reply.outcome, reply.calls) == (Outcome.NOT_HEARD, ())
+
+
+@pytest.mark.parametrize(("text", "answer"), [
+    ("turn on the bedroom light in the kitchen",
+     "Sorry, I am not aware of any device called bedroom light in the kitchen area"),
+    ("switch on the living room light in the study",
+     "Sorry, I am not aware of any device called living room light in the study area"),
+    ("turn off the floor lamp in the bedroom",
+     "Sorry, I am not aware of any device called floor lamp in the bedroom area"),
+])
+async def test_a_device_named_with_a_room_it_is_not_in_is_a_question(household: Vocabulary, text: str,
+                                                                     answer: str) -> None:
+    reply = await _brain(household).handle(text)
+    assert (reply.outcome, reply.text, reply.calls) == (Outcome.ASKED, answer, ())
+
+
+async def test_a_device_named_with_its_own_room_or_a_room_alias_is_acted_on(household: Vocabulary) -> None:
+    for text in ("turn on the floor lamp in the living room", "turn on the floor lamp in the lounge"):
+        reply = await _brain(household).handle(text)
+        assert _calls(reply) == [("ha_control_device", {"target": "light.floor_lamp", "action": "turn_on"})]
+
+
+async def test_one_of_several_lights_in_the_singular_is_a_question_and_the_plural_means_all(
+        household: Vocabulary) -> None:
+    brain = _brain(household)
+    one = await brain.handle("turn on the living room lamp")  # a ceiling light and a floor lamp there
+    assert (one.outcome, one.text, one.calls) == (Outcome.ASKED, "Sorry, which lamp in the living room?", ())
+    every = await brain.handle("turn on the living room lights")
+    assert _calls(every) == [("ha_control_device", {"target": "Living Room lights", "action": "turn_on"})]
+    only = await brain.handle("turn on the bedroom lamp")  # the one light there
+    assert _calls(only) == [("ha_control_device", {"target": "light.bedroom_light", "action": "turn_on"})]
+
+
+def _through_opus(text: str, voice: str, speed: int) -> bytes:
+    """espeak-ng speech over a microphone's noise floor, encoded and decoded as the pipeline's uplink does."""
+    samples = speech(text, voice, pad=0.5, speed=speed)
+    floor = np.random.default_rng(7).normal(0.0, 30.0, samples.size)
+    pcm = (samples + floor).clip(-32768, 32767).astype(np.int16).tobytes()
+    encoder, decoder = OpusEncoder(complexity=0), OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
+    size = encoder.frame_samples * 2
+    return b"".join(decoder.decode(encoder.encode(pcm[i:i + size])) for i in range(0, len(pcm) - size + 1, size))
+
+
+@pytest.fixture(scope="module")
+def asr(household: Vocabulary) -> PocketsphinxAsr:
+    engine = PocketsphinxAsr("en")
+    engine.set_vocabulary(household)
+    return engine
+
+
+async def _spoken_turn(asr: PocketsphinxAsr, household: Vocabulary, pcm: bytes) -> Reply:
+    service = LocalBrainService(_brain(household), asr, EspeakVoice("en"), OneUtterance(pcm), EventBus(),
+                                offline_notice=False)
+    return await service.turn("okay nabu")
+
+
+VOICES = [("en-us", 150), ("en-us", 190), ("en-gb", 140), ("en-us+f3", 150)]
+
+
+@pytest.mark.parametrize(("voice", "speed"), VOICES, ids=[f"{v}-{s}" for v, s in VOICES])
+async def test_living_room_light_heard_as_lights_never_switches_every_light(
+        asr: PocketsphinxAsr, household: Vocabulary, voice: str, speed: int) -> None:
+    # Before: heard "living room lights on" in 3 of these 4 voices and turned on every light in the room.
+    reply = await _spoken_turn(asr, household, _through_opus("living room light on", voice, speed))
+    assert _calls(reply) in ([], [("ha_control_device", {"target": "light.living_room_light", "action": "turn_on"})])
+    if not reply.calls:
+        assert reply.text in ("Sorry, one light or all the lights?", "Sorry, I didn't catch that.")
