@@ -155,6 +155,16 @@ def test_directives_that_would_break_devices_are_absent(
     assert key not in service, why
 
 
+def test_file_limit_is_raised_and_pibuddy_lifts_its_soft_limit_to_it(service: dict[str, list[str]]) -> None:
+    assert int(service["LimitNOFILE"][0]) >= 16384
+    script = ("import resource; from pibuddy.listener import raise_open_file_limit; "
+              "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)); "
+              "print(raise_open_file_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
+    assert result.stdout.strip() == "True"
+
+
 def test_installs_into_multi_user_target() -> None:
     unit = parse_unit(UNIT.read_text(encoding="utf-8"))
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]

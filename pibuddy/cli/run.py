@@ -19,7 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load_or_exit(args)
-    logging.getLogger("pibuddy").info("PiBuddy %s starting with %s", __version__, config_path(args))
+    from pibuddy.listener import raise_open_file_limit  # noqa: PLC0415
+
+    logging.getLogger("pibuddy").info("PiBuddy %s starting with %s (up to %d open files)", __version__,
+                                      config_path(args), raise_open_file_limit())
     from pibuddy.events import EventBus  # noqa: PLC0415
     from pibuddy.supervisor import Supervisor  # noqa: PLC0415
     from pibuddy.systemd import Notifier  # noqa: PLC0415

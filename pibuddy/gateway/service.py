@@ -122,12 +122,12 @@ class GatewayService(Service):
         config = self.config
         weakness = key_weakness(key)
         if weakness is None:
-            self.api = WebApp(ManagementApi(self.sessions, self.pool, key=key).app())
+            self.api = WebApp(ManagementApi(self.sessions, self.pool, key=key).app(), "management API")
             await self.api.start(config.host, config.api_port)
         else:  # as the reference: the API lets anyone with the key call device tools (§9.1)
             _LOGGER.error("gateway: management API not started: the signature key is weak (%s)", weakness)
         local_ota = LocalOta(key=key, mqtt_endpoint=f"{self.advertised_host}:{mqtt_port}")
-        self.ota = WebApp(local_ota.app())
+        self.ota = WebApp(local_ota.app(), "local OTA")
         await self.ota.start(config.host, config.ota_port)
         if config.mdns:
             try:

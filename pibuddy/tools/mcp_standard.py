@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
 
@@ -28,6 +29,8 @@ from starlette.types import Receive, Scope, Send
 
 from pibuddy import __version__
 from pibuddy.config import is_loopback
+from pibuddy.httpserve import serve_http
+from pibuddy.listener import BoundedListener
 from pibuddy.supervisor import Health, Service
 from pibuddy.tools.registry import ToolRegistry
 
@@ -63,11 +66,35 @@ async def serve_stdio(registry: ToolRegistry) -> None:
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handling: the supervisor owns SIGTERM and SIGINT."""
+    """uvicorn without its own signal handling (the supervisor owns SIGTERM and SIGINT) and without its own
+    listening socket: connections come through PiBuddy's HTTP policy (`httpserve`: caps and deadlines)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listener: BoundedListener | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        del sockets
+        await super().startup(sockets=[])  # the app's lifespan and uvicorn's state, no socket of its own
+        config = self.config
+
+        def protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state)
+
+        self.listener = serve_http("MCP HTTP", protocol)
+        await self.listener.start(config.host, config.port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        await super().shutdown(sockets)
+        if self.listener is not None:
+            await self.listener.stop()
 
 
 class _BearerGate:
@@ -132,7 +159,8 @@ class McpHttpServer(Service):
                 if self._task.done():
                     raise OSError(f"the MCP HTTP server could not listen on {self._host}:{self.port}")
                 await asyncio.sleep(0.02)
-        self.port = server.servers[0].sockets[0].getsockname()[1]
+        assert server.listener is not None
+        self.port = server.listener.port
         _LOGGER.info("MCP HTTP server listening on http://%s:%d%s%s", self._host, self.port, MCP_PATH,
                      " (bearer token required)" if self._token else "")
 
