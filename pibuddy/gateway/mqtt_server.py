@@ -13,6 +13,7 @@ module only speaks MQTT.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol
 
+from pibuddy.drops import DropCounter
 from pibuddy.gateway.credentials import CredentialRejected, DeviceIdentity
 from pibuddy.gateway.mqtt_codec import (
     PINGRESP,
@@ -37,11 +39,19 @@ from pibuddy.gateway.mqtt_codec import (
     encode_suback,
     encode_unsuback,
 )
+from pibuddy.listener import BoundedListener
 from pibuddy.xiaozhi.const import MQTT_MAX_PACKET_SIZE
 
 _LOGGER = logging.getLogger(__name__)
 _CONNECT_TIMEOUT_SECONDS: Final = 10.0
 _KEEPALIVE_FACTOR: Final = 1.5
+IDLE_WITHOUT_KEEPALIVE_SECONDS: Final = 600.0
+"""A client with keep-alive 0 (no pings promised) is dropped after this long without a packet."""
+MAX_HANDSHAKES: Final = 64
+"""Connections still handshaking at once; when full, the oldest is closed for the newest (a real device sends
+CONNECT at once, so a flood of silent sockets only displaces itself)."""
+HANDSHAKES_PER_ADDRESS: Final = 4
+"""Connections still handshaking at once from one source address; more are closed at accept."""
 _READ_SIZE: Final = 16384
 _MAX_WRITE_BUFFER: Final = 256 * 1024
 """A device that lets this much of our output pile up is not reading: it is disconnected."""
@@ -105,7 +115,12 @@ class DeviceConnection:
 
 
 class MqttServer:
-    """Accepts device connections on `host:port`.
+    """Accepts device connections on `host:port`, through a `BoundedListener` (its accept backs off when
+    the process is out of descriptors; at most `max_connections` + `MAX_HANDSHAKES` sockets are open).
+
+    Before CONNECT: at most `HANDSHAKES_PER_ADDRESS` per source address and `MAX_HANDSHAKES` in all (the
+    oldest gives way), `_CONNECT_TIMEOUT_SECONDS` each. Refusals before authentication are counted by reason
+    and logged once per interval, whatever their rate.
 
     Args:
         host, port: where to listen (port 0 picks a free one; see `port`).
@@ -113,6 +128,7 @@ class MqttServer:
         on_connect: makes the handler of a newly authenticated connection.
         max_connections: most authenticated devices at once (and most connections still handshaking).
         max_packet_size: the packet cap, header included.
+        idle_without_keepalive: seconds of silence that end a keep-alive-0 connection.
     """
 
     def __init__(
@@ -124,37 +140,47 @@ class MqttServer:
         on_connect: Callable[[DeviceConnection], DeviceHandler],
         max_connections: int,
         max_packet_size: int = MQTT_MAX_PACKET_SIZE,
+        idle_without_keepalive: float = IDLE_WITHOUT_KEEPALIVE_SECONDS,
     ) -> None:
         self._host, self._port = host, port
         self._authenticate = authenticate
         self._on_connect = on_connect
         self._max_connections = max_connections
         self._max_packet_size = max_packet_size
-        self._server: asyncio.Server | None = None
-        self._handshaking = 0
+        self._idle_without_keepalive = idle_without_keepalive
+        self._listener: BoundedListener | None = None
+        self._handshaking: dict[asyncio.StreamWriter, str] = {}
+        """Connections before their CONNECT was answered, oldest first, with their source address."""
+        self._handshakes_per_address: collections.Counter[str] = collections.Counter()
+        self.refused = DropCounter("MQTT connections before authentication", _LOGGER)
         self.connections: dict[str, DeviceConnection] = {}
         """Live authenticated connections by client id."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "not started"
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._listener is not None, "not started"
+        return self._listener.port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self._host, self._port, reuse_address=True)
+        def protocol() -> asyncio.Protocol:
+            return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._accept)
+
+        listener = BoundedListener("MQTT", protocol, max_connections=self._max_connections + MAX_HANDSHAKES)
+        await listener.start(self._host, self._port)
+        self._listener = listener
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         for connection in list(self.connections.values()):
             connection.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        if self._listener is not None:
+            await self._listener.stop()
+            self._listener = None
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.create_task(self._serve(reader, writer))
@@ -167,49 +193,77 @@ class MqttServer:
         connection: DeviceConnection | None = None
         handler: DeviceHandler | None = None
         try:
-            if self._handshaking >= self._max_connections:
-                _LOGGER.warning("MQTT %s:%s refused: too many connections still handshaking", *peer[:2])
+            if not self._start_handshake(writer, str(peer[0])):
                 return
-            self._handshaking += 1
             try:
                 first = await asyncio.wait_for(_read_connect(reader, parser), _CONNECT_TIMEOUT_SECONDS)
-                if first is None:  # a port probe: connected and closed without a byte
-                    return
-                connect, rest = first
-                connection = self._admit(connect, peer[0], writer)
+            except TimeoutError:
+                self.refused.count(f"no CONNECT within {_CONNECT_TIMEOUT_SECONDS:g} s")
+                return
             finally:
-                self._handshaking -= 1
+                self._end_handshake(writer, str(peer[0]))
+            if first is None:  # a port probe: connected and closed without a byte
+                return
+            connect, rest = first
+            connection = self._admit(connect, peer[0], writer)
             if connection is None:
                 return
             handler = self._on_connect(connection)
             await self._dispatch(connection, handler, writer, rest)
             await self._read_loop(reader, parser, connection, handler, writer)
         except MqttProtocolError as exc:
-            who = connection.identity.client_id if connection else f"{peer[0]}:{peer[1]}"
-            _LOGGER.warning("MQTT %s: %s; closing", who, exc.reason)
-            if connection is None and exc.hint:
-                writer.write(encode_connack(ConnackCode(exc.hint)))
+            if connection is None:
+                self.refused.count(f"malformed handshake ({type(exc).__name__})")
+                _LOGGER.debug("MQTT %s:%s: %s; closing", peer[0], peer[1], exc.reason)
+                if exc.hint:
+                    writer.write(encode_connack(ConnackCode(exc.hint)))
+            else:
+                _LOGGER.warning("MQTT %s: %s; closing", connection.identity.client_id, exc.reason)
         except TimeoutError:
-            who = connection.identity.client_id if connection else f"{peer[0]}:{peer[1]}"
-            _LOGGER.info("MQTT %s timed out (%s); closing", who, "keep-alive" if connection else "no CONNECT")
+            assert connection is not None
+            _LOGGER.info("MQTT %s timed out (%s); closing", connection.identity.client_id,
+                         "keep-alive" if connection.keepalive else "no packet with keep-alive 0")
         except (ConnectionError, OSError) as exc:
-            _LOGGER.info("MQTT %s:%s connection error: %s", peer[0], peer[1], exc)
+            if connection is None:
+                self.refused.count("connection error during the handshake")
+            else:
+                _LOGGER.info("MQTT %s connection error: %s", connection.identity.client_id, exc)
         except Exception:
             _LOGGER.exception("MQTT %s:%s: unexpected error; closing this connection", peer[0], peer[1])
         finally:
             await self._finish(connection, handler, writer)
 
+    def _start_handshake(self, writer: asyncio.StreamWriter, ip: str) -> bool:
+        """Take a handshake slot; False (and the socket closed) when its address has too many."""
+        if self._handshakes_per_address[ip] >= HANDSHAKES_PER_ADDRESS:
+            self.refused.count(f"over {HANDSHAKES_PER_ADDRESS} handshakes from one address")
+            return False
+        if len(self._handshaking) >= MAX_HANDSHAKES:
+            oldest = next(iter(self._handshaking))
+            self.refused.count(f"oldest of {MAX_HANDSHAKES} handshakes closed for a new one")
+            oldest.transport.abort()  # its reader sees the end; its slot is freed by _end_handshake
+            self._end_handshake(oldest, self._handshaking[oldest])
+        self._handshaking[writer] = ip
+        self._handshakes_per_address[ip] += 1
+        return True
+
+    def _end_handshake(self, writer: asyncio.StreamWriter, ip: str) -> None:
+        if self._handshaking.pop(writer, None) is not None:
+            self._handshakes_per_address[ip] -= 1
+            if self._handshakes_per_address[ip] <= 0:
+                del self._handshakes_per_address[ip]
+
     def _admit(self, connect: Connect, peer_ip: str, writer: asyncio.StreamWriter) -> DeviceConnection | None:
         try:
             identity = self._authenticate(connect, peer_ip)
         except CredentialRejected as exc:
-            _LOGGER.warning("MQTT %s refused (rc %d): %s", peer_ip, exc.hint, exc.reason)
+            self.refused.count(f"refused with CONNACK {ConnackCode(exc.hint).name}")
+            _LOGGER.debug("MQTT %s refused (rc %d): %s", peer_ip, exc.hint, exc.reason)
             writer.write(encode_connack(ConnackCode(exc.hint)))
             return None
         previous = self.connections.get(identity.client_id)
         if previous is None and len(self.connections) >= self._max_connections:
-            _LOGGER.warning("MQTT %s refused: max_connections (%d) reached", identity.client_id,
-                            self._max_connections)
+            self.refused.count(f"max_connections ({self._max_connections}) reached")
             writer.write(encode_connack(ConnackCode.SERVER_UNAVAILABLE))
             return None
         if previous is not None:
@@ -230,7 +284,7 @@ class MqttServer:
 
     async def _read_loop(self, reader: asyncio.StreamReader, parser: MqttParser, connection: DeviceConnection,
                          handler: DeviceHandler, writer: asyncio.StreamWriter) -> None:
-        timeout = connection.keepalive * _KEEPALIVE_FACTOR or None
+        timeout = connection.keepalive * _KEEPALIVE_FACTOR or self._idle_without_keepalive
         while not connection.closed:  # close() (takeover, stop) ends the transport: the read sees EOF
             async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a racing cancel
                 data = await reader.read(_READ_SIZE)
