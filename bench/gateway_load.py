@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.peers.firmware_device import connect_packet, publish_packet  # noqa: E402
+from tests.peers.ports import free_port  # noqa: E402
 from tests.peers.xiaozhi_wire import aes_ctr  # noqa: E402
 
 KEY: Final = "Bench-Sign-Key7"
@@ -196,12 +197,6 @@ async def stream(devices: list[Device], prepared: list[list[bytes]]) -> None:
 
 
 # --- one run ---------------------------------------------------------------------------------------------
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

@@ -90,6 +90,18 @@ class ActiveBrain(Event):
     reason: str = ""
 
 
+BRAIN_UPSTREAM: Final = "upstream"
+BRAIN_LOCAL: Final = "local"
+
+
+def answers_wakes(bus: EventBus, brain: str) -> bool:
+    """Whether `brain` (BRAIN_UPSTREAM or BRAIN_LOCAL) should act on a wake now: the server also when no
+    router published anything."""
+    active = bus.latest(ActiveBrain)
+    current = active.brain if isinstance(active, ActiveBrain) else BRAIN_UPSTREAM
+    return current == brain
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceStatus(Event):
     """A supervised service changed its lifecycle state (running, restarting, failed, stopped)."""

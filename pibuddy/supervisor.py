@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from pibuddy.backoff import Backoff
 from pibuddy.errors import PiBuddyError
@@ -201,7 +201,8 @@ class Supervisor:
         firsts = asyncio.gather(*(r.first_attempt_done.wait() for r in self._runners))
         stop = asyncio.ensure_future(self._stop_requested.wait())
         try:
-            await asyncio.wait([firsts, stop], timeout=_READY_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            waiters: list[asyncio.Future[Any]] = [firsts, stop]
+            await asyncio.wait(waiters, timeout=_READY_WAIT_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         finally:
             firsts.cancel()
             stop.cancel()

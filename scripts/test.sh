@@ -26,6 +26,10 @@ for path in pibuddy tests bench scripts; do
 done
 echo "==> ruff check ${lint_paths[*]}"
 .venv/bin/ruff check "${lint_paths[@]}"
+echo "==> mypy (strict on the core: see [tool.mypy] in pyproject.toml)"
+.venv/bin/mypy
+echo "==> lint-imports (imports only point down: see [tool.importlinter] in pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 
 # The heavy test peers (Home Assistant's venv, Node + OpenClaw) are built here, once per version, outside
 # the per-test timeout: on a fresh machine building them takes minutes.

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pibuddy.events import ActivationCode, DeviceState, Event, EventBus, Say, St
 from pibuddy.statedir import StateDir
 from pibuddy.xiaozhi.ota import OtaDevice, OtaFailure, OtaUnavailable, system_info
 from pibuddy.xiaozhi.ota_response import Activation, WebsocketSettings, choose_transport
+from tests.peers.ports import free_port
 from tests.peers.xiaozhi_server import XiaozhiTestServer
 
 FAST = ActivationTimings(polls=10, pending_delay=0.01, retry_delay=0.01, rounds=3)
@@ -173,14 +173,8 @@ async def test_settings_are_persisted_and_used_when_ota_is_down(tmp_path: Path) 
 # --- Unreachable or misbehaving peers ----------------------------------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_closed_port_is_refused() -> None:
-    async with OtaClient(f"http://127.0.0.1:{closed_port()}/xiaozhi/ota/", device(), timeout=2) as client:
+    async with OtaClient(f"http://127.0.0.1:{free_port()}/xiaozhi/ota/", device(), timeout=2) as client:
         with pytest.raises(OtaUnavailable, match="refused") as caught:
             await client.check_version()
     assert caught.value.reason is OtaFailure.REFUSED

@@ -15,7 +15,8 @@ from pibuddy.config import HomeAssistantConfig
 from pibuddy.drivers.homeassistant import HomeAssistantService, homeassistant_tools
 from pibuddy.errors import AuthFailed, DeviceUnreachable
 from pibuddy.tools.registry import ToolRegistry, ToolResult
-from tests.peers.homeassistant import HomeAssistantPeer, free_port
+from tests.peers.homeassistant import HomeAssistantPeer
+from tests.peers.ports import free_port
 
 pytestmark = pytest.mark.peer
 

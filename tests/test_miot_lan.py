@@ -19,6 +19,7 @@ from pibuddy.drivers.miot.lan import MiioClient
 from pibuddy.drivers.miot.lan_transport import LanTransport
 from pibuddy.errors import DeviceUnreachable, TokenInvalid
 from tests.peers.miio_device import Fault, SimulatedDevice, load_spec
+from tests.peers.ports import free_port
 
 TOKEN = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
 LAMP_DID = 0x1_0000_0002  # over 32 bits, as newer devices have
@@ -103,10 +104,7 @@ async def test_silent_device_is_offline(lamp: SimulatedDevice) -> None:
 
 
 async def test_nobody_listening_fails_fast() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        free_port = probe.getsockname()[1]
-    client = MiioClient("127.0.0.1", Token(TOKEN), port=free_port, timeout=2.0, name="the desk lamp")
+    client = MiioClient("127.0.0.1", Token(TOKEN), port=free_port(socket.SOCK_DGRAM), timeout=2.0, name="the desk lamp")
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with client:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.ports import free_port
+
 _QUIET_CONFIG = """
 audio: {enabled: false}
 upstream: {enabled: false}
@@ -70,9 +72,7 @@ def test_notify_protocol_and_clean_stop_within_5_seconds(
 def test_check_reports_fail_for_unreachable_upstream_without_crashing(
     tmp_path: Path, pibuddy_env: dict[str, str], python: str
 ) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     config = tmp_path / "config.yaml"
     config.write_text(f"audio: {{enabled: false}}\nupstream:\n  ota_url: http://127.0.0.1:{port}/xiaozhi/ota/\n")
     result = subprocess.run([python, "-m", "pibuddy", "check", "--config", str(config)], env=pibuddy_env,

@@ -14,7 +14,6 @@ from pibuddy.xiaozhi import (
     BadJson,
     ChannelTimedOut,
     ErrorReceived,
-    Event,
     Goodbye,
     GoodbyeIgnored,
     GoodbyeReceived,
@@ -34,8 +33,9 @@ from pibuddy.xiaozhi import (
     SentenceStarted,
     ServerHelloReceived,
     Session,
+    SessionEvent,
+    SessionStateChanged,
     State,
-    StateChanged,
     Stt,
     SttReceived,
     Tts,
@@ -73,7 +73,7 @@ def test_table_lets_the_transport_always_drop_the_channel() -> None:
 def test_every_message_type_becomes_an_event(text: str) -> None:
     message = parse_message(text)
     receiver = DEVICE if SERVER in message.SENDERS else SERVER
-    assert isinstance(event_for(message, receiver), Event)
+    assert isinstance(event_for(message, receiver), SessionEvent)
 
 
 def test_hello_exchange() -> None:
@@ -81,9 +81,9 @@ def test_hello_exchange() -> None:
     events = pair.send(DEVICE, lambda s: s.open_channel(0.0), expect=[
         '{"type":"hello","version":3,"transport":"udp","features":{"mcp":true},'
         '"audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}'])
-    assert [type(e) for e in events] == [HelloReceived, StateChanged]
+    assert [type(e) for e in events] == [HelloReceived, SessionStateChanged]
     assert states(pair) == (State.CONNECTING, State.CONNECTING)
-    assert pair.sender_events == [StateChanged(State.IDLE, State.CONNECTING)]
+    assert pair.sender_events == [SessionStateChanged(State.IDLE, State.CONNECTING)]
 
     events = pair.send(SERVER, lambda s: s.accept_hello("S1", udp=UDP, audio_params={"sample_rate": 24000}),
                        expect=None)
@@ -91,7 +91,7 @@ def test_hello_exchange() -> None:
     assert isinstance(hello_event, ServerHelloReceived)
     assert hello_event.session_id == "S1"
     assert (hello_event.downlink.sample_rate, hello_event.downlink.frame_duration) == (24000, 60)
-    assert changed == StateChanged(State.CONNECTING, State.OPEN)
+    assert changed == SessionStateChanged(State.CONNECTING, State.OPEN)
     assert states(pair) == (State.OPEN, State.OPEN)
     assert pair.device.session_id == pair.server.session_id == "S1"
     assert pair.device.udp == UDP
@@ -104,13 +104,13 @@ def test_auto_conversation() -> None:
     events = pair.send(DEVICE, lambda s: s.wake_word_detected("你好小智"), expect=[
         '{"session_id":"S1","type":"listen","state":"detect","text":"你好小智"}',
         '{"session_id":"S1","type":"listen","state":"start","mode":"auto"}'])
-    assert [type(e) for e in events] == [ListenReceived, ListenReceived, StateChanged]
+    assert [type(e) for e in events] == [ListenReceived, ListenReceived, SessionStateChanged]
     assert states(pair) == (State.LISTENING, State.LISTENING)
     assert pair.device.should_send_audio
 
     events = pair.send(SERVER, [Stt(text="几点了"), TTS_START, Llm(emotion="happy", text="😊"),
                                 Tts(state=TtsState.SENTENCE_START, text="三点")])
-    assert [type(e) for e in events] == [SttReceived, TtsStarted, StateChanged, LlmEmotion, SentenceStarted]
+    assert [type(e) for e in events] == [SttReceived, TtsStarted, SessionStateChanged, LlmEmotion, SentenceStarted]
     assert events[0].text == "几点了"
     assert events[3].emotion == "happy"
     assert events[4].text == "三点"
@@ -119,7 +119,7 @@ def test_auto_conversation() -> None:
     assert pair.audio(SERVER, b"tts opus", timestamp=99) == AudioFrame(99, b"tts opus")
 
     events = pair.send(SERVER, TTS_STOP)
-    assert [type(e) for e in events] == [TtsStopped, StateChanged]
+    assert [type(e) for e in events] == [TtsStopped, SessionStateChanged]
     assert pair.device.state is State.LISTENING
     # Auto mode: the device announces its next turn; the server hears a listen start.
     pair.send(DEVICE, lambda s: None, expect=['{"session_id":"S1","type":"listen","state":"start","mode":"auto"}'])
@@ -206,7 +206,7 @@ def test_goodbye_from_server_during_a_conversation(goodbye: str, acted_on: bool)
     pair.device.receive_json(goodbye, 1.0)
     events = pair.device.events_received()
     if acted_on:
-        assert [type(e) for e in events] == [GoodbyeReceived, StateChanged]
+        assert [type(e) for e in events] == [GoodbyeReceived, SessionStateChanged]
         assert pair.device.state is State.IDLE
         assert pair.device.udp is None
     else:
@@ -254,7 +254,7 @@ def test_channel_lost() -> None:
     pair = SessionPair()
     pair.open()
     pair.server.channel_lost()
-    assert pair.server.events_received() == [StateChanged(State.OPEN, State.IDLE)]
+    assert pair.server.events_received() == [SessionStateChanged(State.OPEN, State.IDLE)]
     assert pair.server.udp is None
 
 
@@ -266,7 +266,7 @@ def test_hello_timeout() -> None:
     assert device.state is State.CONNECTING
     device.events_received()
     device.tick(110.0)
-    assert device.events_received() == [HelloTimedOut(), StateChanged(State.CONNECTING, State.IDLE)]
+    assert device.events_received() == [HelloTimedOut(), SessionStateChanged(State.CONNECTING, State.IDLE)]
     assert device.deadline is None
 
 
@@ -287,7 +287,7 @@ def test_channel_timeout_refreshed_by_json_and_audio() -> None:
     pair.device.tick(219.9)
     assert pair.device.events_received() == []
     pair.device.tick(220.0)
-    assert pair.device.events_received() == [ChannelTimedOut(), StateChanged(State.SPEAKING, State.IDLE)]
+    assert pair.device.events_received() == [ChannelTimedOut(), SessionStateChanged(State.SPEAKING, State.IDLE)]
     assert pair.device.messages_to_send() == []  # abandoned silently, no goodbye
     assert pair.server.deadline is None  # the server side keeps no timers
 
@@ -296,7 +296,7 @@ def test_error_while_connecting_is_a_rejected_hello() -> None:
     pair = SessionPair()
     pair.send(DEVICE, lambda s: s.open_channel(0.0), expect=None)
     events = pair.send(SERVER, lambda s: s.reject_hello(), expect=['{"type":"error","message":"处理 hello 消息失败"}'])
-    assert [type(e) for e in events] == [ErrorReceived, StateChanged]
+    assert [type(e) for e in events] == [ErrorReceived, SessionStateChanged]
     assert states(pair) == (State.IDLE, State.IDLE)
 
 
@@ -426,7 +426,7 @@ def test_server_restarts_on_a_second_hello() -> None:
     pair = SessionPair()
     pair.open()
     events = pair.send(DEVICE, lambda s: s.open_channel(1.0), expect=None)
-    assert [type(e) for e in events] == [HelloReceived, StateChanged]
+    assert [type(e) for e in events] == [HelloReceived, SessionStateChanged]
     assert pair.server.state is State.CONNECTING
     assert pair.server.udp is None
 

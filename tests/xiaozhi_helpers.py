@@ -8,11 +8,11 @@ from typing import Any, Literal
 from pibuddy.xiaozhi import (
     AudioFrame,
     AudioTransport,
-    Event,
     ListenMode,
     Message,
     Role,
     Session,
+    SessionEvent,
     UdpParams,
     WsProtocolVersion,
     make_nonce,
@@ -40,7 +40,7 @@ class SessionPair:
         self.device = Session(Role.DEVICE, transport=transport, listen_mode=listen_mode, ws_version=ws_version)
         self.server = Session(Role.SERVER, transport=transport, ws_version=ws_version)
         self.now = 0.0
-        self.sender_events: list[Event] = []
+        self.sender_events: list[SessionEvent] = []
         """What the sending side itself reported during the last `send` (its own state changes)."""
 
     def session(self, role: Role) -> Session:
@@ -54,7 +54,7 @@ class SessionPair:
         role: Role,
         msgs: Message | Sequence[Message] | Intent,
         expect: Literal["match"] | Sequence[str] | None = "match",
-    ) -> list[Event]:
+    ) -> list[SessionEvent]:
         """Send `msgs` (messages, or an intent called on `role`'s session) and deliver them to the peer.
 
         expect="match": the peer parsed exactly the messages sent (session ids aside, which the sender

@@ -219,13 +219,3 @@ def _echo_cancel_node(kind: str, environ: dict[str, str] | None) -> str | None:
         if any("echo" in f and "cancel" in f for f in fields[1:3]):
             return fields[1]
     return None
-    try:
-        result = subprocess.run([pactl, "list", "short", "sources"], capture_output=True, text=True, timeout=3,
-                                env=environ, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    for line in result.stdout.splitlines():
-        fields = line.split("\t")
-        if len(fields) >= 3 and any("echo" in f and "cancel" in f for f in fields[1:3]):
-            return fields[1]
-    return None

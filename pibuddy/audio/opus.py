@@ -1,6 +1,6 @@
 """Opus through opuslib-next (libopus from apt, or the drop-in opuslib-next-bundled): the codec only.
 
-Uplink: 16 kHz mono 60 ms, APPLICATION_AUDIO, complexity 0 and DTX on like the firmware (reference §11).
+Uplink: 16 kHz mono 60 ms, APPLICATION_AUDIO, complexity 0 and DTX on like the firmware (docs/protocol.md §11).
 Downlink: decoded at the rate and frame duration the server hello gives; a packet longer than that
 frame duration, or corrupt, is a `CodecError` for the caller to drop.
 """

@@ -1,9 +1,12 @@
-"""The audio pipeline facade the device client uses: wake events, uplink Opus, downlink playback.
+"""The one microphone-and-speaker pipeline: wake words, uplink Opus, downlink playback.
+
+Its consumers never share a device: the device client reaches it through `PipelineAudioPort`
+(pibuddy/audio/port.py) and the local brain through `PipelineAudio` (pibuddy/brain/audio.py); each accepted
+wake word is published on the bus as `WakeDetected`, where the brain router decides who answers.
 
     async with AudioPipeline(config.audio, bus) as audio:
-        async for wake in audio.wake_events():               # WakeDetected(wake_word, score, loudness)
-            uplink = audio.uplink_opus(preroll=True)          # the wake word audio first, then live
-            async for packet in uplink: send(packet)          # until uplink.stop() or end of utterance
+        uplink = audio.uplink_opus(preroll=True)              # the wake word audio first, then live
+        async for packet in uplink: send(packet)              # until stop_uplink() or the end of utterance
         audio.set_downlink_format(24000, 60)                  # from the server hello
         audio.play_opus(packet); audio.set_speaking(text)     # tts audio / sentence_start
         await audio.wait_drained(); audio.set_speaking(None)  # tts stop: back to listening when quiet

@@ -245,10 +245,6 @@ class Speaker:
     def underruns(self) -> int:
         return self._jitter.underruns
 
-    @property
-    def jitter_target_seconds(self) -> float:
-        return self._jitter.target_seconds
-
     # ---- the playout task ------------------------------------------------------------------------
     def _new_jitter(self) -> JitterBuffer:
         return JitterBuffer(frame_seconds=self._decoder.frame_ms / 1000,

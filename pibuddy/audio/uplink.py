@@ -26,7 +26,6 @@ class UplinkStream:
     def __init__(self, encoder: OpusEncoder, *, max_packets: int, end_on_silence: bool) -> None:
         self.end_on_silence = end_on_silence
         self.end_reason: EndReason | str | None = None
-        self.packets_sent = 0
         self._encoder = encoder
         self._pending = bytearray()
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(max_packets + 1)  # +1: room for the end marker
@@ -68,6 +67,5 @@ class UplinkStream:
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         while (packet := await self._queue.get()) is not None:
-            self.packets_sent += 1
             yield packet
 

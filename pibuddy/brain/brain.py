@@ -138,9 +138,10 @@ class LocalBrain:
         if planned.tool_text:
             return Reply(tool_text, Outcome.ANSWERED, match.intent, tuple(records))
         thing = planned.thing
-        said = self._responses.intent(match.intent, match.response, _template_slots(match, thing and thing.name),
+        thing_name = thing.name if thing else None
+        said = self._responses.intent(match.intent, match.response, _template_slots(match, thing_name),
                                       domain=thing.domain if thing else match.value("domain"),
-                                      name=thing.name if thing else None, now=self._clock())
+                                      name=thing_name, now=self._clock())
         text = tool_text if said is None else said
         outcome = Outcome.DONE if records else (Outcome.ANSWERED if text else Outcome.NOTHING)
         return Reply(text, outcome, match.intent, tuple(records))

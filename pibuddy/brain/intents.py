@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import home_assistant_intents
 from hassil import Intents, RecognizeResult, SlotList, TextSlotList, recognize_best
+from hassil.models import MatchEntity, UnmatchedTextEntity
 
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.vocabulary import Place, Vocabulary
@@ -94,11 +95,12 @@ class IntentMatcher:
                                best_slot_name="name", allow_unmatched_entities=True)
         if loose is None or loose.intent.name not in _ACTION_INTENTS or not loose.text_chunks_matched:
             return None  # no verb matched: the whole sentence was read as a name (CJK has no word breaks)
-        name = loose.unmatched_entities.get("name")
-        if name is None or not (1 <= len(name.text.split()) <= _MAX_UNKNOWN_NAME_WORDS):
+        name = loose.unmatched_entities.get("name")  # a text slot: never an unmatched range
+        if not isinstance(name, UnmatchedTextEntity) or not (1 <= len(name.text.split()) <= _MAX_UNKNOWN_NAME_WORDS):
             return None
         area = loose.entities.get("area") or loose.unmatched_entities.get("area")
-        return UnknownName(loose.intent.name, name.text.strip(), area.text.strip() if area else None)
+        area_text = area.text.strip() if isinstance(area, MatchEntity | UnmatchedTextEntity) else None
+        return UnknownName(loose.intent.name, name.text.strip(), area_text)
 
     def _slot_lists(self, vocabulary: Vocabulary) -> dict[str, SlotList]:
         fingerprint = vocabulary.fingerprint

@@ -16,24 +16,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
 
 from pibuddy.config import BrainMode, Config
-from pibuddy.events import ActiveBrain, EventBus, UpstreamLink
+from pibuddy.events import BRAIN_LOCAL, BRAIN_UPSTREAM, ActiveBrain, EventBus, UpstreamLink
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
-
-UPSTREAM: Final = "upstream"
-LOCAL: Final = "local"
-
-
-def answers_wakes(bus: EventBus, brain: str) -> bool:
-    """Whether `brain` should act on a wake now (upstream also when no router published anything)."""
-    active = bus.latest(ActiveBrain)
-    current = active.brain if isinstance(active, ActiveBrain) else UPSTREAM
-    return current == brain
-
 
 @dataclass
 class RouterPolicy:
@@ -51,12 +39,12 @@ class RouterPolicy:
     deadline: float
     now: float
     down_since: float | None = None
-    brain: str = UPSTREAM
+    brain: str = BRAIN_UPSTREAM
     reason: str = ""
 
     def __post_init__(self) -> None:
         if self.mode is BrainMode.LOCAL or (self.mode is BrainMode.AUTO and not self.upstream_configured):
-            self.brain = LOCAL
+            self.brain = BRAIN_LOCAL
             self.reason = "brain.mode is local" if self.mode is BrainMode.LOCAL else "no xiaozhi server configured"
         elif self.mode is BrainMode.UPSTREAM:
             self.reason = "brain.mode is upstream"
@@ -71,7 +59,7 @@ class RouterPolicy:
     @property
     def due(self) -> float | None:
         """When `tick` may switch to local next, if a deadline is running."""
-        if not self.automatic or self.down_since is None or self.brain == LOCAL:
+        if not self.automatic or self.down_since is None or self.brain == BRAIN_LOCAL:
             return None
         return self.down_since + self.deadline
 
@@ -81,7 +69,7 @@ class RouterPolicy:
             return False
         if connected:
             self.down_since = None
-            return self._set(UPSTREAM, "the xiaozhi server is reachable")
+            return self._set(BRAIN_UPSTREAM, "the xiaozhi server is reachable")
         if self.down_since is None:
             self.down_since = now
         self.reason = f"xiaozhi server unreachable ({detail or 'link down'})"
@@ -93,7 +81,7 @@ class RouterPolicy:
         if due is None or now < due:
             return False
         reason = self.reason if self.reason.startswith("xiaozhi") else "the xiaozhi server did not come up"
-        return self._set(LOCAL, f"{reason} for {self.deadline:g} s")
+        return self._set(BRAIN_LOCAL, f"{reason} for {self.deadline:g} s")
 
     def _set(self, brain: str, reason: str) -> bool:
         changed = brain != self.brain

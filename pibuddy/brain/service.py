@@ -23,10 +23,10 @@ from pibuddy.brain.asr.base import AsrEngine
 from pibuddy.brain.audio import BrainAudio
 from pibuddy.brain.brain import LocalBrain, Outcome, Reply
 from pibuddy.brain.doubt import Twin, twin
-from pibuddy.brain.router import LOCAL, answers_wakes
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
 from pibuddy.events import (
+    BRAIN_LOCAL,
     ActiveBrain,
     Command,
     CommandName,
@@ -35,6 +35,7 @@ from pibuddy.events import (
     Muted,
     Subscription,
     Transcript,
+    answers_wakes,
 )
 from pibuddy.supervisor import Health, Service
 
@@ -196,7 +197,7 @@ class LocalBrainService(Service):
     async def _follow_bus(self, events: Subscription) -> None:
         async for event in events:
             match event:
-                case ActiveBrain(brain=brain) if brain != LOCAL:
+                case ActiveBrain(brain=brain) if brain != BRAIN_LOCAL:
                     self._notice_due = self._offline_notice  # re-armed whenever the server takes over again
                 case Command(name=CommandName.LISTEN_START):
                     self._button_pressed()
@@ -205,14 +206,14 @@ class LocalBrainService(Service):
 
     def _button_pressed(self) -> None:
         muted = self._bus.latest(Muted)
-        if isinstance(muted, Muted) and muted.muted and answers_wakes(self._bus, LOCAL):
+        if isinstance(muted, Muted) and muted.muted and answers_wakes(self._bus, BRAIN_LOCAL):
             _LOGGER.info("button pressed while the microphone is muted: no turn")
             return
         self._trigger(_BUTTON)
 
     def _trigger(self, woken_by: str) -> None:
         """Start a turn for a wake word or the button, if the local brain answers and is not busy."""
-        if not answers_wakes(self._bus, LOCAL):
+        if not answers_wakes(self._bus, BRAIN_LOCAL):
             return
         if self._turn is not None or self._triggers.full():
             _LOGGER.debug("local brain busy: ignoring %s", woken_by)

@@ -24,7 +24,7 @@ from pibuddy.device_client.channels import Channel
 from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
 from pibuddy.events import (
-    ActiveBrain,
+    BRAIN_UPSTREAM,
     Command,
     CommandName,
     DeviceState,
@@ -35,6 +35,7 @@ from pibuddy.events import (
     Subscription,
     UpstreamLink,
     WakeDetected,
+    answers_wakes,
 )
 from pibuddy.tools.mcp import McpServer
 from pibuddy.xiaozhi import (
@@ -51,14 +52,15 @@ from pibuddy.xiaozhi import (
     SentenceStarted,
     ServerHelloReceived,
     Session,
+    SessionStateChanged,
     State,
-    StateChanged,
     SttReceived,
     SystemCommand,
     TtsStarted,
     TtsStopped,
     UnknownReceived,
 )
+from pibuddy.xiaozhi.const import CHANNEL_TIMEOUT_SECONDS, HELLO_TIMEOUT_SECONDS
 from pibuddy.xiaozhi.messages import Mcp
 
 _LOGGER = logging.getLogger(__name__)
@@ -95,8 +97,8 @@ class DeviceClient:
         audio: AudioPort,
         mcp: McpServer,
         listen_mode: ListenMode = ListenMode.AUTO,
-        hello_timeout: float = 10.0,
-        channel_timeout: float = 120.0,
+        hello_timeout: float = HELLO_TIMEOUT_SECONDS,
+        channel_timeout: float = CHANNEL_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.channel = channel
@@ -268,7 +270,7 @@ class DeviceClient:
             if handler is not None:
                 await handler(self, event)
 
-    async def _on_state(self, event: StateChanged) -> None:
+    async def _on_state(self, event: SessionStateChanged) -> None:
         self._state_changed.set()
         self._sync_uplink()
         self._bus.set_state(_BUS_STATE[event.new], f"conversation {event.old} -> {event.new}")
@@ -335,7 +337,7 @@ class DeviceClient:
 
     async def _on_error(self, event: ErrorReceived) -> None:
         _LOGGER.warning("server error: %s", event.message.message)
-        self._bus.publish(ErrorOccurred("upstream", event.message.message))
+        self._bus.publish(ErrorOccurred("upstream", event.message.message or "no reason given"))
 
     async def _on_hello_timeout(self, event: HelloTimedOut) -> None:
         del event
@@ -354,7 +356,7 @@ class DeviceClient:
             _LOGGER.info("ignoring messages with unknown %s from the server", kind)
 
     _HANDLERS: Final[dict[type, Callable[[DeviceClient, Any], Coroutine[Any, Any, None]]]] = {
-        StateChanged: _on_state,
+        SessionStateChanged: _on_state,
         ServerHelloReceived: _on_server_hello,
         TtsStarted: _on_tts_started,
         TtsStopped: _on_tts_stopped,
@@ -445,9 +447,7 @@ class DeviceClient:
             self._bus.publish(UpstreamLink(connected, self.channel.transport.value, detail))
 
     def _answers_wakes(self) -> bool:
-        """Whether the brain router (pibuddy.brain.router) gives wakes to the server; yes without a router."""
-        active = self._bus.latest(ActiveBrain)
-        return not isinstance(active, ActiveBrain) or active.brain == "upstream"
+        return answers_wakes(self._bus, BRAIN_UPSTREAM)
 
     def _muted(self) -> bool:
         muted = self._bus.latest(Muted)

@@ -17,11 +17,11 @@ from typing import Final, Self
 import aiomqtt
 
 from pibuddy.errors import ConnectionLost
+from pibuddy.xiaozhi.const import MQTT_MAX_PACKET_SIZE
 from pibuddy.xiaozhi.errors import LocalProtocolError
 from pibuddy.xiaozhi.ota_response import MqttSettings
 
 _LOGGER = logging.getLogger(__name__)
-_MAX_PACKET_BYTES: Final = 8192  # the gateway closes the connection for larger packets
 _NO_TOPIC: Final = frozenset({"", "null"})  # old gateways send the literal "null"
 
 
@@ -78,8 +78,8 @@ class MqttLink:
     async def publish(self, text: str) -> None:
         payload = text.encode()
         size = publish_packet_size(self.endpoint.publish_topic, payload)
-        if size >= _MAX_PACKET_BYTES:
-            raise LocalProtocolError(f"MQTT message of {size} bytes exceeds the {_MAX_PACKET_BYTES}-byte limit")
+        if size >= MQTT_MAX_PACKET_SIZE:
+            raise LocalProtocolError(f"MQTT message of {size} bytes exceeds the {MQTT_MAX_PACKET_SIZE}-byte limit")
         try:
             await self._client.publish(self.endpoint.publish_topic, payload, qos=0, retain=False)
         except aiomqtt.MqttError as exc:

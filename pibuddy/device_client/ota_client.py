@@ -1,4 +1,4 @@
-"""The OTA and activation HTTP calls (reference §2), with httpx.
+"""The OTA and activation HTTP calls (docs/protocol.md §2), with httpx.
 
 `OtaClient.check_version` is one attempt: any failure (DNS, refused, timeout, HTTP status, garbage or
 refusing body) becomes one `OtaUnavailable` with a clear message. `provision` is the firmware's

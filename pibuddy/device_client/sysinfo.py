@@ -1,4 +1,4 @@
-"""What the OTA request says about this Pi and the PiBuddy build it runs (reference §2.1).
+"""What the OTA request says about this Pi and the PiBuddy build it runs (docs/protocol.md §2.1).
 
 Every value is a real one for a Pi, never an ESP32 imitation: the SoC and board model from the
 device tree, the primary interface's IPv4 address, and a SHA-256 of the running PiBuddy sources in

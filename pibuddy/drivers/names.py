@@ -25,7 +25,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from pibuddy.errors import DriverError, NotFound
 
@@ -78,7 +78,7 @@ class Ambiguous(DriverError):
 
     code = "ambiguous"
 
-    def __init__(self, phrase: str, candidates: Iterable[Named[T]]) -> None:
+    def __init__(self, phrase: str, candidates: Iterable[Named[Any]]) -> None:
         self.candidates = tuple(candidates)
         super().__init__(f'"{phrase}" could mean {shortlist([c.describe() for c in self.candidates])}. Which one?')
 

@@ -1,4 +1,4 @@
-"""The local gateway for stock ESP32 xiaozhi devices (reference xiaozhi-protocol.md §3-§5, §8-§10, §14).
+"""The local gateway for stock ESP32 xiaozhi devices (docs/protocol.md §3-§5, §8-§10, §14).
 
 Devices speak MQTT (control) and AES-CTR UDP (audio) to the Pi; each conversation is bridged over one
 WebSocket to a xiaozhi chat server. Modules, one job each:

@@ -1,4 +1,4 @@
-"""The management API (reference §9), aiohttp on port 8007, with the reference's bodies and status codes.
+"""The management API (docs/protocol.md §9), aiohttp on port 8007, with the reference's bodies and status codes.
 
 Every route needs `Authorization: Bearer <daily token>`, the token of yesterday, today or tomorrow (the
 gateway's local date; manager-api uses UTC and retries ±1 day on 401, so both sides meet).

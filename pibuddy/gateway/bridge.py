@@ -1,4 +1,4 @@
-"""The chat-server leg: one WebSocket per device session to a xiaozhi chat server (reference §8).
+"""The chat-server leg: one WebSocket per device session to a xiaozhi chat server (docs/protocol.md §8).
 
 `ChatServerPool` picks the server: the healthy one with the fewest active sessions (the reference picks at
 random), and a server that failed to connect or to answer hello sits out `cooldown` seconds; when every
@@ -139,7 +139,8 @@ class Bridge:
         self._ws.send_text(json.dumps(hello, ensure_ascii=False, separators=(",", ":")))
         closed = asyncio.ensure_future(self._ws.wait_closed())
         try:
-            await asyncio.wait({self._hello, closed}, return_when=asyncio.FIRST_COMPLETED)
+            waiters: set[asyncio.Future[Any]] = {self._hello, closed}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             closed.cancel()
         if not self._hello.done():

@@ -1,4 +1,4 @@
-"""Device credentials and the gateway's tokens (reference §2.3, §3.3, §6.2, §8.1, §9.1).
+"""Device credentials and the gateway's tokens (docs/protocol.md §2.3, §3.3, §6.2, §8.1, §9.1).
 
 Pure functions: no sockets, no clock (callers pass the time), so §12.3's vectors test them directly.
 """

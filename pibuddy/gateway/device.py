@@ -1,6 +1,6 @@
 """One device's life at the gateway: its MQTT messages, its sessions (hello -> bridge + UDP route), its MCP.
 
-`DeviceSession` is the `DeviceHandler` of one MQTT connection (reference §3.4, §5, §8):
+`DeviceSession` is the `DeviceHandler` of one MQTT connection (docs/protocol.md §3.4, §5, §8):
 - `hello` (version 3): fresh AES key, a chat server chosen by the pool, its WebSocket opened, the server's
   hello turned into the UDP hello for the device. A failure publishes `error` to the device.
 - other device JSON: forwarded verbatim to the chat server while a session exists; `goodbye` and

@@ -1,4 +1,4 @@
-"""The gateway's MCP client towards each device, its tool cache, and host tools (reference §10.4).
+"""The gateway's MCP client towards each device, its tool cache, and host tools (docs/protocol.md §10.4).
 
 On every MQTT connection the gateway runs `initialize`, `notifications/initialized` and `tools/list`
 (following `nextCursor`) with ids from 10000, and answers the chat server's `tools/list` from the cache.

@@ -1,4 +1,4 @@
-"""A sans-I/O MQTT 3.1.1 codec for the server side of the firmware's dialect (reference §3.2).
+"""A sans-I/O MQTT 3.1.1 codec for the server side of the firmware's dialect (docs/protocol.md §3.2).
 
 Written here rather than borrowed: amqtt's codec reads packets from an asyncio stream field by field (not
 bytes in, packets out), allocates whatever remaining length the peer announces, and pins an old

@@ -1,4 +1,4 @@
-"""The MQTT endpoint for stock firmware (reference §3.2, §14): the gateway is the server, not a broker.
+"""The MQTT endpoint for stock firmware (docs/protocol.md §3.2, §14): the gateway is the server, not a broker.
 
 Stricter than the reference gateway: CONNECT is validated before CONNACK (rc 2/4/5 and a close on bad
 credentials, rc 3 when full), only QoS 0 is accepted, a packet over the size cap or a malformed one closes
@@ -30,6 +30,7 @@ from pibuddy.gateway.mqtt_codec import (
     Disconnect,
     MqttParser,
     MqttProtocolError,
+    Packet,
     PingReq,
     Publish,
     Subscribe,
@@ -295,7 +296,7 @@ class MqttServer:
             await self._dispatch(connection, handler, writer, parser.feed(data))
 
     async def _dispatch(self, connection: DeviceConnection, handler: DeviceHandler,
-                        writer: asyncio.StreamWriter, packets: list) -> None:
+                        writer: asyncio.StreamWriter, packets: list[Packet]) -> None:
         for packet in packets:
             match packet:
                 case Publish(qos=0):
@@ -331,7 +332,7 @@ class MqttServer:
             await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
-async def _read_connect(reader: asyncio.StreamReader, parser: MqttParser) -> tuple[Connect, list] | None:
+async def _read_connect(reader: asyncio.StreamReader, parser: MqttParser) -> tuple[Connect, list[Packet]] | None:
     """Read until the first packet, which must be CONNECT; return it and any packets pipelined after it,
     or None if the peer closed without sending anything."""
     received = False

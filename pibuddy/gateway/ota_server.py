@@ -1,4 +1,4 @@
-"""Local OTA for devices (reference §2): point a stock ESP32's OTA URL at the Pi and it just works.
+"""Local OTA for devices (docs/protocol.md §2): point a stock ESP32's OTA URL at the Pi and it just works.
 
 `POST /xiaozhi/ota/` answers with `server_time`, a `firmware` entry that never asks for an upgrade, and an
 `mqtt` object whose credentials are signed with the gateway's key and point at this gateway, so the

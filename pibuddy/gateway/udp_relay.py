@@ -1,4 +1,4 @@
-"""The UDP audio relay (reference §4, §14): one socket for every device, routed by connection id.
+"""The UDP audio relay (docs/protocol.md §4, §14): one socket for every device, routed by connection id.
 
 Per hello the gateway opens a `UdpRoute` with a fresh key; the route for a connection id replaces the
 previous one. Uplink rules, stricter than the Node gateway where §14 is: the datagram must be at least

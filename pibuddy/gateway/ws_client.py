@@ -22,7 +22,7 @@ import os
 import ssl
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, cast
 
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
@@ -186,7 +186,7 @@ class WsClient(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = cast(asyncio.Transport, transport)  # a TCP connection's transport
         self._transport.set_write_buffer_limits(high=_MAX_WRITE_BUFFER)
 
     def pause_writing(self) -> None:
@@ -292,11 +292,11 @@ class WsClient(asyncio.Protocol):
     def _frame(self, frame: Frame) -> None:
         if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
             if frame.fin:
-                self._deliver(frame.opcode, frame.data)
+                self._deliver(frame.opcode, bytes(frame.data))
                 return
-            self._fragment_opcode, self._fragments = frame.opcode, [frame.data]
+            self._fragment_opcode, self._fragments = frame.opcode, [bytes(frame.data)]
         elif frame.opcode is Opcode.CONT and self._fragment_opcode is not None:
-            self._fragments.append(frame.data)
+            self._fragments.append(bytes(frame.data))
             if sum(len(part) for part in self._fragments) > self._max_size:
                 _LOGGER.warning("WebSocket message over %d bytes; closing", self._max_size)
                 self._protocol.fail(1009, "message too big")

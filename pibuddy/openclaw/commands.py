@@ -21,7 +21,6 @@ from pibuddy.tools.builtin import system_info
 from pibuddy.tools.host import Host
 from pibuddy.tools.registry import ToolRegistry
 
-NEEDS_GATEWAY_ALLOW: Final = ("device.info", "pibuddy.tools.list", "pibuddy.tools.call")
 _MAX_SPOKEN_CHARS: Final = 500
 
 

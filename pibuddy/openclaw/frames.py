@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from pibuddy.jsonvalues import is_int
 from pibuddy.openclaw.errors import ErrorShape, FrameError
 
 
@@ -88,8 +89,7 @@ def parse_frame(text: str | bytes, *, max_bytes: int) -> Frame:
         name, seq = data.get("event"), data.get("seq")
         if not isinstance(name, str) or not name:
             raise FrameError("event frame without an event name")
-        valid_seq = isinstance(seq, int) and not isinstance(seq, bool)
-        return EventFrame(name, data.get("payload"), seq if valid_seq else None)
+        return EventFrame(name, data.get("payload"), seq if is_int(seq) else None)
     if kind == "res":
         frame_id, ok = data.get("id"), data.get("ok")
         if not isinstance(frame_id, str) or not isinstance(ok, bool):

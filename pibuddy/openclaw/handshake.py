@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pibuddy.jsonvalues import is_int
 from pibuddy.openclaw.errors import FrameError
 from pibuddy.openclaw.frames import EventFrame
 from pibuddy.openclaw.identity import DeviceIdentity, signature_payload
@@ -61,7 +62,7 @@ class Challenge:
     def from_event(cls, frame: EventFrame) -> Challenge:
         payload = frame.payload if isinstance(frame.payload, dict) else {}
         nonce, ts = payload.get("nonce"), payload.get("ts")
-        if frame.event != CHALLENGE_EVENT or not isinstance(nonce, str) or not nonce or not _is_int(ts):
+        if frame.event != CHALLENGE_EVENT or not isinstance(nonce, str) or not nonce or not is_int(ts):
             raise FrameError(f"expected a {CHALLENGE_EVENT} with a nonce and ts, got {frame.event!r}")
         return cls(nonce, ts)
 
@@ -108,7 +109,7 @@ class HelloOk:
 
     @classmethod
     def from_payload(cls, payload: object) -> HelloOk:
-        if not isinstance(payload, dict) or payload.get("type") != "hello-ok" or not _is_int(payload.get("protocol")):
+        if not isinstance(payload, dict) or payload.get("type") != "hello-ok" or not is_int(payload.get("protocol")):
             raise FrameError("connect succeeded without a hello-ok payload")
         server = _dict(payload.get("server"))
         auth = _dict(payload.get("auth"))
@@ -126,16 +127,12 @@ class HelloOk:
             device_token=token if isinstance(token, str) and token else None,
             # protocol 3 does not say how the connect authenticated
             auth_method=str(auth.get("method") or "unknown"),
-            max_payload=max_payload if _is_int(max_payload) and max_payload > 0 else _DEFAULT_MAX_PAYLOAD,
-            tick_interval_ms=tick if _is_int(tick) and tick > 0 else _DEFAULT_TICK_MS,
+            max_payload=max_payload if is_int(max_payload) and max_payload > 0 else _DEFAULT_MAX_PAYLOAD,
+            tick_interval_ms=tick if is_int(tick) and tick > 0 else _DEFAULT_TICK_MS,
             main_session_key=str(defaults.get("mainSessionKey") or "agent:main:main"),
         )
 
 
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pibuddy.jsonvalues import is_int
 from pibuddy.openclaw.commands import CommandError, NodeCommands
 from pibuddy.openclaw.errors import FrameError
 
@@ -41,9 +42,8 @@ class InvokeRequest:
         if not isinstance(invoke_id, str) or not invoke_id or not isinstance(command, str) or not command:
             raise FrameError("node.invoke.request without an id and a command")
         timeout = payload.get("timeoutMs")
-        valid_timeout = isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0
         return cls(invoke_id, node_id if isinstance(node_id, str) else "", command, _params(payload),
-                   min(timeout, _MAX_TIMEOUT_MS) if valid_timeout else _DEFAULT_TIMEOUT_MS)
+                   min(timeout, _MAX_TIMEOUT_MS) if is_int(timeout) and timeout > 0 else _DEFAULT_TIMEOUT_MS)
 
 
 def _params(payload: dict[str, Any]) -> dict[str, Any]:

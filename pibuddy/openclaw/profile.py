@@ -38,8 +38,8 @@ def mqtt_client_id(config: Config, identity: DeviceIdentity) -> str:
 
 def mqtt_settings(config: Config) -> MqttSettings:
     cfg = config.openclaw
-    return MqttSettings(cfg.mqtt_host, cfg.mqtt_port, cfg.mqtt_username,
-                        cfg.mqtt_password.get_secret_value() if cfg.mqtt_password else None, cfg.mqtt_topic_prefix)
+    return MqttSettings(cfg.mqtt_host, cfg.mqtt_port, cfg.mqtt_topic_prefix, cfg.mqtt_username,
+                        cfg.mqtt_password.get_secret_value() if cfg.mqtt_password else None)
 
 
 def transport_factory(config: Config, identity: DeviceIdentity, role: str) -> TransportFactory:

@@ -32,7 +32,8 @@ class StatusFile:
     def update(self, role: str, state: SessionState, **fields: Any) -> None:
         """Replace `role`'s entry, keeping its last error unless a new one is given."""
         data = self.read()
-        previous = data.get(role) if isinstance(data.get(role), dict) else {}
+        raw = data.get(role)
+        previous: dict[str, Any] = raw if isinstance(raw, dict) else {}
         entry = {"state": str(state), "updatedAtMs": int(time.time() * 1000), **fields}
         if "lastError" not in entry and previous.get("lastError"):
             entry["lastError"] = previous["lastError"]

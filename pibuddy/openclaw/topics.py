@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-DEFAULT_PREFIX: Final = "moltbot/gw"
 ROLES: Final = ("node", "operator")
 _CLIENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

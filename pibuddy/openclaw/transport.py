@@ -94,9 +94,9 @@ def describe_close(exc: websockets.ConnectionClosed) -> str:
 class MqttSettings:
     host: str
     port: int
+    prefix: str  # openclaw.mqtt_topic_prefix
     username: str | None = None
     password: str | None = None
-    prefix: str = "moltbot/gw"
 
 
 class MqttTransport:

@@ -1,6 +1,6 @@
 """The device-side MCP server of the xiaozhi channel: JSON-RPC payload in, JSON-RPC payload (or nothing) out.
 
-It follows the firmware's `McpServer::ParseMessage` (reference xiaozhi-protocol.md §10.2): requests need
+It follows the firmware's `McpServer::ParseMessage` (docs/protocol.md §10.2): requests need
 `jsonrpc:"2.0"`, a string `method` and a numeric `id`, or they are dropped without a reply; errors are
 `{"error":{"message":…}}` with no `code`. The xiaozhi envelope (`{"type":"mcp","payload":…}`) belongs to the
 protocol package; this module sees payload dicts only. Replies must be encoded with `compact_json` for the

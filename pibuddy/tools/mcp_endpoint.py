@@ -1,5 +1,5 @@
 """The MCP endpoint bridge: dial out to an MCP endpoint (xiaozhi's 接入点 or a self-hosted one) over WebSocket
-and serve the tool registry there as a standard MCP server (reference xiaozhi-protocol.md §10.5).
+and serve the tool registry there as a standard MCP server (docs/protocol.md §10.5).
 
 Each WebSocket text message is one JSON-RPC message. The broker is the MCP client: `initialize`,
 `notifications/initialized`, `tools/list` (cursor pages, shared with the device-side server), `tools/call`,
@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection
 from pibuddy import __version__
 from pibuddy.backoff import Backoff
 from pibuddy.errors import ConnectionLost
+from pibuddy.jsonvalues import is_int
 from pibuddy.supervisor import Health, Service
 from pibuddy.tools.mcp import PROTOCOL_VERSION, McpError, tools_page
 from pibuddy.tools.registry import ToolRegistry, compact_json
@@ -129,7 +130,7 @@ class McpRequestHandler:
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    return value is None or isinstance(value, str) or is_int(value)
 
 
 def _error(request_id: Any, code: int, message: str) -> Message:

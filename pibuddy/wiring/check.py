@@ -1,7 +1,9 @@
 """`pibuddy check`: probe everything the config asks for and report an OK/FAIL table.
 
-Each probe is a small async function that never raises: whatever goes wrong becomes a FAIL row with a
-reason a user can act on. Features add their probes to `PROBES`.
+`PROBES` lists which probes run for which config; the probes that need a feature's code live with it
+(`drivers/ble/probe.py`, `gateway/probe.py`) and return `pibuddy.probe.ProbeResult`. A probe turns what goes
+wrong into a FAIL row with a reason a user can act on; `run_probes` makes one that raises or hangs a FAIL row
+too.
 """
 
 from __future__ import annotations

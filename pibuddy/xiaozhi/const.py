@@ -1,6 +1,6 @@
 """Numbers and names of the xiaozhi protocol, shared by the device client and the gateway.
 
-Values come from /work/shared/reference/xiaozhi-protocol.md (section numbers in the comments).
+Values come from docs/protocol.md (section numbers in the comments).
 """
 
 from __future__ import annotations

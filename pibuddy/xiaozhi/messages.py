@@ -17,9 +17,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
-from functools import cache
 from typing import Any, ClassVar, Self
 
+from pibuddy.jsonvalues import is_int
 from pibuddy.xiaozhi.const import (
     AUDIO_FORMAT,
     DOWNLINK_FRAME_DURATION_DEFAULT_MS,
@@ -79,8 +79,8 @@ class AudioParams:
         params = params or {}
         rate, duration = params.get("sample_rate"), params.get("frame_duration")
         return cls(
-            rate if _is_int(rate) and rate > 0 else DOWNLINK_SAMPLE_RATE_DEFAULT,
-            duration if _is_int(duration) and duration > 0 else DOWNLINK_FRAME_DURATION_DEFAULT_MS,
+            rate if is_int(rate) and rate > 0 else DOWNLINK_SAMPLE_RATE_DEFAULT,
+            duration if is_int(duration) and duration > 0 else DOWNLINK_FRAME_DURATION_DEFAULT_MS,
         )
 
 
@@ -382,10 +382,6 @@ def _choices(kind: type[StrEnum]) -> frozenset[str]:
     return frozenset(member.value for member in kind)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check(msg: Message, name: str, kind: type, *, required: bool) -> None:
     """Check one field against its declared kind; a string for a StrEnum field becomes the member."""
     value = getattr(msg, name)
@@ -402,21 +398,29 @@ def _check(msg: Message, name: str, kind: type, *, required: bool) -> None:
             choices = "/".join(kind)
             raise LocalProtocolError(f"{msg.TYPE}.{name} must be one of {choices}, not {value!r}")
         object.__setattr__(msg, name, member)
-    elif not (_is_int(value) if kind is int else isinstance(value, kind)):
+    elif not (is_int(value) if kind is int else isinstance(value, kind)):
         raise LocalProtocolError(f"{msg.TYPE}.{name} must be {_KIND_NAMES.get(kind, kind.__name__)}")
 
 
 _KIND_NAMES: dict[type, str] = {str: "a string", int: "an integer", Mapping: "an object"}
 
 
-@cache
+# Per-class caches (functools.cache would do, but mypy takes a dataclass's type object for unhashable).
+_BODY_NAMES: dict[type, tuple[str, ...]] = {}
+_REQUIRED_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _body_names(cls: type[Message]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.name not in ("session_id", "extra"))
+    if cls not in _BODY_NAMES:
+        _BODY_NAMES[cls] = tuple(f.name for f in fields(cls) if f.name not in ("session_id", "extra"))
+    return _BODY_NAMES[cls]
 
 
-@cache
 def _required_names(cls: type[Message]) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
+    if cls not in _REQUIRED_NAMES:
+        _REQUIRED_NAMES[cls] = tuple(f.name for f in fields(cls)
+                                     if f.default is MISSING and f.default_factory is MISSING)
+    return _REQUIRED_NAMES[cls]
 
 
 def _reject_constant(name: str) -> None:

@@ -1,4 +1,4 @@
-"""The OTA/configuration exchange (reference §2), without I/O: requests out, typed settings in.
+"""The OTA/configuration exchange (docs/protocol.md §2), without I/O: requests out, typed settings in.
 
 `build_check_request` and `build_activate_request` produce exactly the headers and body the ESP32
 firmware sends; `parse_response` turns the server's answer into frozen dataclasses. Like the firmware,

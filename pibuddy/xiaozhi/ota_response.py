@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
+from pibuddy.jsonvalues import is_int
 from pibuddy.xiaozhi.ota import (
     MAX_RESPONSE_BYTES,
     MQTT_DEFAULT_KEEPALIVE,
@@ -128,7 +129,7 @@ class _Member:
         value = self.data.get(key)
         if value is None:
             return None
-        if not _is_int(value):
+        if not is_int(value):
             self.problem(key, f"not an integer ({type(value).__name__})")
             return None
         if not low <= value <= high:
@@ -138,11 +139,7 @@ class _Member:
 
     def scalars(self) -> Mapping[str, str | int]:
         """Every string and integer member, the way the firmware copies them into NVS."""
-        return MappingProxyType({k: v for k, v in self.data.items() if isinstance(v, str) or _is_int(v)})
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        return MappingProxyType({k: v for k, v in self.data.items() if isinstance(v, str) or is_int(v)})
 
 
 def split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -216,7 +213,7 @@ def _parse_firmware(member: _Member) -> FirmwareInfo | None:
         member.problem("version", "missing; firmware ignored")
         return None
     force = member.data.get("force")
-    return FirmwareInfo(version, member.string("url") or "", force is True or (_is_int(force) and force == 1))
+    return FirmwareInfo(version, member.string("url") or "", force is True or (is_int(force) and force == 1))
 
 
 def _parse_activation(member: _Member) -> Activation | None:

@@ -49,10 +49,10 @@ from pibuddy.xiaozhi.messages import (
 )
 from pibuddy.xiaozhi.session_events import (
     ChannelTimedOut,
-    Event,
     GoodbyeIgnored,
     HelloTimedOut,
-    StateChanged,
+    SessionEvent,
+    SessionStateChanged,
     event_for,
 )
 from pibuddy.xiaozhi.states import TRANSITIONS, Input, State, classify
@@ -101,7 +101,7 @@ class Session:
         self._mode = self.listen_mode  # the current turn's mode, from the last listen start
         self._hello_deadline: float | None = None
         self._last_incoming: float | None = None
-        self._events: list[Event] = []
+        self._events: list[SessionEvent] = []
         self._outbox: list[str] = []
 
     # --- bytes in, events and bytes out -------------------------------------------------------
@@ -184,7 +184,7 @@ class Session:
             self.state is State.SPEAKING and self._mode is ListenMode.REALTIME
         )
 
-    def events_received(self) -> list[Event]:
+    def events_received(self) -> list[SessionEvent]:
         events, self._events = self._events, []
         return events
 
@@ -210,6 +210,7 @@ class Session:
         deadline = self.deadline
         if deadline is None or now < deadline:
             return
+        event: SessionEvent
         if self.state is State.CONNECTING:
             kind, event = Input.HELLO_TIMEOUT, HelloTimedOut()
         else:
@@ -355,7 +356,7 @@ class Session:
             self._early_audio.clear()  # only what precedes the next tts start counts as early
         old, self.state = self.state, target
         if old is not target:
-            self._events.append(StateChanged(old, target))
+            self._events.append(SessionStateChanged(old, target))
 
     def _goodbye_applies(self, message: Goodbye) -> bool:
         """Only a SERVER acts on every goodbye; a DEVICE checks the session id (§5.2)."""

@@ -37,35 +37,35 @@ from pibuddy.xiaozhi.states import State
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class SessionEvent:
     """Base of every session event."""
 
 
 @dataclass(frozen=True, slots=True)
-class StateChanged(Event):
+class SessionStateChanged(SessionEvent):
     old: State
     new: State
 
 
 @dataclass(frozen=True, slots=True)
-class HelloTimedOut(Event):
+class HelloTimedOut(SessionEvent):
     """The server's hello did not come in time; the device is idle again."""
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelTimedOut(Event):
+class ChannelTimedOut(SessionEvent):
     """Nothing came from the server for the channel timeout; the channel is abandoned without goodbye."""
 
 
 @dataclass(frozen=True, slots=True)
-class HelloReceived(Event):
+class HelloReceived(SessionEvent):
     """SERVER role: a device asks for a channel; answer with `accept_hello()` or `reject_hello()`."""
 
     message: Hello
 
 
 @dataclass(frozen=True, slots=True)
-class ServerHelloReceived(Event):
+class ServerHelloReceived(SessionEvent):
     """DEVICE role: the channel is open; `downlink` is how to decode the server's audio."""
 
     message: Hello
@@ -77,41 +77,41 @@ class ServerHelloReceived(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class GoodbyeReceived(Event):
+class GoodbyeReceived(SessionEvent):
     """The peer closed the channel (goodbye, or udp_timeout from a device)."""
 
     message: Message
 
 
 @dataclass(frozen=True, slots=True)
-class GoodbyeIgnored(Event):
+class GoodbyeIgnored(SessionEvent):
     """DEVICE role: a goodbye for another session (or none) was not acted on (§5.2)."""
 
     message: Message
 
 
 @dataclass(frozen=True, slots=True)
-class ListenReceived(Event):
+class ListenReceived(SessionEvent):
     message: Listen
 
 
 @dataclass(frozen=True, slots=True)
-class AbortReceived(Event):
+class AbortReceived(SessionEvent):
     message: Abort
 
 
 @dataclass(frozen=True, slots=True)
-class TtsStarted(Event):
+class TtsStarted(SessionEvent):
     message: Tts
 
 
 @dataclass(frozen=True, slots=True)
-class TtsStopped(Event):
+class TtsStopped(SessionEvent):
     message: Tts
 
 
 @dataclass(frozen=True, slots=True)
-class SentenceStarted(Event):
+class SentenceStarted(SessionEvent):
     message: Tts
 
     @property
@@ -120,12 +120,12 @@ class SentenceStarted(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class SentenceEnded(Event):
+class SentenceEnded(SessionEvent):
     message: Tts
 
 
 @dataclass(frozen=True, slots=True)
-class SttReceived(Event):
+class SttReceived(SessionEvent):
     message: Stt
 
     @property
@@ -134,7 +134,7 @@ class SttReceived(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class LlmEmotion(Event):
+class LlmEmotion(SessionEvent):
     message: Llm
 
     @property
@@ -143,7 +143,7 @@ class LlmEmotion(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class McpReceived(Event):
+class McpReceived(SessionEvent):
     """A JSON-RPC object: requests for the device's MCP server, or a device's answers."""
 
     message: Mcp
@@ -154,12 +154,12 @@ class McpReceived(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class AlertReceived(Event):
+class AlertReceived(SessionEvent):
     message: Alert
 
 
 @dataclass(frozen=True, slots=True)
-class SystemCommand(Event):
+class SystemCommand(SessionEvent):
     message: System
 
     @property
@@ -168,40 +168,40 @@ class SystemCommand(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class CustomReceived(Event):
+class CustomReceived(SessionEvent):
     message: Custom
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorReceived(Event):
+class ErrorReceived(SessionEvent):
     """The firmware ignores these; while connecting we take one as a rejected hello."""
 
     message: Error
 
 
 @dataclass(frozen=True, slots=True)
-class IotReceived(Event):
+class IotReceived(SessionEvent):
     message: Iot
 
 
 @dataclass(frozen=True, slots=True)
-class PingReceived(Event):
+class PingReceived(SessionEvent):
     message: Ping
 
 
 @dataclass(frozen=True, slots=True)
-class PongReceived(Event):
+class PongReceived(SessionEvent):
     message: Pong
 
 
 @dataclass(frozen=True, slots=True)
-class UnknownReceived(Event):
+class UnknownReceived(SessionEvent):
     """A message type we do not know; log it once and move on (a relay forwards `message`)."""
 
     message: UnknownMessage
 
 
-_EVENT_CLASSES: Final[dict[type[Message], Callable[[Any], Event]]] = {
+_EVENT_CLASSES: Final[dict[type[Message], Callable[[Any], SessionEvent]]] = {
     Listen: ListenReceived,
     Abort: AbortReceived,
     Goodbye: GoodbyeReceived,
@@ -218,7 +218,7 @@ _EVENT_CLASSES: Final[dict[type[Message], Callable[[Any], Event]]] = {
     Pong: PongReceived,
     UnknownMessage: UnknownReceived,
 }
-_TTS_EVENTS: Final[dict[TtsState, Callable[[Tts], Event]]] = {
+_TTS_EVENTS: Final[dict[TtsState, Callable[[Tts], SessionEvent]]] = {
     TtsState.START: TtsStarted,
     TtsState.STOP: TtsStopped,
     TtsState.SENTENCE_START: SentenceStarted,
@@ -226,7 +226,7 @@ _TTS_EVENTS: Final[dict[TtsState, Callable[[Tts], Event]]] = {
 }
 
 
-def event_for(message: Message, receiver: Role) -> Event:
+def event_for(message: Message, receiver: Role) -> SessionEvent:
     """The event a received message becomes (a hello's depends on who receives it)."""
     if isinstance(message, Hello):
         if receiver is Role.DEVICE:

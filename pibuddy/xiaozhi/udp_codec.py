@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from pibuddy.xiaozhi import udp_packet
 from pibuddy.xiaozhi.const import AES_KEY_SIZE, UDP_ENCRYPTION, UDP_NONCE_SIZE, Role
@@ -119,7 +119,7 @@ class UdpParams:
         known = {"server", "port", "key", "nonce", "encryption"}
         try:
             return cls(
-                server=obj.get("server"), port=obj.get("port"),
+                server=cast(str, obj.get("server")), port=cast(int, obj.get("port")),  # checked in __post_init__
                 key=decode_hex16(obj.get("key"), "udp.key"), nonce=decode_hex16(obj.get("nonce"), "udp.nonce"),
                 encryption=obj.get("encryption"), extra={k: v for k, v in obj.items() if k not in known},
             )

@@ -15,7 +15,7 @@ import operator
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, SupportsIndex, cast
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -107,7 +107,7 @@ def _header_field_error(values: tuple[object, ...]) -> str:
     """Name the first header field struct refused, in words the C extension repeats exactly."""
     for (name, limit), value in zip(_HEADER_FIELDS, values, strict=True):
         try:
-            number = operator.index(value)
+            number = operator.index(cast(SupportsIndex, value))  # TypeError when it is not
         except TypeError:
             return f"UDP header field {name} is not an integer: {value!r}"
         if not 0 <= number <= limit:

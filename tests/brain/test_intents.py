@@ -21,7 +21,7 @@ from pibuddy.tools.host import Host
 from pibuddy.tools.registry import ToolRegistry
 from pibuddy.tools.volume import SystemVolume
 from tests.brain.conftest import FixedVocabulary
-from tests.peers.homeassistant import free_port
+from tests.peers.ports import free_port
 
 CONTROL, STATE, SCENE, SCRIPT = "ha_control_device", "ha_get_device_state", "ha_run_scene", "ha_run_script"
 

@@ -18,15 +18,10 @@ from pibuddy.gateway.service import GatewayService
 from pibuddy.statedir import StateDir
 from pibuddy.tools.registry import ToolRegistry
 from tests.peers.firmware_device import FirmwareDevice
+from tests.peers.ports import free_port
 from tests.peers.xiaozhi_server import XiaozhiTestServer
 
 SIGNATURE_KEY = "Gw-Sign-Key9"
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def gateway_config(chat_servers: list[str], **overrides: Any) -> GatewayConfig:

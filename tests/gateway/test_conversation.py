@@ -9,9 +9,10 @@ import pytest
 
 from pibuddy.gateway.device import HELLO_FAILED_TEXT
 from pibuddy.gateway.service import GatewayService
-from tests.gateway.conftest import DeviceFactory, GatewayFactory, connect_device, free_port, gateway_url
+from tests.gateway.conftest import DeviceFactory, GatewayFactory, connect_device, gateway_url
 from tests.peers.firmware_device import FirmwareDevice
 from tests.peers.opus_audio import OpusFrameDecoder, encode_tone
+from tests.peers.ports import free_port
 from tests.peers.xiaozhi_server import XiaozhiTestServer
 from tests.polling import eventually
 

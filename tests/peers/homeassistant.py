@@ -18,7 +18,6 @@ import contextlib
 import ctypes
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from tests.peers.cache import InstallImpossible, Progress, cached_install, run_step
+from tests.peers.ports import free_port
 from tests.peers.processes import stop_group
 
 HA_VERSION: Final = "2024.3.3"
@@ -86,12 +86,6 @@ def _build(version: str, venv: Path, progress: Progress) -> None:
 def _run(command: list[str], progress: Progress) -> None:
     """One pip step; no route to PyPI raises `InstallImpossible` (skip), anything else fails."""
     run_step(command, progress, what="Home Assistant", sources="PyPI")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # Backing helpers hold the state of the template entities; they are hidden in the registry so that

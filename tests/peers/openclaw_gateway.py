@@ -19,7 +19,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any, Final
 import pytest
 
 from tests.peers.cache import InstallImpossible, Progress, cached_install, run_step
+from tests.peers.ports import free_port
 from tests.peers.processes import stop_group
 
 OPENCLAW_VERSION: Final = "2026.9.6"
@@ -89,12 +89,6 @@ def _run(command: list[str], progress: Progress, env: dict[str, str] | None = No
     """One pip or npm step, with a progress line at least every 2 s (npm is quiet for long)."""
     run_step(command, progress, what="OpenClaw", sources="PyPI or npm", env=env,
              heartbeat_seconds=_PROGRESS_HEARTBEAT_SECONDS)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def default_config() -> dict[str, Any]:

@@ -149,10 +149,10 @@ class ParserSet:
             self._drops.count(f"more than {_MAX_TRACKED_ADDRESSES} sensors nearby")
             return None
         bindkey = self._bindkeys.get(address)
-        parser: _Parser = (BTHomeBluetoothDeviceData(bindkey) if protocol is Protocol.BTHOME
-                           else XiaomiBluetoothDeviceData(bindkey))
-        self._parsers[(address, protocol)] = parser
-        return parser
+        created: _Parser = (BTHomeBluetoothDeviceData(bindkey) if protocol is Protocol.BTHOME
+                            else XiaomiBluetoothDeviceData(bindkey))
+        self._parsers[(address, protocol)] = created
+        return created
 
 
 def _frame_flags(protocol: Protocol, service_data: dict[str, bytes], parser: _Parser) -> tuple[bool, bool]:

@@ -145,6 +145,6 @@ class BleDriver:
         try:
             return await BleakScanner.find_device_by_address(
                 address, timeout=self.config.connect_timeout / 2, bluez=bluez,  # type: ignore[arg-type]
-                backend=self._scanner_backend)
+                backend=self._scanner_backend)  # type: ignore[arg-type] # bleak's hint omits its None default
         except (BleakError, OSError) as exc:
             raise as_unavailable(exc) or DeviceUnreachable(f"searching for {address} failed: {exc}") from None

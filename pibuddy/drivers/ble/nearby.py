@@ -37,7 +37,7 @@ async def scan_nearby(config: BleConfig, seconds: float, *,
     """Listen for `seconds`; every device heard, loudest first. Raises `BluetoothUnavailable`."""
     parsers = ParserSet({s.address: bytes.fromhex(s.bindkey.get_secret_value())
                          for s in config.sensors if s.bindkey is not None})
-    names = {item.address.upper(): item.name for item in [*config.sensors, *config.devices]}
+    names = {s.address.upper(): s.name for s in config.sensors} | {d.address.upper(): d.name for d in config.devices}
     found: dict[str, Nearby] = {}
 
     def heard(device: BLEDevice, adv: AdvertisementData) -> None:

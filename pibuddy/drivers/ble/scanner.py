@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from bleak import BleakScanner
+from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
@@ -25,7 +26,7 @@ Callback = Callable[[BLEDevice, AdvertisementData], None]
 # Passive scanning on BlueZ needs AdvertisementMonitor "or patterns": service data 0xFCD2 (BTHome) and 0xFE95
 # (MiBeacon), as AD type 0x16 with the 16-bit UUID little-endian at offset 0. UNCONFIRMED on a real Pi here
 # (needs bluetoothd --experimental); active scanning is the default.
-_SERVICE_DATA_UUID16: Final = 0x16
+_SERVICE_DATA_UUID16: Final = AdvertisementDataType.SERVICE_DATA_UUID16
 _PASSIVE_PATTERNS: Final = ((0, _SERVICE_DATA_UUID16, b"\xd2\xfc"), (0, _SERVICE_DATA_UUID16, b"\x95\xfe"))
 
 

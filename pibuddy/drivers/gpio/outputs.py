@@ -73,7 +73,7 @@ def apa102_frame(pixels: Sequence[Rgb], brightness: float) -> bytes:
     return b"\x00" * 4 + body + b"\xff" * max(4, (len(pixels) + 15) // 16)
 
 
-class Apa102Ring(SPIDevice):  # type: ignore[misc]
+class Apa102Ring(SPIDevice):
     """An APA102 (DotStar) ring showing one colour on every LED."""
 
     def __init__(self, pixels: int, *, port: int, device: int, brightness: float, pin_factory: Factory) -> None:
@@ -82,8 +82,9 @@ class Apa102Ring(SPIDevice):  # type: ignore[misc]
         self._pixels, self._brightness = pixels, brightness
 
     def render(self, level: float, color: Rgb) -> None:
-        lit = tuple(c * level for c in color)
-        self._spi.write(list(apa102_frame([lit] * self._pixels, self._brightness)))  # type: ignore[arg-type]
+        red, green, blue = color
+        lit = (red * level, green * level, blue * level)
+        self._spi.write(list(apa102_frame([lit] * self._pixels, self._brightness)))
 
 
 @contextlib.contextmanager

@@ -181,7 +181,8 @@ async def run_named(ha: HomeAssistantService, name: str, domain: str, verb: str)
 async def assist(ha: HomeAssistantService, text: str, language: str | None) -> ToolResult:
     async with ha.rest() as rest:
         answer = await rest.conversation(text, language=language or ha.assist_language)
-    response = answer.get("response") if isinstance(answer.get("response"), dict) else {}
+    raw = answer.get("response")
+    response: dict[str, Any] = raw if isinstance(raw, dict) else {}
     speech = (((response.get("speech") or {}).get("plain") or {}).get("speech") or "").strip()
     if response.get("response_type") == "error":
         code = (response.get("data") or {}).get("code", "error")

@@ -1,4 +1,4 @@
-"""The `cloud` transport: MIoT get/set/action through the Mi cloud's `miotspec` API (drivers.md §1.4), for
+"""The `cloud` transport: MIoT get/set/action through the Mi cloud's `miotspec` API (docs/drivers.md §1.4), for
 devices the LAN cannot reach, such as BLE/Zigbee/mesh sub-devices behind a hub.
 
 An answer whose every item says "device offline" is the path failing, not the device refusing: it is raised

@@ -1,6 +1,6 @@
 """The miIO packet codec, sans-I/O: bytes in, packets out, for both roles (client and device).
 
-Layout (drivers.md §2.1, all big-endian): magic 0x2131 (2), total length (2), did (8: python-miio reads
+Layout (docs/drivers.md §2.1, all big-endian): magic 0x2131 (2), total length (2), did (8: python-miio reads
 4 "unknown" + 4 did, newer devices need all 64 bits), stamp (4), checksum (16), then the AES-128-CBC
 payload with key = MD5(token), iv = MD5(key ‖ token), PKCS#7 padding. The checksum is MD5 over the
 header with the token in place of the checksum, followed by the encrypted payload. A hello is a bare

@@ -1,7 +1,7 @@
 """MIoT errors: wire-level protocol errors, the driver's extra `DriverError` leaves, and the table that turns a
 per-item MIoT result code into a short sentence the voice can speak.
 
-Codes come from two places: the Mi cloud's `miotspec` answers (drivers.md §1.5, nine digits) and the
+Codes come from two places: the Mi cloud's `miotspec` answers (docs/drivers.md §1.5, nine digits) and the
 MIoT-over-miIO answers of devices on the LAN (four digits, -4001 ...).
 """
 
@@ -17,6 +17,7 @@ from pibuddy.errors import (
     NotFound,
     PiBuddyError,
 )
+from pibuddy.jsonvalues import is_int
 
 
 class MiioProtocolError(PiBuddyError):
@@ -63,7 +64,7 @@ class SessionExpired(AuthFailed):
     code = "session_expired"
 
 
-# Codes that mean "done" or "accepted, in progress" although they are not 0 (drivers.md §1.5).
+# Codes that mean "done" or "accepted, in progress" although they are not 0 (docs/drivers.md §1.5).
 _ACCEPTED_CODES: Final = frozenset({0, 1, -702000000, -702010000})
 
 _OFFLINE = "{name} is offline"
@@ -107,7 +108,7 @@ def code_ok(code: object) -> bool:
     """Whether a per-item `code` means success (absent codes count as success, as devices omit them)."""
     if code is None:
         return True
-    return isinstance(code, int) and not isinstance(code, bool) and (code in _ACCEPTED_CODES or code >= 0)
+    return is_int(code) and (code in _ACCEPTED_CODES or code >= 0)
 
 
 def error_for_code(code: int, *, name: str, what: str) -> DriverError:

@@ -156,7 +156,8 @@ class Inventory:
 
     def _load(self) -> list[Device]:
         data = self._state.read_json(DEVICES_FILE) or {}
-        records = data.get("devices") if isinstance(data.get("devices"), list) else []
+        raw = data.get("devices")
+        records: list[Any] = raw if isinstance(raw, list) else []
         saved = [d for d in (device_from_record(r) for r in records) if d is not None]
         addresses = self._addresses()
         return [replace(d, ip=addresses.get(d.did, d.ip)) if d.did else d for d in merge(saved, self._configured)]

@@ -1,4 +1,4 @@
-"""The `lan` transport: MIoT methods over miIO (drivers.md §2.3), one `MiioClient` per device address.
+"""The `lan` transport: MIoT methods over miIO (docs/drivers.md §2.3), one `MiioClient` per device address.
 
 Reads go in batches of at most 15 properties, as python-miio does, because some devices fail on more.
 """
@@ -79,7 +79,7 @@ class LanTransport(MiotTransport):
         key = (device.ip, device.token.raw)
         client = self._clients.get(key)
         if client is None:
-            extra = {"port": self._port} if self._port is not None else {}
+            extra: dict[str, Any] = {"port": self._port} if self._port is not None else {}
             client = MiioClient(device.ip, device.token, timeout=self._timeout, name=device.name, **extra)
             self._clients[key] = client
         return client

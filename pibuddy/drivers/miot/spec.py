@@ -1,4 +1,4 @@
-"""MIoT-Spec-V2 instances (drivers.md §1.6) as typed data, and the value rules a property's spec implies.
+"""MIoT-Spec-V2 instances (docs/drivers.md §1.6) as typed data, and the value rules a property's spec implies.
 
 A device instance is `{type: urn, description, services: [{iid, type, description, properties, actions}]}`.
 Names come from the URN's fourth part (`urn:miot-spec-v2:property:brightness:0000000D:...` -> `brightness`),
@@ -15,6 +15,7 @@ from typing import Any, Final
 from pibuddy.drivers.miot.errors import BadReply
 from pibuddy.drivers.sentences import words
 from pibuddy.errors import InvalidArguments
+from pibuddy.jsonvalues import is_int
 
 _INTEGER_FORMATS: Final = frozenset({"uint8", "uint16", "uint32", "int8", "int16", "int32", "int64"})
 _TRUE_WORDS: Final = frozenset({"on", "true", "yes", "1", "open", "开", "打开", "开启"})
@@ -259,7 +260,7 @@ def _list(data: Mapping[str, Any], key: str) -> Sequence[Any]:
 
 
 def _int_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return isinstance(value, list) and all(is_int(v) for v in value)
 
 
 def _as_bool(value: Any, message: str) -> bool:

@@ -90,7 +90,8 @@ class SpecStore:
         for entry in instances if isinstance(instances, list) else []:
             if not isinstance(entry, dict) or entry.get("model") != model or not isinstance(entry.get("type"), str):
                 continue
-            version = entry.get("version") if isinstance(entry.get("version"), int) else 0
+            raw_version = entry.get("version")
+            version = raw_version if isinstance(raw_version, int) else 0
             if best is None or version > best[0]:
                 best = (version, entry["type"])
         return best[1] if best else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, Final
 
 from pibuddy.drivers.miot.controls import Control, Controls
@@ -72,7 +73,7 @@ def device_tools(driver: MiotDriver) -> list[Tool]:
             name, f"Controls {device.spoken()}, a Mi Home {controls.spec.kind}: {controls.describe()}. "
                   "Give only the controls to change.",
             controls.tool_schema(),
-            lambda args, d=device, c=controls: apply_to_device(driver, d, c, args)))
+            partial(apply_to_device, driver, device, controls)))
     return tools
 
 

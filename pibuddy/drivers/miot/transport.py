@@ -1,5 +1,5 @@
 """The two ways to reach a device, behind one interface: `lan` (miIO with the device token) and `cloud`
-(the Mi cloud's miotspec API). Both speak MIoT's JSON shapes (drivers.md §2.3), so results look the same.
+(the Mi cloud's miotspec API). Both speak MIoT's JSON shapes (docs/drivers.md §2.3), so results look the same.
 
 `get_transport(kind, ...)` imports the backend only when asked for, like bleak's backend factory.
 """
