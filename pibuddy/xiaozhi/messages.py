@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
+from functools import cache
 from typing import Any, ClassVar, Self
 
 from pibuddy.jsonvalues import is_int

@@ -129,7 +129,7 @@ class SttReceived(SessionEvent):
     message: Stt
 
     @property
-    def text(self) -> str:
+    def text(self) -> str | None:
         return self.message.text
 
 
@@ -163,7 +163,7 @@ class SystemCommand(SessionEvent):
     message: System
 
     @property
-    def command(self) -> str:
+    def command(self) -> str | None:
         return self.message.command
 
 
