@@ -22,8 +22,9 @@ from aiohttp import web
 
 from pibuddy.gateway.bridge import ChatServerPool, display_url
 from pibuddy.gateway.credentials import api_token_valid
-from pibuddy.gateway.device import DeviceSession, SessionState
+from pibuddy.gateway.device import DeviceSession
 from pibuddy.gateway.mcp_cache import McpRequestFailed
+from pibuddy.xiaozhi.states import State
 
 _LOGGER = logging.getLogger(__name__)
 COMMAND_TIMEOUT_SECONDS: Final = 5.0
@@ -116,9 +117,14 @@ def _is_alive(session: DeviceSession | None) -> bool | None:
     return _ALIVE[session.state]
 
 
-_ALIVE: Final[dict[SessionState, bool | None]] = {
-    SessionState.IDLE: None, SessionState.OPENING: False, SessionState.BRIDGED: True,
+_ALIVE: Final[dict[State, bool | None]] = {
+    State.IDLE: None, State.CONNECTING: False, State.OPEN: True, State.LISTENING: True, State.SPEAKING: True,
 }
+_STATE_WORDS: Final[dict[State, str]] = {
+    State.IDLE: "idle", State.CONNECTING: "opening", State.OPEN: "bridged", State.LISTENING: "bridged",
+    State.SPEAKING: "bridged",
+}
+"""The API's words for the device's session (the gateway relays listen and tts, so it stays OPEN)."""
 
 
 def describe(session: DeviceSession) -> dict[str, Any]:
@@ -129,7 +135,7 @@ def describe(session: DeviceSession) -> dict[str, Any]:
         "mac": connection.identity.mac,
         "ip": connection.peer_ip,
         "connectedAt": dt.datetime.fromtimestamp(connection.connected_at, dt.UTC).isoformat(timespec="seconds"),
-        "state": session.state.value,
+        "state": _STATE_WORDS[session.state],
         "sessionId": session.session_id,
         "upstream": display_url(bridge.server.url) if bridge else None,
         "toolsCached": len(session.mcp.device_tools),

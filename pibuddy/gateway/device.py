@@ -1,6 +1,9 @@
 """One device's life at the gateway: its MQTT messages, its sessions (hello -> bridge + UDP route), its MCP.
 
-`DeviceSession` is the `DeviceHandler` of one MQTT connection (docs/protocol.md §3.4, §5, §8):
+`DeviceSession` is the `DeviceHandler` of one MQTT connection (docs/protocol.md §3.4, §5, §8). The protocol's
+rules are those of `xiaozhi.Session(role=SERVER)`, which it runs for the device: the hello goes in, the
+answer (`accept_hello` or `reject_hello`) and the closing goodbye come out of it, and its state is the
+session's. The messages the gateway only relays go past it, raw, both ways.
 - `hello` (version 3): fresh AES key, a chat server chosen by the pool, its WebSocket opened, the server's
   hello turned into the UDP hello for the device. A failure publishes `error` to the device.
 - other device JSON: forwarded verbatim to the chat server while a session exists; `goodbye` and
@@ -24,7 +27,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from pibuddy.gateway.bridge import (
@@ -38,32 +40,18 @@ from pibuddy.gateway.bridge import (
 from pibuddy.gateway.mcp_cache import DeviceMcp, HostTools, ServerRequest
 from pibuddy.gateway.mqtt_server import DeviceConnection
 from pibuddy.gateway.udp_relay import UdpRelay, UdpRoute
-from pibuddy.xiaozhi.const import (
-    AES_KEY_SIZE,
-    HELLO_VERSION_MQTT,
-    MQTT_MAX_PACKET_SIZE,
-    UDP_ENCRYPTION,
-    AudioTransport,
-)
+from pibuddy.xiaozhi.const import AES_KEY_SIZE, HELLO_VERSION_MQTT, MQTT_MAX_PACKET_SIZE, UDP_ENCRYPTION, Role
 from pibuddy.xiaozhi.errors import InvalidMessage, RemoteProtocolError
-from pibuddy.xiaozhi.messages import Goodbye, Hello, Mcp, UdpTimeout, parse_message
-from pibuddy.xiaozhi.udp_codec import make_nonce
+from pibuddy.xiaozhi.messages import Error, Goodbye, Hello, Mcp, UdpTimeout, parse_message
+from pibuddy.xiaozhi.session import Session
+from pibuddy.xiaozhi.states import State
+from pibuddy.xiaozhi.udp_codec import UdpParams, make_nonce
 
 _LOGGER = logging.getLogger(__name__)
 _HELLO_BUDGET_SECONDS: Final = 8.0
 """Time to reach a chat server and get its hello; the firmware gives up after 10 s."""
-HELLO_FAILED_TEXT: Final = "处理 hello 消息失败"  # the reference gateway's text (§3.4); firmware ignores it
 _ACTED_ON_FROM_DEVICE: Final = frozenset({Hello.TYPE, Mcp.TYPE, Goodbye.TYPE, UdpTimeout.TYPE})
 _ACTED_ON_FROM_SERVER: Final = frozenset({Hello.TYPE, Mcp.TYPE})
-
-
-class SessionState(StrEnum):
-    IDLE = "idle"
-    """MQTT connected, no audio session."""
-    OPENING = "opening"
-    """A hello is being bridged to a chat server."""
-    BRIDGED = "bridged"
-    """Audio and JSON flow between the device and its chat server."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +73,8 @@ class DeviceSession:
     def __init__(self, connection: DeviceConnection, context: GatewayContext, *,
                  on_closed: Callable[[DeviceSession], None] | None = None) -> None:
         self.connection = connection
-        self.state = SessionState.IDLE
-        self.session_id: str | None = None
+        self.protocol = Session(Role.SERVER)
+        """The device's conversation: IDLE, CONNECTING while a hello is bridged, OPEN once it is answered."""
         self.bridge: Bridge | None = None
         self.route: UdpRoute | None = None
         self.mcp = DeviceMcp(self._publish_text, max_tools=context.max_tools, timeout=context.mcp_timeout,
@@ -100,6 +88,15 @@ class DeviceSession:
     @property
     def client_id(self) -> str:
         return self.connection.identity.client_id
+
+    @property
+    def state(self) -> State:
+        return self.protocol.state
+
+    @property
+    def session_id(self) -> str | None:
+        """The id the device was given in the hello answer ("" when the chat server gave none), while bridged."""
+        return self.protocol.session_id if self.bridge is not None else None
 
     # --- from the device ------------------------------------------------------------------------
 
@@ -121,7 +118,7 @@ class DeviceSession:
                 self._end_session(f"device sent {message.TYPE}")
             case _ if self.bridge is not None:
                 self.bridge.send_text(payload.decode("utf-8"))
-            case _ if self.state is SessionState.OPENING:
+            case _ if self.protocol.state is State.CONNECTING:
                 _LOGGER.debug("device %s sent %s before its hello was answered; dropped", self.client_id,
                               message.TYPE)
             case Mcp():
@@ -132,12 +129,13 @@ class DeviceSession:
 
     def _on_hello(self, hello: Hello) -> None:
         if hello.version != HELLO_VERSION_MQTT:
+            # The reference gateway's rule, checked before the session sees the hello: a live session goes on.
             _LOGGER.warning("device %s sent hello version %r, not %d; refused", self.client_id, hello.version,
                             HELLO_VERSION_MQTT)
-            self._publish({"type": "error", "message": f"hello version must be {HELLO_VERSION_MQTT}"})
+            self._publish_text(Error(message=f"hello version must be {HELLO_VERSION_MQTT}").to_json())
             return
         self._end_session("new hello", say_goodbye=False)
-        self.state = SessionState.OPENING
+        self.protocol.receive(hello, time.monotonic())
         self._opening = self._spawn(self._run_session(hello))
 
     def connection_closed(self) -> None:
@@ -158,21 +156,19 @@ class DeviceSession:
         key = os.urandom(AES_KEY_SIZE)
         opened = await self._open_bridge(hello)
         if opened is None:
-            self.state = SessionState.IDLE
-            self._publish({"type": "error", "message": HELLO_FAILED_TEXT})
+            self.protocol.reject_hello()
+            self._flush()
             return
         bridge, server_hello = opened
         relay, connection_id = self._context.relay, self.connection.connection_id
         route = relay.open_route(connection_id, key, bridge.send_audio)
+        self.bridge, self.route = bridge, route
+        udp = UdpParams(server=self._context.advertised_host, port=relay.port, key=key,
+                        nonce=make_nonce(connection_id), encryption=UDP_ENCRYPTION)
         # A server hello without a session id gives a UDP hello without one (the reference's too); the
         # firmware then keeps "" as its session id, which our goodbye for this session carries.
-        self.bridge, self.route, self.session_id = bridge, route, server_hello.session_id or ""
-        self.state = SessionState.BRIDGED
-        udp = {"server": self._context.advertised_host, "port": relay.port, "encryption": UDP_ENCRYPTION,
-               "key": key.hex(), "nonce": make_nonce(connection_id).hex()}
-        session_part = {} if server_hello.session_id is None else {"session_id": server_hello.session_id}
-        self._publish({"type": "hello", "version": HELLO_VERSION_MQTT, **session_part,
-                       "transport": AudioTransport.UDP.value, "udp": udp, "audio_params": server_hello.audio_params})
+        self.protocol.accept_hello(server_hello.session_id, udp=udp, audio_params=server_hello.audio_params)
+        self._flush()
         _LOGGER.info("device %s session %s bridged to %s", self.client_id, server_hello.session_id or "(no id)",
                      display_url(bridge.server.url))
         bridge.start()
@@ -209,17 +205,16 @@ class DeviceSession:
 
     def _end_session(self, reason: str, *, say_goodbye: bool = True) -> None:
         """Close the current bridge, if any; the device hears `goodbye` unless a new hello superseded it."""
-        if self._opening is not None and self.state is SessionState.OPENING:
+        if self._opening is not None and self.protocol.state is State.CONNECTING:
             self._opening.cancel()
         bridge, session_id = self.bridge, self.session_id
-        self.bridge, self.route, self.session_id, self._opening = None, None, None, None
-        self.state = SessionState.IDLE
-        if bridge is None:
-            return
-        _LOGGER.info("device %s session %s ended (%s)", self.client_id, session_id, reason)
-        self._spawn(bridge.close())
-        if say_goodbye:
-            self._publish({"type": "goodbye", "session_id": session_id})
+        self.bridge, self.route, self._opening = None, None, None
+        if bridge is not None:
+            _LOGGER.info("device %s session %s ended (%s)", self.client_id, session_id, reason)
+            self._spawn(bridge.close())
+        # The device hears goodbye (with its session id) only for a session it was told about.
+        self.protocol.close(send_goodbye=say_goodbye and bridge is not None)
+        self._flush()
 
     # --- from the chat server ------------------------------------------------------------------------
 
@@ -261,6 +256,12 @@ class DeviceSession:
 
     def _publish(self, message: dict[str, Any]) -> None:
         self._publish_text(_compact(message))
+
+    def _flush(self) -> None:
+        """Publish what the protocol session has to say to the device."""
+        for text in self.protocol.messages_to_send():
+            self._publish_text(text)
+        self.protocol.events_received()  # its state is read where needed; the events carry nothing more
 
     def _publish_text(self, text: str) -> None:
         self.connection.publish(text.encode("utf-8"))

@@ -19,8 +19,10 @@ and the firmware too ignores what it cannot use. Whether to close the link is th
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Final
+from enum import Enum
+from typing import Any, Final, Literal
 
 from pibuddy.xiaozhi.audio_channel import AudioChannel
 from pibuddy.xiaozhi.const import (
@@ -62,6 +64,14 @@ UPLINK_AUDIO: Final = AudioParams(UPLINK_SAMPLE_RATE, UPLINK_FRAME_DURATION_MS)
 HELLO_REJECTED_TEXT: Final = "处理 hello 消息失败"  # what the gateway publishes when a hello fails (§3.4)
 _OPEN_STATES: Final = frozenset({State.OPEN, State.LISTENING, State.SPEAKING})
 _EARLY_AUDIO_FRAMES: Final = 8  # the server sends 5 frames at once after tts start; 8 leaves room
+
+
+class _Echo(Enum):
+    DEVICE_AUDIO_PARAMS = "the device's own audio_params"
+
+
+DEVICE_AUDIO_PARAMS: Final = _Echo.DEVICE_AUDIO_PARAMS
+"""`accept_hello`'s default: answer with the device's own audio parameters, as xiaozhi-server does."""
 
 
 class Session:
@@ -108,7 +118,10 @@ class Session:
 
     def receive_json(self, data: str | bytes, now: float) -> None:
         """Take one control message from the peer; raises a RemoteProtocolError and changes nothing if bad."""
-        message = parse_message(data)
+        self.receive(parse_message(data), now)
+
+    def receive(self, message: Message, now: float) -> None:
+        """`receive_json` for a message the caller has parsed already (the gateway reads each one to route it)."""
         if self._peer not in message.SENDERS:
             raise UnexpectedMessage(f"a {self._peer} does not send {message.TYPE!r}")
         if isinstance(message, Goodbye) and not self._goodbye_applies(message):
@@ -288,11 +301,14 @@ class Session:
         self._apply(Input.CHANNEL_LOST, State.IDLE, None)
 
     def accept_hello(
-        self, session_id: str | None, *, udp: UdpParams | None = None, audio_params: dict[str, object] | None = None
+        self, session_id: str | None, *, udp: UdpParams | None = None,
+        audio_params: Mapping[str, Any] | Literal[_Echo.DEVICE_AUDIO_PARAMS] | None = DEVICE_AUDIO_PARAMS,
     ) -> None:
-        """SERVER: answer the device's hello; `audio_params` default to the device's own (as xiaozhi-server).
+        """SERVER: answer the device's hello.
 
         `session_id` None: a hello without one, as the reference gateway relays a platform's that had none.
+        `audio_params`: the device's own by default (as xiaozhi-server); a gateway passes the chat server's,
+        and None leaves them out (a server hello without them).
         """
         self._require(Role.SERVER, "accept_hello")
         if self.transport is AudioTransport.UDP and udp is None:
@@ -303,7 +319,8 @@ class Session:
             session_id=session_id,
             transport=self.transport,
             udp=udp,
-            audio_params=audio_params if audio_params is not None else (device.audio_params if device else None),
+            audio_params=(device.audio_params if device else None) if audio_params is DEVICE_AUDIO_PARAMS
+            else audio_params,
         )
         self._send(hello)
 

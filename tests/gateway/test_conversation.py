@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pibuddy.gateway.device import HELLO_FAILED_TEXT
 from pibuddy.gateway.service import GatewayService
+from pibuddy.xiaozhi.session import HELLO_REJECTED_TEXT
 from tests.gateway.conftest import DeviceFactory, GatewayFactory, connect_device, gateway_url
 from tests.peers.firmware_device import FirmwareDevice
 from tests.peers.opus_audio import OpusFrameDecoder, encode_tone
@@ -160,7 +160,7 @@ async def test_chat_server_down_at_hello_gives_error_then_failover(
     only_dead = await start_gateway([dead])
     device = await connect_device(only_dead, 1)
     device.publish({"type": "hello", "version": 3, "transport": "udp", "audio_params": {"format": "opus"}})
-    assert (await device.next_message(of_type="error"))["message"] == HELLO_FAILED_TEXT
+    assert (await device.next_message(of_type="error"))["message"] == HELLO_REJECTED_TEXT
     assert only_dead.pool.servers[0].failures == 1
     await device.close()
 
@@ -197,7 +197,7 @@ async def test_server_secret_signs_the_upstream_handshake(start_gateway: Gateway
             assert token.rsplit(".", 1)[1].isdigit()  # <HMAC>.<unix seconds>, verified by the server
         else:
             device.publish({"type": "hello", "version": 3, "transport": "udp"})
-            assert (await device.next_message(of_type="error"))["message"] == HELLO_FAILED_TEXT
+            assert (await device.next_message(of_type="error"))["message"] == HELLO_REJECTED_TEXT
             assert gateway.pool.servers[0].failures == 1
         await device.close()
 
