@@ -5,8 +5,8 @@ descriptors CPython 3.11 logs a traceback per queued connection and re-arms per 
 300 000 lines in 40 s were seen). Here:
 - at most `max_per_address` connections are open at once from one source address, and at most
   `max_connections` in all; a connection over the per-address cap is closed as soon as it is accepted; at
-  the global cap, the oldest connection that is `waiting` (guarded, with nothing in progress) is closed to
-  make room, else the new one is; every refusal is counted and logged once per interval;
+  the global cap, the oldest `waiting` connection (guarded, nothing in progress) of the address with the
+  most connections is closed to make room, else the new one is; every refusal is counted and logged once per interval;
 - EMFILE/ENFILE/ENOBUFS/ENOMEM pause accepting for a delay that grows from 50 ms to 2 s (reset by the next
   successful accept), with one log line per interval;
 - each connection's protocol may be wrapped by a `ConnectionGuard` (the HTTP deadlines of `httpserve`).
@@ -99,8 +99,8 @@ class BoundedListener:
         self._max_per_address = max_per_address
         self._guard = guard
         self._sockets: list[socket.socket] = []
-        self._open: dict[_Tracked, None] = {}
-        """Open connections, oldest first."""
+        self._open: dict[_Tracked, str] = {}
+        """Open connections, oldest first, with their source address."""
         self._per_address: collections.Counter[str] = collections.Counter()
         self._pending: set[asyncio.Task[None]] = set()
         self._pause = 0.0
@@ -201,20 +201,25 @@ class BoundedListener:
         conn.setblocking(False)
         inner = self._factory()
         tracked = _Tracked(self._guard(inner) if self._guard is not None else inner, lambda: self._release(tracked, ip))
-        self._open[tracked] = None
+        self._open[tracked] = ip
         self._per_address[ip] += 1
         task = asyncio.get_running_loop().create_task(self._connect(conn, tracked))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
     def _evict_oldest_waiting(self) -> bool:
-        for tracked in self._open:
-            if tracked.transport is not None and getattr(tracked.inner, "waiting", False):
-                tracked.transport.abort()
-                tracked.release()
-                self.refused.count(f"oldest idle connection closed at the cap of {self._max}")
-                return True
-        return False
+        """Close the oldest waiting connection of the address with the most open (a flood displaces itself)."""
+        waiting = [(tracked, ip) for tracked, ip in self._open.items()
+                   if tracked.transport is not None and getattr(tracked.inner, "waiting", False)]
+        if not waiting:
+            return False
+        crowded = max({ip for _, ip in waiting}, key=lambda ip: self._per_address[ip])
+        tracked = next(t for t, ip in waiting if ip == crowded)
+        assert tracked.transport is not None
+        tracked.transport.abort()
+        tracked.release()
+        self.refused.count(f"oldest idle connection of the most crowded address closed at the cap of {self._max}")
+        return True
 
     async def _connect(self, conn: socket.socket, tracked: _Tracked) -> None:
         try:

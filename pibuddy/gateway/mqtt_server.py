@@ -49,8 +49,8 @@ _KEEPALIVE_FACTOR: Final = 1.5
 IDLE_WITHOUT_KEEPALIVE_SECONDS: Final = 600.0
 """A client with keep-alive 0 (no pings promised) is dropped after this long without a packet."""
 MAX_HANDSHAKES: Final = 64
-"""Connections still handshaking at once; when full, the oldest is closed for the newest (a real device sends
-CONNECT at once, so a flood of silent sockets only displaces itself)."""
+"""Connections still handshaking at once; when full, the oldest of the address with the most is closed for
+the newest (a flood of silent sockets displaces itself)."""
 HANDSHAKES_PER_ADDRESS: Final = 4
 """Connections still handshaking at once from one source address; more are closed at accept."""
 _READ_SIZE: Final = 16384
@@ -120,8 +120,8 @@ class MqttServer:
     the process is out of descriptors; at most `max_connections` + `MAX_HANDSHAKES` sockets are open).
 
     Before CONNECT: at most `HANDSHAKES_PER_ADDRESS` per source address and `MAX_HANDSHAKES` in all (the
-    oldest gives way), `_CONNECT_TIMEOUT_SECONDS` each. Refusals before authentication are counted by reason
-    and logged once per interval, whatever their rate.
+    most crowded address gives way), `_CONNECT_TIMEOUT_SECONDS` each. Refusals before authentication are
+    counted by reason and logged once per interval, whatever their rate.
 
     Args:
         host, port: where to listen (port 0 picks a free one; see `port`).
@@ -129,7 +129,6 @@ class MqttServer:
         on_connect: makes the handler of a newly authenticated connection.
         max_connections: most authenticated devices at once (and most connections still handshaking).
         max_packet_size: the packet cap, header included.
-        idle_without_keepalive: seconds of silence that end a keep-alive-0 connection.
     """
 
     def __init__(
@@ -141,14 +140,12 @@ class MqttServer:
         on_connect: Callable[[DeviceConnection], DeviceHandler],
         max_connections: int,
         max_packet_size: int = MQTT_MAX_PACKET_SIZE,
-        idle_without_keepalive: float = IDLE_WITHOUT_KEEPALIVE_SECONDS,
     ) -> None:
         self._host, self._port = host, port
         self._authenticate = authenticate
         self._on_connect = on_connect
         self._max_connections = max_connections
         self._max_packet_size = max_packet_size
-        self._idle_without_keepalive = idle_without_keepalive
         self._listener: BoundedListener | None = None
         self._handshaking: dict[asyncio.StreamWriter, str] = {}
         """Connections before their CONNECT was answered, oldest first, with their source address."""
@@ -240,10 +237,13 @@ class MqttServer:
             self.refused.count(f"over {HANDSHAKES_PER_ADDRESS} handshakes from one address")
             return False
         if len(self._handshaking) >= MAX_HANDSHAKES:
-            oldest = next(iter(self._handshaking))
-            self.refused.count(f"oldest of {MAX_HANDSHAKES} handshakes closed for a new one")
-            oldest.transport.abort()  # its reader sees the end; its slot is freed by _end_handshake
-            self._end_handshake(oldest, self._handshaking[oldest])
+            # The oldest handshake of the most crowded address gives way: a flood displaces itself, not the
+            # device whose CONNECT is on its way.
+            crowded = self._handshakes_per_address.most_common(1)[0][0]
+            oldest = next(w for w, address in self._handshaking.items() if address == crowded)
+            self.refused.count(f"oldest handshake of the most crowded address closed at the cap of {MAX_HANDSHAKES}")
+            oldest.transport.abort()  # its reader sees the end
+            self._end_handshake(oldest, crowded)
         self._handshaking[writer] = ip
         self._handshakes_per_address[ip] += 1
         return True
@@ -285,7 +285,7 @@ class MqttServer:
 
     async def _read_loop(self, reader: asyncio.StreamReader, parser: MqttParser, connection: DeviceConnection,
                          handler: DeviceHandler, writer: asyncio.StreamWriter) -> None:
-        timeout = connection.keepalive * _KEEPALIVE_FACTOR or self._idle_without_keepalive
+        timeout = connection.keepalive * _KEEPALIVE_FACTOR or IDLE_WITHOUT_KEEPALIVE_SECONDS
         while not connection.closed:  # close() (takeover, stop) ends the transport: the read sees EOF
             async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a racing cancel
                 data = await reader.read(_READ_SIZE)
