@@ -8,6 +8,16 @@ recovers as soon as its server is back.
 `Bridge.open()` connects with the §8.1 headers, sends the gateway hello and returns the server's hello.
 Afterwards server messages reach the callbacks straight from the socket (`ws_client`), and uplink audio
 is written from the UDP callback itself; `run()` returns when the socket has closed.
+
+Nothing between a device and its chat server queues without bound; each direction has one policy:
+- device audio -> server: written at once; while the socket is paused (256 KiB unsent) frames are dropped
+  and counted (late audio is worthless);
+- device JSON -> server: written at once; with `MAX_UNSENT_TEXT` (512 KiB) unsent the session is ended
+  (the device hears goodbye): a server that reads nothing for that long is hung, and JSON carries the
+  conversation's state, so it is not dropped piecemeal;
+- server JSON -> device: MQTT publish; a device with 256 KiB unread is disconnected (`mqtt_server`);
+- server audio -> device: one UDP datagram each, dropped when the socket's send buffer is full.
+A hung chat server therefore costs at most ~768 KiB per device, freed when its session ends.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from pibuddy.xiaozhi.messages import Hello, parse_message
 _LOGGER = logging.getLogger(__name__)
 _MAX_WS_MESSAGE: Final = MAX_JSON_MESSAGE_SIZE
 _MAX_EARLY_MESSAGES: Final = 64
+MAX_UNSENT_TEXT: Final = 512 * 1024
+"""A chat server with this much of our output unread is hung: device text to it ends the session."""
 _CLOSE_TIMEOUT_SECONDS: Final = 2.0
 
 
@@ -185,10 +197,22 @@ class Bridge:
         finally:
             await self.close()
 
-    def send_text(self, text: str) -> None:
-        """Send a JSON message to the server now (dropped if the socket is closing)."""
+    @property
+    def unsent(self) -> int:
+        """Bytes for the server still waiting in our send buffer."""
+        return self._ws.unsent if self._ws is not None else 0
+
+    def send_text(self, text: str) -> bool:
+        """Send a JSON message to the server now (dropped if the socket is closing).
+
+        False, and nothing sent, when `MAX_UNSENT_TEXT` bytes already wait for a server that is not reading:
+        the caller ends the session (JSON carries the conversation's state, so it is not dropped piecemeal).
+        """
+        if self.unsent > MAX_UNSENT_TEXT:
+            return False
         if self._ws is not None and not self._ws.send_text(text):
             _LOGGER.debug("message to a closing chat server connection dropped")
+        return True
 
     def send_audio(self, frame: bytes) -> None:
         """Send one uplink frame now; dropped and counted if the server has stopped reading."""

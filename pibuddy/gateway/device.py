@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pibuddy.gateway.bridge import (
+    MAX_UNSENT_TEXT,
     Bridge,
     ChatServerPool,
     ChatServerUnavailable,
@@ -117,7 +118,10 @@ class DeviceSession:
             case Goodbye() | UdpTimeout():
                 self._end_session(f"device sent {message.TYPE}")
             case _ if self.bridge is not None:
-                self.bridge.send_text(payload.decode("utf-8"))
+                if not self.bridge.send_text(payload.decode("utf-8")):
+                    _LOGGER.warning("device %s: chat server %s is not reading (over %d KiB unsent); session ended",
+                                    self.client_id, display_url(self.bridge.server.url), MAX_UNSENT_TEXT // 1024)
+                    self._end_session("chat server not reading")
             case _ if self.protocol.state is State.CONNECTING:
                 _LOGGER.debug("device %s sent %s before its hello was answered; dropped", self.client_id,
                               message.TYPE)

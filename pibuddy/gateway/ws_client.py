@@ -162,6 +162,11 @@ class WsClient(asyncio.Protocol):
         transport.write(header + mask + apply_mask(data, mask))
         return True
 
+    @property
+    def unsent(self) -> int:
+        """Bytes written but not yet taken by the kernel: it grows while the server is not reading."""
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
     def close(self) -> None:
         """Start the closing handshake; the TCP connection goes after the server answers, or a timeout."""
         protocol = self._protocol
