@@ -310,7 +310,7 @@ class DeviceClient:
         self._audio.speaking_sentence(event.message.text)
 
     async def _on_stt(self, event: SttReceived) -> None:
-        _LOGGER.info("you: %s", event.message.text)
+        _LOGGER.info("you: %s", event.text or "(no text)")
         self._bus.set_state(DeviceState.THINKING, "speech recognised")
 
     async def _on_mcp(self, event: McpReceived) -> None:
@@ -332,8 +332,8 @@ class DeviceClient:
         self._bus.publish(Say(event.message.message))
 
     async def _on_system(self, event: SystemCommand) -> None:
-        _LOGGER.warning("the server asked for %r; PiBuddy does not reboot its host on request",
-                        event.message.command)
+        if event.command is not None:  # without one the firmware ignores the message too
+            _LOGGER.warning("the server asked for %r; PiBuddy does not reboot its host on request", event.command)
 
     async def _on_error(self, event: ErrorReceived) -> None:
         _LOGGER.warning("server error: %s", event.message.message)

@@ -5,6 +5,11 @@ and its tests cannot pass unnoticed. It behaves like the ESP32 firmware where th
 MQTT 3.1.1, clean session, never subscribes, publishes JSON with QoS 0 to ``device-server``; the UDP header
 is the hello's nonce with length, timestamp and sequence written in; the UDP socket is ``connect()``ed to
 the advertised address; downlink needs ``len == 16 + payload_len`` and a sequence above the last one.
+
+Its dialect settings make it another client of the field: ``mqtt_level`` 3 (MQTT 3.1, ``MQIsdp``),
+``frame_duration``, ``subscribe_qos`` (py-xiaozhi subscribes to its topic with QoS 1), ``answer_mcp``
+False (py-xiaozhi never answers the gateway's MCP requests) and ``disconnect_on_goodbye`` (py-xiaozhi
+ends its MQTT connection when a session ends).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .xiaozhi_wire import aes_ctr
+from .xiaozhi_wire import aes_ctr, reply_topic
 
 PUBLISH_TOPIC: Final = "device-server"
 _U16 = struct.Struct(">H")
@@ -108,10 +113,16 @@ class FirmwareDevice:
     """
 
     def __init__(self, host: str, port: int, *, client_id: str, username: str | None, password: str | None,
-                 keepalive: int = 240) -> None:
+                 keepalive: int = 240, mqtt_level: int = 4, frame_duration: int = 60,
+                 subscribe_qos: int | None = None, disconnect_on_goodbye: bool = False,
+                 answer_mcp: bool = True) -> None:
         self.host, self.port = host, port
         self.client_id, self.username, self.password = client_id, username, password
         self.keepalive = keepalive
+        self.mqtt_level = mqtt_level
+        self.frame_duration = frame_duration
+        self.subscribe_qos = subscribe_qos
+        self.disconnect_on_goodbye = disconnect_on_goodbye
         self.messages: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self.session_id = ""
         self.udp: _UdpChannel | None = None
@@ -123,7 +134,7 @@ class FirmwareDevice:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
-        self.answer_mcp = True
+        self.answer_mcp = answer_mcp
         """False: the device never answers MCP requests (they stay in `messages`)."""
         self.mcp_delay = 0.0
         """Seconds before each MCP answer (a slow device)."""
@@ -136,14 +147,17 @@ class FirmwareDevice:
 
     # --- MQTT --------------------------------------------------------------------------------------
 
-    async def connect(self, *, level: int = 4) -> int:
-        """Open TCP, send CONNECT, return the CONNACK return code."""
+    async def connect(self) -> int:
+        """Open TCP, send CONNECT (and SUBSCRIBE, if this dialect does), return the CONNACK return code."""
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         self.connack = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._read_loop())
         self.send_raw(connect_packet(self.client_id, self.username, self.password, keepalive=self.keepalive,
-                                     level=level))
-        return await asyncio.wait_for(self.connack, 5)
+                                     level=self.mqtt_level))
+        code = await asyncio.wait_for(self.connack, 5)
+        if code == 0 and self.subscribe_qos is not None:
+            self.send_raw(subscribe_packet(reply_topic(self.client_id), qos=self.subscribe_qos))
+        return code
 
     def send_raw(self, data: bytes) -> None:
         assert self._writer is not None
@@ -192,6 +206,10 @@ class FirmwareDevice:
             if message.get("type") == "mcp" and self.answer_mcp and self._answer_mcp(message["payload"]):
                 return
             self.messages.put_nowait((topic, message))
+            if message.get("type") == "goodbye" and self.disconnect_on_goodbye:
+                self.send_raw(DISCONNECT)
+                assert self._writer is not None
+                self._writer.close()
         else:
             self.acks.append((kind, body))
 
@@ -240,7 +258,8 @@ class FirmwareDevice:
         """Publish the firmware's hello, validate the reply like ParseServerHello, open the UDP socket."""
         self.publish({"type": "hello", "version": 3, "transport": "udp",
                       "features": {"mcp": True}, "audio_params": {"format": "opus", "sample_rate": 16000,
-                                                                  "channels": 1, "frame_duration": 60}} | extra)
+                                                                  "channels": 1,
+                                                                  "frame_duration": self.frame_duration}} | extra)
         reply = await self.next_message(within, of_type="hello")
         udp = reply["udp"]
         assert reply["transport"] == "udp"
