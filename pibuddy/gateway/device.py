@@ -165,7 +165,7 @@ class DeviceSession:
             return
         bridge, server_hello = opened
         relay, connection_id = self._context.relay, self.connection.connection_id
-        route = relay.open_route(connection_id, key, bridge.send_audio)
+        route = relay.open_route(connection_id, key, bridge.send_audio, device_ip=self.connection.peer_ip)
         self.bridge, self.route = bridge, route
         udp = UdpParams(server=self._context.advertised_host, port=relay.port, key=key,
                         nonce=make_nonce(connection_id), encryption=UDP_ENCRYPTION)

@@ -3,8 +3,9 @@
 Per hello the gateway opens a `UdpRoute` with a fresh key; the route for a connection id replaces the
 previous one. Uplink rules, stricter than the Node gateway where §14 is: the datagram must be at least
 16 bytes, type 0x01, carry its whole payload (trailing bytes tolerated), name a live connection id, come
-from the address pinned by the route's first valid packet, and have a sequence number above the last one
-(replays and old packets are dropped; gaps are counted and tolerated). Downlink carries the chat server's
+from the IP address of the device's MQTT connection and then from the port pinned by the route's first
+valid packet, and have a sequence number above the last one and at most `MAX_SEQUENCE_AHEAD` beyond it
+(replays, old and far-ahead packets are dropped; gaps are counted and tolerated). Downlink carries the chat server's
 timestamp and the route's own sequence (1, 2, ... per hello), and goes out of the same socket, bound to the
 advertised address when that is one of ours, so a `connect()`ed firmware socket accepts it.
 
@@ -42,11 +43,17 @@ UplinkSink = Callable[[bytes], None]
 
 
 class UdpRoute:
-    """One device session's audio path: its key, pinned address and sequence counters."""
+    """One device session's audio path: its key, pinned address and sequence counters.
 
-    def __init__(self, relay: UdpRelay, connection_id: int, key: bytes, sink: UplinkSink) -> None:
+    Only the IP address of the device's MQTT connection may use the route: the connection id travels in
+    clear in the MQTT hello, so without this a neighbour could send the first packet and take the downlink.
+    Within that address, the first valid packet pins the port.
+    """
+
+    def __init__(self, relay: UdpRelay, connection_id: int, key: bytes, sink: UplinkSink, *, device_ip: str) -> None:
         self.connection_id = connection_id
         self.key = key
+        self.device_ip = device_ip.removeprefix("::ffff:")
         self.address: Address | None = None
         """The device's source address, pinned by its first valid packet of this session."""
         self.packets_in = 0
@@ -61,13 +68,18 @@ class UdpRoute:
         if self.address is not None and address != self.address:
             self._relay.drop("from a second source address")
             return
+        if self.address is None and address[0].removeprefix("::ffff:") != self.device_ip:
+            self._relay.drop("from another IP address than the device's MQTT connection")
+            return
         try:
             packet, frame = udp_to_ws(self.key, datagram)
         except MalformedPacket as exc:
             self._relay.drop(exc.reason)
             return
-        if self._window.admit(packet.sequence) is SequenceVerdict.STALE:
-            self._relay.drop("replayed or old sequence number")
+        verdict = self._window.admit(packet.sequence)
+        if verdict.dropped:
+            self._relay.drop("replayed or old sequence number" if verdict is SequenceVerdict.STALE
+                             else "sequence number far ahead of the window")
             return
         if self.address is None:
             self.address = address
@@ -126,9 +138,10 @@ class UdpRelay:
             asyncio.get_running_loop().remove_reader(sock.fileno())
             sock.close()
 
-    def open_route(self, connection_id: int, key: bytes, sink: UplinkSink) -> UdpRoute:
-        """A fresh route for a new hello; any previous route of this connection id stops receiving."""
-        route = UdpRoute(self, connection_id, key, sink)
+    def open_route(self, connection_id: int, key: bytes, sink: UplinkSink, *, device_ip: str) -> UdpRoute:
+        """A fresh route for a new hello, for datagrams from `device_ip` only; any previous route of this
+        connection id stops receiving."""
+        route = UdpRoute(self, connection_id, key, sink, device_ip=device_ip)
         self.routes[connection_id] = route
         return route
 

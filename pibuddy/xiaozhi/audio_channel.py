@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pibuddy.xiaozhi.const import AudioTransport, Role
 from pibuddy.xiaozhi.errors import LocalProtocolError
 from pibuddy.xiaozhi.framing import AudioFrame, WsProtocolVersion, decode_frame, encode_frame
-from pibuddy.xiaozhi.udp_codec import ReceiveWindow, SequenceVerdict, UdpParams, open_packet, seal
+from pibuddy.xiaozhi.udp_codec import ReceiveWindow, UdpParams, open_packet, seal
 
 
 @dataclass(slots=True)
@@ -53,7 +53,7 @@ class AudioChannel:
             return decode_frame(self.ws_version, data)
         # A device holds the firmware's exact-length rule; the gateway tolerates trailing bytes (§4.3).
         packet = open_packet(self._require_udp().key, data, exact_length=self.role is Role.DEVICE)
-        if self.receive_window.admit(packet.sequence) is SequenceVerdict.STALE:
+        if self.receive_window.admit(packet.sequence).dropped:
             return None
         return AudioFrame(packet.timestamp, packet.payload)
 

@@ -141,6 +141,19 @@ class SequenceVerdict(StrEnum):
     """Accepted, but sequence numbers were skipped since the last packet (the firmware warns)."""
     STALE = "stale"
     """Dropped: a duplicate or an old packet."""
+    FAR_AHEAD = "far ahead"
+    """Dropped: more than `MAX_SEQUENCE_AHEAD` above the last one accepted (forged, not remembered)."""
+
+    @property
+    def dropped(self) -> bool:
+        return self is SequenceVerdict.STALE or self is SequenceVerdict.FAR_AHEAD
+
+
+MAX_SEQUENCE_AHEAD: Final = 4096
+"""The receive window: a sequence number may run at most this far ahead of the last one accepted, about
+4 minutes of 60 ms frames lost in a row. Further ahead it is dropped and not remembered, so one forged
+packet (sequence 0xFFFFFFF0) cannot make every later real packet look old. A peer that really lost more
+than this says hello again, which resets the window."""
 
 
 @dataclass(slots=True)
@@ -162,6 +175,9 @@ class ReceiveWindow:
         if sequence < self.last or (sequence == self.last and self.role is Role.DEVICE):
             self.stale += 1
             return SequenceVerdict.STALE
+        if sequence - self.last > MAX_SEQUENCE_AHEAD:
+            self.stale += 1
+            return SequenceVerdict.FAR_AHEAD
         skipped = sequence - self.last - 1
         self.last = sequence
         if skipped > 0:
