@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import re
 import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from pibuddy.macaddr import parse_mac
 
 _LOGGER = logging.getLogger(__name__)
 SYS_CLASS_NET: Final = Path("/sys/class/net")
@@ -24,7 +25,6 @@ _ARPHRD_ETHER: Final = "1"  # sysfs `type` of Ethernet and Wi-Fi interfaces
 _RTF_UP: Final = 0x1
 _SIOCGIFADDR: Final = 0x8915
 _IFNAMSIZ: Final = 16
-_MAC_RE: Final = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +35,9 @@ class Interface:
 
 
 def normalize_mac(text: str) -> str | None:
-    """`AA-BB-…` or `aa:bb:…` → `aa:bb:…`; None unless it is a usable unicast hardware address."""
-    text = text.strip().lower()
-    if not _MAC_RE.match(text):
-        return None
-    mac = text.replace("-", ":")
-    first = int(mac[:2], 16)
-    if mac == "00:00:00:00:00:00" or first & 0x01:  # unset, or a multicast/broadcast address
+    """`parse_mac`, and None unless it is a usable unicast hardware address (for this machine's own id)."""
+    mac = parse_mac(text)
+    if mac is None or mac == "00:00:00:00:00:00" or int(mac[:2], 16) & 0x01:  # unset, multicast, broadcast
         return None
     return mac
 

@@ -33,7 +33,7 @@ def _problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) 
         ("stuff:\n  a: 1\n", "stuff: unknown key"),
         ("logging:\n  level: LOUD\n", "logging.level: input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
         ("upstream: 5\n", "upstream: must be a mapping of keys (got 5)"),
-        ("device:\n  device_id: AA-BB\n", "device.device_id: string should match pattern"),
+        ("device:\n  device_id: AA-BB\n", "device.device_id: not a MAC address"),
         ("upstream:\n  listen_mode: shout\n", "upstream.listen_mode: string should match pattern"),
     ],
 )
@@ -186,3 +186,11 @@ def test_bad_chat_server_urls_are_refused(tmp_path: Path, url: str, expected: st
     problems = _problems(tmp_path, f"gateway:\n  chat_servers: ['{url}']\n")
     assert len(problems) == 1
     assert problems[0].startswith(expected)
+
+
+@pytest.mark.parametrize("device_id", ["11:22:33:44:55:66", "11_22_33_44_55_66", "11-22-33-44-55-66",
+                                       " 11:22:33:44:55:66 "])
+def test_device_id_takes_any_mac_spelling(device_id: str) -> None:
+    """The one MAC rule (the gateway's too): six hex pairs, ':' '_' or '-', either case, stored lower case."""
+    config = Config.model_validate({"device": {"device_id": device_id.replace("11", "1A")}})
+    assert config.device.device_id == "1a:22:33:44:55:66"

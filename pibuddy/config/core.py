@@ -19,13 +19,24 @@ from pibuddy.config.base import (
     Section,
     is_loopback,
 )
+from pibuddy.macaddr import parse_mac
+
+
+def _device_id(text: str) -> str:
+    mac = parse_mac(text)
+    if mac is None:
+        raise PydanticCustomError("device_id", "not a MAC address (six hex pairs such as aa:bb:cc:dd:ee:ff)")
+    return mac
+
+
+DeviceId = Annotated[str, AfterValidator(_device_id)]
 
 
 class DeviceConfig(Section):
     name: str = "PiBuddy"
     """Name the buddy reports to servers and shows in logs."""
-    device_id: str | None = Field(default=None, pattern=r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-    """Device id (MAC, lower-case, colon separated); empty means the Pi's own MAC."""
+    device_id: DeviceId | None = None
+    """Device id (a MAC, `aa:bb:cc:dd:ee:ff`, any case, `:`, `_` or `-`); empty means the Pi's own MAC."""
     state_dir: Path | None = None
     """Where generated identity and secrets live (mode 600). Empty: systemd's StateDirectory= for the
     service, /var/lib/pibuddy as root, else ~/.local/state/pibuddy."""

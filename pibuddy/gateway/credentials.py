@@ -18,15 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from pibuddy.gateway.mqtt_codec import ConnackCode
+from pibuddy.macaddr import parse_mac
 from pibuddy.xiaozhi.errors import RemoteProtocolError
 
 CLIENT_ID_SEPARATOR: Final = "@@@"
 PUBLISH_TOPIC: Final = "device-server"
 REPLY_TOPIC_PREFIX: Final = "devices/p2p/"
-# The reference's rule (its OTA and MQTT sides): six hex pairs, either case, separated by ':' or '_' ('-'
-# too, as manager-api's Device-Id check allows). Multicast-looking MACs such as the reference docs' own
-# 11:22:33:44:55:66 are fine: a device id is a name here, not an address anything is sent to.
-_MAC_FORM: Final = re.compile(r"[0-9a-fA-F]{2}(?P<sep>[:_-])[0-9a-fA-F]{2}((?P=sep)[0-9a-fA-F]{2}){4}")
 _WEAK_KEY_WORDS: Final = ("test", "1234", "admin", "password", "qwerty", "xiaozhi")
 _MIN_KEY_LENGTH: Final = 8
 _GENERATED_KEY_BYTES: Final = 24
@@ -113,16 +110,8 @@ def _decode_user_data(username: str) -> dict[str, Any]:
     return data
 
 
-def parse_mac(text: str) -> str | None:
-    """`AA_BB_…`, `aa:bb:…` or `Aa-Bb-…` -> `aa:bb:cc:dd:ee:ff` (the device id of §1); None if not a MAC."""
-    text = text.strip()
-    if not _MAC_FORM.fullmatch(text):
-        return None
-    return text.lower().replace("_", ":").replace("-", ":")
-
-
 def normalize_mac(mac: str) -> str:
-    """`parse_mac`, raising ValueError with a message for people when it is not a MAC."""
+    """`netinfo.parse_mac` (one MAC rule everywhere), raising ValueError with a message for people."""
     normalized = parse_mac(mac)
     if normalized is None:
         raise ValueError(f"{mac!r} is not a MAC address (six hex pairs such as aa:bb:cc:dd:ee:ff)")

@@ -15,12 +15,12 @@ from pibuddy.gateway.credentials import (
     generate_signature_key,
     issue_mqtt_credentials,
     key_weakness,
-    parse_mac,
     server_auth_token,
     sign_password,
     validate_client,
 )
 from pibuddy.gateway.mqtt_codec import ConnackCode
+from pibuddy.macaddr import parse_mac
 from tests.peers.xiaozhi_wire import mqtt_password, ws_auth_token
 
 KEY = "Abcdefgh9"
