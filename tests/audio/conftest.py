@@ -15,6 +15,7 @@ from tests.peers.alsa_file import AlsaFileDevices
 from tests.peers.pulseaudio import PulseServer, pulseaudio_server
 
 _PACER_LATENCY_MS = 100
+_CLIP_MARGIN_MS = 500  # buffer beyond the clip, so PulseAudio holds all of it before it plays
 _PULSE_CLIENT_ENV = ("PULSE_SERVER", "PULSE_RUNTIME_PATH", "XDG_RUNTIME_DIR", "HOME")
 
 
@@ -144,10 +145,17 @@ class MonitorRecorder:
 
 
 async def play_into_microphone(server: PulseServer, samples: np.ndarray, rate: int = 16000) -> None:
-    """"Speak" `samples` into the virtual microphone in real time (returns when played)."""
+    """"Speak" `samples` into the virtual microphone in real time (returns when played).
+
+    The whole clip is buffered in PulseAudio before it plays (a stream latency longer than the clip): with a
+    short buffer, pacat starved for CPU on a loaded machine underran and PulseAudio skipped the audio it
+    wrote late, so tests heard a mangled command (best-lag correlation 0.44-0.87 in 5 of 12 plays, measured
+    under load; 0.97-1.0 in 12 of 12 with the clip buffered).
+    """
+    latency_ms = round(samples.size / rate * 1000) + _CLIP_MARGIN_MS
     process = await asyncio.create_subprocess_exec(
         "pacat", "--playback", "-d", server.mic_feed, "--raw", "--format=s16le", f"--rate={rate}", "--channels=1",
-        f"--latency-msec={_PACER_LATENCY_MS}",
+        f"--latency-msec={latency_ms}",
         env=server.env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     await process.communicate(samples.astype("<i2").tobytes())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.audio.conftest import _PULSE_CLIENT_ENV, MonitorRecorder, play_into_microphone
-from tests.audio.test_e2e_xiaozhi import _tone_seconds
+from tests.audio.test_e2e_xiaozhi import _tone_seconds, heard, listen_started, until_uplink_reaches
 from tests.peers.pulseaudio import PulseServer
 from tests.peers.speech import speech
 from tests.peers.xiaozhi_server import XiaozhiTestServer
@@ -38,7 +38,10 @@ async def _line_containing(stream: asyncio.StreamReader, text: str, seen: list[s
 async def test_pibuddy_run_answers_a_spoken_wake_word_through_the_server(
         pulse: PulseServer, tmp_path: Path, pibuddy_env: dict[str, str]) -> None:
     config = tmp_path / "config.yaml"
-    async with XiaozhiTestServer(tts_frames=30, utterance_frames=20, wake_words=("Okay Nabu",)) as server:
+    wake, command = speech("okay nahboo", pad=1.0), speech("turn on the light", pad=0.3)
+    # No greeting, and the reply once the command is up (as in test_e2e_xiaozhi.py).
+    async with XiaozhiTestServer(tts_frames=30, utterance_frames=None, wake_words=("Okay Nabu",)) as server:
+        server.settings.greeting_text = None
         config.write_text(f"device: {{device_id: '02:11:22:33:44:66'}}\n"
                           f"upstream: {{ota_url: '{server.ota_url}', transport: websocket}}\n"
                           "gateway: {enabled: false}\n")
@@ -52,10 +55,13 @@ async def test_pibuddy_run_answers_a_spoken_wake_word_through_the_server(
             async with MonitorRecorder(pulse, rate=16000) as recorder:
                 await asyncio.wait_for(_line_containing(process.stderr, "microphone open", log), 30)
                 await asyncio.sleep(1.0)  # some pre-roll before the wake word
-                await play_into_microphone(pulse, speech("okay nahboo", pad=1.0))
-                for milestone in (server.hello_received, server.listen_detect, server.listen_start):
+                await play_into_microphone(pulse, wake)
+                for milestone in (server.hello_received, server.listen_detect):
                     await asyncio.wait_for(milestone.wait(), _STEP)
-                await play_into_microphone(pulse, speech("turn on the light", pad=0.3))
+                mark = await listen_started(server)
+                await play_into_microphone(pulse, command)
+                await until_uplink_reaches(server, mark, asyncio.get_running_loop().time())
+                server.end_utterance()
                 await asyncio.wait_for(server.tts_done.wait(), _STEP)
                 await asyncio.sleep(1.0)  # the last of the reply leaves the speaker
             process.send_signal(signal.SIGTERM)
@@ -69,5 +75,6 @@ async def test_pibuddy_run_answers_a_spoken_wake_word_through_the_server(
     assert process.returncode == 0, output
     assert "Traceback" not in output
     assert server.bad_input == [], "everything PiBuddy sent followed the protocol"
-    assert len(server.uplink_frames) >= 20, "the wake word audio and the command went up"
+    assert heard(server.uplink_frames[:mark.frame], wake) > 0.6, "the pre-roll carried the wake word"
+    assert heard(server.uplink_frames[mark.frame:], command) > 0.8, "the command went up live, whole"
     assert _tone_seconds(recorder.samples(), 16000) > 1.0, "the reply's tone came out of the speaker"

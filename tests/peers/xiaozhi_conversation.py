@@ -196,6 +196,10 @@ class Conversation:
         if self._mode != "manual" and wanted is not None and self._utterance >= wanted:
             self._start_reply(self._settings.stt_text, self._settings.reply_text)
 
+    def end_utterance(self) -> None:
+        """What the server's VAD does when the user stops talking: recognise and reply now."""
+        self._start_reply(self._settings.stt_text, self._settings.reply_text)
+
     # --- message handlers -------------------------------------------------------------------
 
     async def _on_listen(self, message: dict[str, Any]) -> None:

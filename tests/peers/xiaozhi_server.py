@@ -200,6 +200,11 @@ class XiaozhiTestServer(ServerRecord):
         """
         return await self._active().mcp.call_tool(name, arguments or {})
 
+    def end_utterance(self) -> None:
+        """Reply now to what the device streamed, as the server's VAD would at the end of speech (for
+        tests that set ``utterance_frames=None`` so the reply never races the spoken command)."""
+        self._active().end_utterance()
+
     # --- knobs for malformed or unfriendly server behaviour ------------------------------------
 
     async def send_json(self, message: dict[str, Any]) -> None:
