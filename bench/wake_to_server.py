@@ -38,6 +38,7 @@ from _results import publish
 from pibuddy.audio import devices
 from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.audio.port import PipelineAudioPort
+from pibuddy.audio.uplink import UplinkStream
 from pibuddy.config import AudioConfig
 from pibuddy.device_client.service import DeviceClientService
 from pibuddy.events import EventBus
@@ -111,10 +112,10 @@ class _CountingPort(PipelineAudioPort):
         self.uplink_on = None
         return frames
 
-    def set_uplink(self, active: bool, *, end_on_silence: bool = False) -> None:
-        if active and self.uplink_on is None:
+    def open_uplink(self, *, end_on_silence: bool) -> UplinkStream:
+        if self.uplink_on is None:
             self.uplink_on = time.monotonic()
-        super().set_uplink(active, end_on_silence=end_on_silence)
+        return super().open_uplink(end_on_silence=end_on_silence)
 
 
 @dataclass

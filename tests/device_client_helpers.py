@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pibuddy.audio.contract import UtteranceEnded
+from pibuddy.audio.contract import UPLINK_CLOSED
 from pibuddy.config import Config
 from tests.peers.opus_audio import OpusFrameDecoder, encode_tone
 
@@ -16,7 +17,7 @@ UPLINK_RATE = 16000
 class ScriptedAudio:
     """An `AudioPort` whose microphone plays a 16 kHz tone and whose speaker records what it is given.
 
-    Like the pipeline, it hands out microphone frames only while the uplink is on. With `utterance_frames`,
+    Like the pipeline, it hands out microphone frames only while an uplink is open. With `utterance_frames`,
     an uplink opened with `end_on_silence` ends after that many frames, as if the user then fell silent.
     """
 
@@ -28,7 +29,7 @@ class ScriptedAudio:
         self._interval = uplink_interval
         self._utterance_frames = utterance_frames
         self._turn_frames = 0
-        self._uplink_on = asyncio.Event()
+        self._uplink: ScriptedUplink | None = None
         self.end_on_silence = False
         self.uplink_changes: list[tuple[float, bool]] = []
         """(monotonic time, on) each time the uplink is switched."""
@@ -44,29 +45,36 @@ class ScriptedAudio:
 
     @property
     def uplink_active(self) -> bool:
-        return self._uplink_on.is_set()
+        return self._uplink is not None and self._uplink.end_reason is None
 
-    async def next_uplink_frame(self) -> bytes:
+    def open_uplink(self, *, end_on_silence: bool) -> ScriptedUplink:
+        self.end_on_silence = end_on_silence
+        if self._uplink is None:
+            self.uplink_changes.append((time.monotonic(), True))
+            self._turn_frames = 0
+            self._uplink = ScriptedUplink(self)
+        return self._uplink
+
+    def close_uplink(self) -> None:
+        uplink, self._uplink = self._uplink, None
+        if uplink is None:
+            return
+        if uplink.end_reason is None:  # one that ended by itself was switched off already
+            self.uplink_changes.append((time.monotonic(), False))
+        uplink.close()
+
+    async def _next_frame(self, uplink: ScriptedUplink) -> bytes | None:
+        """The next tone frame of `uplink`, or None once it has ended."""
         await asyncio.sleep(self._interval)
-        await self._uplink_on.wait()
+        if uplink.end_reason is not None:
+            return None
         if self.end_on_silence and self._turn_frames == self._utterance_frames:
-            self._uplink_on.clear()  # the stream ended; the client is told once
-            raise UtteranceEnded("silence")
+            uplink.end_reason = "silence"  # the stream ended; the client is told once
+            return None
         frame = self._tone[self._next % len(self._tone)]
         self._next += 1
         self._turn_frames += 1
         return frame
-
-    def set_uplink(self, active: bool, *, end_on_silence: bool = False) -> None:
-        self.end_on_silence = end_on_silence
-        if active is self.uplink_active:
-            return
-        self.uplink_changes.append((time.monotonic(), active))
-        self._turn_frames = 0
-        if active:
-            self._uplink_on.set()
-        else:
-            self._uplink_on.clear()
 
     def chime(self) -> None:
         self.cues.append("chime")
@@ -93,6 +101,22 @@ class ScriptedAudio:
         """Every played frame decoded at `rate` (raises if one is not valid Opus)."""
         decoder = OpusFrameDecoder(rate=rate)
         return [decoder.decode(frame) for frame in self.played]
+
+
+class ScriptedUplink:
+    """One uplink of `ScriptedAudio`: tone frames until it is closed or the scripted utterance ends."""
+
+    def __init__(self, audio: ScriptedAudio) -> None:
+        self.end_reason: str | None = None
+        self._audio = audio
+
+    def close(self) -> None:
+        if self.end_reason is None:
+            self.end_reason = UPLINK_CLOSED
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (frame := await self._audio._next_frame(self)) is not None:
+            yield frame
 
 
 def device_config(tmp_path: Path, ota_url: str, **upstream: object) -> Config:

@@ -1,49 +1,52 @@
 """What a conversation needs from the audio pipeline, as a narrow interface.
 
-`pibuddy.audio` implements it with the microphone and speaker; a headless hub uses `NoAudio`; tests script
-it. Opus in both directions: the pipeline owns encoding, decoding, buffering and the devices.
+`pibuddy.audio` implements it with the microphone and speaker (`audio/port.py`); a headless hub uses
+`NoAudio`; tests script it. Opus in both directions: the pipeline owns encoding, decoding, buffering and the
+devices. Wake words are not part of it: the pipeline publishes them on the bus (`WakeDetected`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Protocol
+from collections.abc import AsyncIterator
+from typing import Final, Protocol
+
+UPLINK_CLOSED: Final = "stopped"
+"""`Uplink.end_reason` when the uplink was closed or replaced, rather than ended by the user falling silent."""
 
 
-class UtteranceEnded(Exception):
-    """`next_uplink_frame` reached the end of the user's utterance on an uplink opened with `end_on_silence`.
+class Uplink(Protocol):
+    """One turn of microphone audio going up: 16 kHz 60 ms Opus frames, read with `async for`.
 
-    A signal, like StopAsyncIteration, not a PiBuddyError.
-
-    `reason` is the pipeline's `EndReason` value: silence, timeout or no_speech.
+    Iteration ends when the uplink is closed (`AudioPort.close_uplink`, or another uplink replaces it) or,
+    when opened with `end_on_silence`, at the end of the user's utterance. `end_reason` then says why: the
+    pipeline's `EndReason` (silence, timeout, no_speech), "muted", or `UPLINK_CLOSED`.
     """
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    @property
+    def end_reason(self) -> str | None: ...
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
 
 
 class AudioPort(Protocol):
     def wake_audio(self) -> list[bytes]:
         """Opus frames (16 kHz, 60 ms) of the pre-roll that holds the wake word, oldest first.
 
-        The microphone audio that follows is kept for the next `set_uplink(True)`, so nothing is lost
-        between the pre-roll and the live stream.
+        The microphone audio that follows is kept for the next `open_uplink`, so nothing is lost between
+        the pre-roll and the live stream.
         """
         ...
 
-    async def next_uplink_frame(self) -> bytes:
-        """The next 60 ms Opus frame from the microphone while the uplink is on (blocks until there is one).
+    def open_uplink(self, *, end_on_silence: bool) -> Uplink:
+        """The microphone from now on, until `close_uplink` (encoding happens only while one is open).
 
-        Raises `UtteranceEnded` once when an uplink opened with `end_on_silence` ends.
-        """
-        ...
-
-    def set_uplink(self, active: bool, *, end_on_silence: bool = False) -> None:
-        """Whether the conversation wants microphone frames now (encode only then).
-
+        Calling it again while the uplink is open returns the same one with `end_on_silence` updated.
         end_on_silence: end the stream when the user stops talking, or at the VAD timeout (manual turns).
         """
+        ...
+
+    def close_uplink(self) -> None:
+        """The conversation wants no microphone audio now: the open uplink, if any, ends."""
 
     def chime(self) -> None:
         """A wake word was answered: play the wake chime (if prompts.chime is on)."""
@@ -68,18 +71,28 @@ class AudioPort(Protocol):
         """The sentence being spoken (the wake-word guard raises its threshold if it names the wake word)."""
 
 
+class _NoUplink:
+    """A microphone that is never there: the stream is over before it starts."""
+
+    end_reason = UPLINK_CLOSED
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        return
+        yield  # an async generator that yields nothing
+
+
 class NoAudio:
     """A buddy without microphone or speaker (a headless hub): no uplink, downlink discarded."""
 
     def wake_audio(self) -> list[bytes]:
         return []
 
-    async def next_uplink_frame(self) -> bytes:
-        await asyncio.Event().wait()  # there is never a microphone frame
-        raise AssertionError("unreachable")
+    def open_uplink(self, *, end_on_silence: bool) -> Uplink:
+        del end_on_silence
+        return _NoUplink()
 
-    def set_uplink(self, active: bool, *, end_on_silence: bool = False) -> None:
-        del active, end_on_silence
+    def close_uplink(self) -> None:
+        """No microphone, nothing to close."""
 
     def chime(self) -> None:
         """No speaker, no chime."""

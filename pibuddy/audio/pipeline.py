@@ -146,7 +146,8 @@ class AudioPipeline:
 
     # ---- up ----------------------------------------------------------------------------------------
     async def wake_events(self) -> AsyncIterator[WakeDetected]:
-        """Every accepted wake word from now on, for one direct consumer (the bus gets them as well)."""
+        """Every accepted wake word from now on, for one direct reader (tests and benches time them here);
+        PiBuddy's own consumers take them from the bus, which gets every one."""
         if self._wakes is None:
             self._wakes = asyncio.Queue(_WAKE_QUEUE)
         while True:

@@ -7,12 +7,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Final
 
+from pibuddy.audio.contract import UPLINK_CLOSED
 from pibuddy.audio.opus import OpusEncoder
 from pibuddy.audio.vad.segmenter import EndReason
 from pibuddy.drops import DropCounter
 
 _LOGGER = logging.getLogger(__name__)
-STOPPED: Final = "stopped"
+STOPPED: Final = UPLINK_CLOSED
 
 
 class UplinkStream:

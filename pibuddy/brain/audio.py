@@ -1,5 +1,5 @@
 """What a local turn needs from the audio pipeline, as a narrow interface, and its implementation over
-`AudioPipeline`.
+`AudioPipeline`. Wake words are not part of it: they come as `WakeDetected` on the bus, as for every consumer.
 
 The utterance is taken from the pipeline's own uplink (the same Opus stream the xiaozhi server would get,
 ended by the pipeline's VAD) and decoded back to 16 kHz PCM. That keeps the audio package untouched; on
@@ -11,7 +11,6 @@ muted, there is no utterance: a grammar-bound recogniser would force such audio 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Final, Protocol
 
 import numpy as np
@@ -19,7 +18,6 @@ import numpy as np
 from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusDecoder
 from pibuddy.audio.pipeline import MUTED, AudioPipeline
 from pibuddy.audio.vad.segmenter import EndReason
-from pibuddy.events import WakeDetected
 
 _LOGGER = logging.getLogger(__name__)
 _NOTHING_SAID: Final = frozenset({EndReason.NO_SPEECH, MUTED})
@@ -30,10 +28,6 @@ class BrainAudio(Protocol):
         """Start the microphone and speaker."""
 
     async def close(self) -> None: ...
-
-    def wakes(self) -> AsyncIterator[WakeDetected]:
-        """Every accepted wake word (all of them: the router decides who answers)."""
-        ...
 
     async def utterance(self) -> bytes:
         """16 kHz mono int16 PCM of what the user says now, until the end of their utterance; b"" when no
@@ -58,9 +52,6 @@ class PipelineAudio:
 
     async def close(self) -> None:
         """Nothing to release: the pipeline belongs to the audio service."""
-
-    def wakes(self) -> AsyncIterator[WakeDetected]:
-        return self.pipeline.wake_events()
 
     async def utterance(self) -> bytes:
         decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)

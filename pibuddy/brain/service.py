@@ -35,6 +35,7 @@ from pibuddy.events import (
     Muted,
     Subscription,
     Transcript,
+    WakeDetected,
     answers_wakes,
 )
 from pibuddy.supervisor import Health, Service
@@ -95,7 +96,6 @@ class LocalBrainService(Service):
         with self._bus.subscribe() as events:
             try:
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(self._follow_wakes(), name="brain-wakes")
                     group.create_task(self._follow_bus(events), name="brain-bus")
                     group.create_task(self._run_turns(), name="brain-turns")
             except ExceptionGroup as errors:
@@ -190,15 +190,13 @@ class LocalBrainService(Service):
             else:
                 turn.result()
 
-    async def _follow_wakes(self) -> None:
-        async for wake in self._audio.wakes():
-            self._trigger(wake.wake_word)
-
     async def _follow_bus(self, events: Subscription) -> None:
         async for event in events:
             match event:
                 case ActiveBrain(brain=brain) if brain != BRAIN_LOCAL:
                     self._notice_due = self._offline_notice  # re-armed whenever the server takes over again
+                case WakeDetected(wake_word=word):  # every accepted wake: the router says who answers
+                    self._trigger(word)
                 case Command(name=CommandName.LISTEN_START):
                     self._button_pressed()
                 case Command(name=CommandName.ABORT) if self._turn is not None:

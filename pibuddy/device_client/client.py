@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, Self
 
-from pibuddy.audio.contract import AudioPort, UtteranceEnded
+from pibuddy.audio.contract import UPLINK_CLOSED, AudioPort, Uplink
 from pibuddy.device_client.channels import Channel
 from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
@@ -114,6 +114,8 @@ class DeviceClient:
         self._state_changed = asyncio.Event()
         self._lost: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._uplink: Uplink | None = None
+        """The microphone's uplink while the session wants audio (its sender task runs with it)."""
         self._audio_drops = DropCounter("malformed audio packets from the server", _LOGGER)
         self._unknown_types: set[str] = set()
 
@@ -125,8 +127,7 @@ class DeviceClient:
         self._publish_link(True, self.channel.describe())
         self._bus.set_state(DeviceState.IDLE, "connected")
         commands = self._bus.subscribe()  # now, so nothing published after entering is missed
-        for coroutine, name in ((self._run_timer(), "timer"), (self._run_uplink(), "uplink"),
-                                (self._run_bus_commands(commands), "bus-commands")):
+        for coroutine, name in ((self._run_timer(), "timer"), (self._run_bus_commands(commands), "bus-commands")):
             self._spawn(coroutine, name)
         return self
 
@@ -379,7 +380,16 @@ class DeviceClient:
         self._sync_uplink()  # also when the state stayed (a wake while listening starts an auto turn)
 
     def _sync_uplink(self) -> None:
-        self._audio.set_uplink(self.session.should_send_audio, end_on_silence=self._turn_mode is ListenMode.MANUAL)
+        """The microphone's uplink is open exactly while the session wants audio; one sender per uplink."""
+        if not self.session.should_send_audio:
+            if self._uplink is not None:
+                self._uplink = None
+                self._audio.close_uplink()
+            return
+        uplink = self._audio.open_uplink(end_on_silence=self._turn_mode is ListenMode.MANUAL)
+        if uplink is not self._uplink:
+            self._uplink = uplink
+            self._spawn(self._send_uplink(uplink), "uplink")
 
     async def _flush(self) -> None:
         """Send what the session queued, in order, even when several tasks flush at once."""
@@ -402,16 +412,17 @@ class DeviceClient:
         with contextlib.suppress(ConnectionLost):
             await self.channel.send_audio(self.session.send_audio(opus))
 
-    async def _run_uplink(self) -> None:
-        while True:
-            try:
-                frame = await self._audio.next_uplink_frame()
-            except UtteranceEnded as end:  # manual turns only: the user stopped talking (or the VAD cap)
-                _LOGGER.info("end of utterance (%s): listen stop", end.reason)
-                await self.stop_listening()
-                continue
+    async def _send_uplink(self, uplink: Uplink) -> None:
+        async for frame in uplink:
             if self.session.should_send_audio:
                 await self._send_audio(frame)
+        if self._uplink is not uplink:  # closed or replaced by this client
+            return
+        self._uplink = None
+        self._audio.close_uplink()
+        if uplink.end_reason != UPLINK_CLOSED:  # manual turns: the user stopped talking (or the VAD cap)
+            _LOGGER.info("end of utterance (%s): listen stop", uplink.end_reason)
+            await self.stop_listening()
 
     async def _run_timer(self) -> None:
         while True:
