@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, TextIO
 
 _MASK: Final = "***"
 _NOISY_LIBRARIES: Final = ("httpx", "httpcore", "websockets", "aiohttp.access")
@@ -38,12 +38,27 @@ class SecretFilter(logging.Filter):
 SECRET_FILTER: Final = SecretFilter()
 
 
+def _own_stderr() -> TextIO:
+    """A stream on a private duplicate of file descriptor 2.
+
+    sounddevice points fd 2 at /dev/null while PortAudio initialises (to hide ALSA's chatter), and PiBuddy
+    does that in a worker thread: every line the event loop logged meanwhile was lost ("gateway up" and
+    "service ... is running" at start). Our own descriptor keeps pointing at the journal or terminal.
+    """
+    try:
+        descriptor = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):  # a replaced sys.stderr without a file behind it
+        return sys.stderr
+    return open(descriptor, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                errors="backslashreplace", closefd=True)
+
+
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     """Configure the root logger once; journald adds its own timestamps, a terminal gets ours."""
     under_journald = bool(os.environ.get("JOURNAL_STREAM"))
     fmt = "%(levelname)s %(name)s: %(message)s" if under_journald else (
         "%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_own_stderr())
     handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
     SECRET_FILTER.add(secrets)
     handler.addFilter(SECRET_FILTER)

@@ -6,6 +6,8 @@ import logging
 import os
 import re
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,34 @@ def test_secret_filter_masks_values_in_formatted_messages(caplog: pytest.LogCapt
     finally:
         logger.filters.clear()
     assert caplog.messages == ["connecting with token *** to about"]  # too-short secrets are not masked
+
+
+def test_log_lines_survive_portaudio_pointing_stderr_at_dev_null_in_another_thread() -> None:
+    """sounddevice's PortAudio start does dup2(/dev/null, 2) in a worker thread; the loop's lines went there."""
+    code = """if True:
+        import logging, os, sys, threading
+        from pibuddy.logsetup import setup_logging
+        setup_logging("INFO")
+        log = logging.getLogger("pibuddy.test")
+        log.info("before")
+        muted, redirected, restore = threading.Event(), threading.Event(), threading.Event()
+        def portaudio_start():  # what sounddevice._initialize() does around Pa_Initialize()
+            saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            redirected.set()
+            restore.wait(5)
+            os.dup2(saved, 2)
+        worker = threading.Thread(target=portaudio_start)
+        worker.start()
+        redirected.wait(5)
+        log.info("during")
+        restore.set()
+        worker.join()
+        log.info("after")
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert [line.rsplit(" ", 1)[-1] for line in result.stderr.splitlines()] == ["before", "during", "after"]
 
 
 def test_state_dir_files_are_private_and_written_atomically(tmp_path: Path) -> None:
