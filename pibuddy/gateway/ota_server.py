@@ -13,15 +13,15 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
-from zeroconf import Error as ZeroconfError
-from zeroconf import InterfaceChoice, IPVersion
-from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from pibuddy.errors import PiBuddyError
 from pibuddy.gateway.credentials import issue_mqtt_credentials, normalize_mac
+
+if TYPE_CHECKING:
+    from zeroconf.asyncio import AsyncZeroconf
 
 _LOGGER = logging.getLogger(__name__)
 OTA_PATH: Final = "/xiaozhi/ota/"
@@ -101,10 +101,13 @@ class MdnsAdvertiser:
     """Registers the OTA URL on the LAN; `interfaces` limits it (tests use ["127.0.0.1"]).
 
     Raises `MdnsFailed` if `address` is not an IPv4 address (a `public_ip` host name cannot be advertised).
+    zeroconf (7 MB of RSS) is imported only here, so a gateway with `mdns: false` never loads it.
     """
 
     def __init__(self, *, address: str, ota_port: int, mqtt_port: int, udp_port: int,
                  interfaces: list[str] | None = None) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo  # noqa: PLC0415
+
         hostname = socket.gethostname().split(".")[0]
         self.instance = f"PiBuddy gateway on {hostname}.{MDNS_SERVICE_TYPE}"
         try:
@@ -121,6 +124,10 @@ class MdnsAdvertiser:
 
     async def start(self) -> None:
         """Register the service; raises `MdnsFailed` (no multicast interface, a zeroconf error)."""
+        from zeroconf import Error as ZeroconfError  # noqa: PLC0415
+        from zeroconf import InterfaceChoice, IPVersion  # noqa: PLC0415
+        from zeroconf.asyncio import AsyncZeroconf  # noqa: PLC0415
+
         try:
             zeroconf = AsyncZeroconf(interfaces=self._interfaces or InterfaceChoice.All,
                                      ip_version=IPVersion.V4Only)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
-from jsonschema.protocols import Validator
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 from pibuddy.errors import InvalidArguments
 
@@ -68,6 +67,9 @@ def compile_schema(schema: Mapping[str, Any]) -> Validator:
     """Check that `schema` is a valid object schema and return its validator; ValueError otherwise."""
     if schema.get("type") != "object" or not isinstance(schema.get("properties"), Mapping):
         raise ValueError('an inputSchema must be {"type": "object", "properties": {...}}')
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 (3 MB: only once a tool is registered)
+    from jsonschema.exceptions import SchemaError  # noqa: PLC0415
+
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -97,6 +99,8 @@ def check_arguments(
                 raise InvalidArguments(f"Missing valid argument: {name}")
             continue
         checked[name] = _check_firmware_rules(name, prop, value)
+    from jsonschema.exceptions import best_match  # noqa: PLC0415
+
     error = best_match(validator.iter_errors(checked))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path)

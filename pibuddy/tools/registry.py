@@ -14,12 +14,13 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-from jsonschema.protocols import Validator
+from typing import TYPE_CHECKING, Any, Final
 
 from pibuddy.errors import DriverError, InvalidArguments
 from pibuddy.tools.arguments import check_arguments, compile_schema, object_schema
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from pibuddy.audio.errors import AudioError
-from pibuddy.brain.brain import LocalBrain
-from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.router import BrainRouter
-from pibuddy.brain.vocabulary import vocabulary_sources
 from pibuddy.config import BrainMode, Config
 from pibuddy.events import EventBus
 from pibuddy.supervisor import Service
@@ -17,12 +13,16 @@ from pibuddy.wiring.tools import Toolbox
 
 if TYPE_CHECKING:
     from pibuddy.audio.pipeline import AudioPipeline
+    from pibuddy.brain.brain import LocalBrain
 
 _LOGGER = logging.getLogger(__name__)
 
 
 def local_brain(config: Config, toolbox: Toolbox) -> LocalBrain:
     """The text part of the local brain over the toolbox's registry and drivers. Raises BrainUnavailable."""
+    from pibuddy.brain.brain import LocalBrain  # noqa: PLC0415 (hassil: not for a gateway-only run)
+    from pibuddy.brain.vocabulary import vocabulary_sources  # noqa: PLC0415
+
     return LocalBrain(toolbox.registry, vocabulary_sources(toolbox.services), language=config.brain.language)
 
 
@@ -37,8 +37,10 @@ def brain_services(config: Config, bus: EventBus, toolbox: Toolbox, pipeline: Au
     if pipeline is None:
         _LOGGER.info("audio is off: the local brain only answers `pibuddy say`")
         return services
+    from pibuddy.audio.errors import AudioError  # noqa: PLC0415
     from pibuddy.brain.asr import get_asr_engine  # noqa: PLC0415
     from pibuddy.brain.audio import PipelineAudio  # noqa: PLC0415
+    from pibuddy.brain.errors import BrainUnavailable  # noqa: PLC0415
     from pibuddy.brain.service import LocalBrainService  # noqa: PLC0415
     from pibuddy.brain.voice import get_voice  # noqa: PLC0415
 

@@ -6,8 +6,6 @@ import logging
 from dataclasses import dataclass
 
 from pibuddy.config import Config
-from pibuddy.drivers.homeassistant import HomeAssistantService, homeassistant_tools
-from pibuddy.drivers.miot import MiotDriver, MiotService, miot_tools
 from pibuddy.supervisor import Service
 from pibuddy.tools.builtin import builtin_tools
 from pibuddy.tools.host import Host
@@ -40,11 +38,18 @@ def build_toolbox(config: Config, *, speaker: SoftwareGain | None = None) -> Too
         for builtin in builtin_tools(SystemVolume(speaker=speaker), Host()):
             registry.register(builtin)
     if config.homeassistant.enabled:
+        from pibuddy.drivers.homeassistant import (  # noqa: PLC0415 (13 MB of imports: only when on)
+            HomeAssistantService,
+            homeassistant_tools,
+        )
+
         homeassistant = HomeAssistantService(config.homeassistant)
         for ha_tool in homeassistant_tools(homeassistant):
             registry.register(ha_tool)
         services.append(homeassistant)
     if config.miot.enabled:
+        from pibuddy.drivers.miot import MiotDriver, MiotService, miot_tools  # noqa: PLC0415 (20 MB: only when on)
+
         miot = MiotDriver(config.miot, config.device.resolved_state_dir)
         if miot.configured:  # else the driver is simply off (logged once)
             for miot_tool in miot_tools(miot):

@@ -15,13 +15,14 @@ import operator
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, SupportsIndex, cast
-
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from typing import TYPE_CHECKING, Final, SupportsIndex, cast
 
 from pibuddy.xiaozhi.const import AES_KEY_SIZE, UDP_HEADER_SIZE, UDP_PACKET_TYPE_AUDIO
 from pibuddy.xiaozhi.errors import LocalProtocolError, MalformedPacket
 from pibuddy.xiaozhi.framing import AudioFrame, decode_gateway_frame, encode_gateway_frame
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import algorithms
 
 _HEADER: Final = struct.Struct(">BBHIII")
 _HEADER_FIELDS: Final = (
@@ -117,6 +118,10 @@ def _header_field_error(values: tuple[object, ...]) -> str:
 
 @lru_cache(maxsize=CIPHER_CACHE_SIZE)
 def _aes(key: bytes) -> algorithms.AES:
+    # cryptography is imported here, not at the top: it costs 7 MB of RSS, and with the C extension (every
+    # normal install) this module is only loaded for AudioPacket.
+    from cryptography.hazmat.primitives.ciphers import algorithms  # noqa: PLC0415
+
     if len(key) != AES_KEY_SIZE:
         raise LocalProtocolError(f"AES-128 key must be {AES_KEY_SIZE} bytes, got {len(key)}")
     return algorithms.AES(key)
@@ -124,4 +129,6 @@ def _aes(key: bytes) -> algorithms.AES:
 
 def _ctr(key: bytes, header: bytes, data: bytes | memoryview) -> bytes:
     # CTR is symmetric: the same call encrypts and decrypts, and finalize() would add nothing.
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes  # noqa: PLC0415 (see _aes)
+
     return Cipher(_aes(key), modes.CTR(header)).encryptor().update(data)
