@@ -1,7 +1,7 @@
 """Load benchmark of the local gateway: N simulated devices streaming 60 ms frames both ways on 127.0.0.1.
 
     .venv/bin/python bench/gateway_load.py                  # N = 10, 100, 300; 20 s each
-    .venv/bin/python bench/gateway_load.py -n 100 --seconds 30
+    .venv/bin/python bench/gateway_load.py -n 100 --seconds 30 --pairs 5 --record
 
 Three processes, so the gateway's CPU is its own: this load generator (the devices, built from the
 firmware-like peer's hand-made MQTT bytes), the gateway (`pibuddy run` with only the gateway on), and a
@@ -12,7 +12,10 @@ the downlink header tells which packet came back (RTT, loss) and whether it reac
 
 Reported: relayed packets/s, RTT p50/p99 through gateway and echo (an upper bound of the latency the
 gateway adds), loss, misrouted packets, the gateway's CPU per 1000 relayed packets (from /proc over the
-streaming window) and its RSS.
+streaming window) and its RSS. Each gateway run is paired with a run of the no-protocol floor relay
+(bench/floor_relay.py: same harness, same loop, no AES, no checks, no re-framing) right after it, and the
+pair's ratio is printed: CPU figures on a shared machine move with its load, the ratio much less. With
+`--pairs K` the medians over the K pairs close each N.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from _results import publish  # noqa: E402
 
 from tests.peers.firmware_device import connect_packet, publish_packet  # noqa: E402
 from tests.peers.ports import free_port  # noqa: E402
@@ -46,6 +52,9 @@ FRAME_SECONDS: Final = 0.060
 PAYLOAD_BYTES: Final = 120
 WARMUP_SECONDS: Final = 2.0
 DRAIN_SECONDS: Final = 1.0
+CONNECTS_AT_ONCE: Final = 4
+"""The gateway takes 4 MQTT handshakes at a time from one address (mqtt_server.HANDSHAKES_PER_ADDRESS)."""
+FLOOR: Final = Path(__file__).resolve().parent / "floor_relay.py"
 _HEADER = struct.Struct(">BBHIII")
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
@@ -229,7 +238,8 @@ _UVLOOP_RUNNER: Final = ("import sys, uvloop; uvloop.install(); from pibuddy.cli
                           "sys.exit(main(sys.argv[1:]))")
 
 
-async def run_once(count: int, seconds: float, workdir: Path, *, loop: str) -> dict[str, Any]:
+async def run_once(count: int, seconds: float, workdir: Path, *, loop: str, floor: bool = False) -> dict[str, Any]:
+    """One run against the gateway (`pibuddy run`, gateway only) or, with `floor`, against the floor relay."""
     echo_port, mqtt_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config = {
         "device": {"state_dir": str(workdir / "state")},
@@ -243,15 +253,20 @@ async def run_once(count: int, seconds: float, workdir: Path, *, loop: str) -> d
     config_path.write_text(json.dumps(config))
     python = sys.executable
     echo = await asyncio.create_subprocess_exec(python, __file__, "--echo-server", str(echo_port))
-    runner = ["-c", _UVLOOP_RUNNER] if loop == "uvloop" else ["-m", "pibuddy"]
-    gateway = await asyncio.create_subprocess_exec(python, *runner, "run", "--config", str(config_path), cwd=REPO)
+    if floor:
+        command = [str(FLOOR), str(mqtt_port), str(udp_port), config["gateway"]["chat_servers"][0], "--loop", loop]
+    elif loop == "uvloop":
+        command = ["-c", _UVLOOP_RUNNER, "run", "--config", str(config_path)]
+    else:
+        command = ["-m", "pibuddy", "run", "--config", str(config_path)]
+    gateway = await asyncio.create_subprocess_exec(python, *command, cwd=REPO)
     devices: list[Device] = []
     try:
         await wait_port(echo_port)
         await wait_port(mqtt_port)
-        for batch in range(0, count, 50):
-            devices += await asyncio.gather(*(open_device(i, mqtt_port) for i in range(batch,
-                                                                                         min(batch + 50, count))))
+        for batch in range(0, count, CONNECTS_AT_ONCE):
+            devices += await asyncio.gather(*(open_device(i, mqtt_port)
+                                              for i in range(batch, min(batch + CONNECTS_AT_ONCE, count))))
         await stream(devices, prepare(devices, WARMUP_SECONDS))
         measured = prepare(devices, seconds)
         await asyncio.sleep(DRAIN_SECONDS)
@@ -287,7 +302,8 @@ async def run_once(count: int, seconds: float, workdir: Path, *, loop: str) -> d
     rtts = sorted(r for d in devices for r in d.rtts)
     relayed = sent + received
     return {
-        "devices": count, "seconds": round(streamed, 1), "sent": sent, "received": received,
+        "relay": "floor" if floor else "gateway", "devices": count, "seconds": round(streamed, 1), "sent": sent,
+        "received": received,
         "loss_percent": round(100 * (sent - received) / sent, 3),
         "misrouted": sum(d.misrouted for d in devices),
         "packets_per_second": round(relayed / streamed),
@@ -300,27 +316,74 @@ async def run_once(count: int, seconds: float, workdir: Path, *, loop: str) -> d
     }
 
 
+_COLUMNS: Final = (("relay", 7, "relay"), ("N", 4, "devices"), ("pkt/s", 6, "packets_per_second"),
+                   ("loss %", 6, "loss_percent"), ("misrt", 5, "misrouted"), ("RTT p50", 7, "rtt_p50_ms"),
+                   ("RTT p99", 7, "rtt_p99_ms"), ("CPU ms/1000", 11, "cpu_ms_per_1000"),
+                   ("RSS MB", 6, "rss_mb"), ("peak", 6, "peak_rss_mb"), ("echo ms/1000", 12, "echo_cpu_ms_per_1000"))
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _cells(r: dict[str, Any], ratio: str = "") -> list[str]:
+    return [str(r[key]) for _, _, key in _COLUMNS] + [ratio]
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return round(statistics.median(r[key] for r in runs), 2)
+
+
+def measure(counts: list[int], pairs: int, seconds: float, loop: str, out: Callable[[str], None]) -> None:
+    """`pairs` gateway runs per N, each followed by a floor-relay run; rows as they come, then the medians."""
+    out(_row([name for name, _, _ in _COLUMNS] + ["gateway / floor"]))
+    out(_row(["---"] * (len(_COLUMNS) + 1)))
+    medians = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for count in counts:
+            gateways, ratios = [], []
+            for _ in range(pairs):
+                gateway = asyncio.run(run_once(count, seconds, Path(workdir), loop=loop))
+                floor = asyncio.run(run_once(count, seconds, Path(workdir), loop=loop, floor=True))
+                ratio = gateway["cpu_ms_per_1000"] / floor["cpu_ms_per_1000"]
+                gateways.append(gateway)
+                ratios.append(ratio)
+                out(_row(_cells(gateway, f"{ratio:.2f}")))
+                out(_row(_cells(floor)))
+            medians.append(f"N={count}, {pairs} pairs: gateway {_median(gateways, 'cpu_ms_per_1000')} ms CPU per "
+                           f"1000 relayed, gateway / floor {statistics.median(ratios):.2f} (range "
+                           f"{min(ratios):.2f}-{max(ratios):.2f}), loss max "
+                           f"{max(r['loss_percent'] for r in gateways)} %, RTT p99 median "
+                           f"{_median(gateways, 'rtt_p99_ms')} ms, RSS max {max(r['rss_mb'] for r in gateways)} MB.")
+    out("")
+    for line in medians:
+        out(line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--devices", type=int, action="append", help="device count (repeatable)")
     parser.add_argument("--seconds", type=float, default=20.0, help="streaming time per run (default 20)")
+    parser.add_argument("--pairs", type=int, default=1, choices=range(1, 16), metavar="K",
+                        help="gateway + floor pairs per N, 1-15 (default 1)")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                        help="the gateway's event loop (uvloop must be installed)")
+                        help="the gateway's and the floor's event loop (uvloop must be installed)")
+    parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
     parser.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.echo_server:
         run_echo_server(args.echo_server)
         return 0
-    counts = args.devices or [10, 100, 300]
-    print(f"{'N':>4} {'pkt/s':>7} {'loss %':>7} {'misrt':>5} {'RTT p50':>8} {'RTT p99':>8} "
-          f"{'CPU ms/1000':>11} {'cores':>6} {'RSS MB':>7} {'peak':>6} {'echo ms/1000':>12}")
-    with tempfile.TemporaryDirectory() as workdir:
-        for count in counts:
-            r = asyncio.run(run_once(count, args.seconds, Path(workdir), loop=args.loop))
-            print(f"{r['devices']:>4} {r['packets_per_second']:>7} {r['loss_percent']:>7} {r['misrouted']:>5} "
-                  f"{r['rtt_p50_ms']:>8} {r['rtt_p99_ms']:>8} {r['cpu_ms_per_1000']:>11} {r['cpu_cores']:>6} "
-                  f"{r['rss_mb']:>7} {r['peak_rss_mb']:>6} {r['echo_cpu_ms_per_1000']:>12}", flush=True)
-            print(json.dumps(r), file=sys.stderr, flush=True)
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    measure(args.devices or [10, 100, 300], args.pairs, args.seconds, args.loop, out)
+    if args.record:
+        lines.insert(0, f"Command: `bench/gateway_load.py {' '.join(sys.argv[1:])}`, event loop {args.loop}.\n")
+        publish("gateway load, side by side with the floor relay", __file__, lines, record=True)
     return 0
 
 
