@@ -1,4 +1,5 @@
-"""`pibuddy gateway status` (asks the running gateway's API) and `pibuddy gateway credentials MAC`."""
+"""`pibuddy gateway status` and `pibuddy gateway pair` (ask the running gateway's API) and
+`pibuddy gateway credentials MAC`."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from typing import Any
 from pibuddy.cli.common import load_or_exit
 
 NAME = "gateway"
-HELP = "show the devices connected to the local gateway, or print MQTT credentials for a device"
+HELP = "show the devices connected to the local gateway, open pairing, or print MQTT credentials for a device"
 _API_TIMEOUT_SECONDS = 5.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["status", "credentials"],
-                        help="status: devices connected now; credentials: the OTA `mqtt` object for a device")
+    parser.add_argument("action", choices=["status", "pair", "credentials"],
+                        help="status: devices connected now; pair: accept new devices for gateway.pairing_minutes; "
+                             "credentials: the OTA `mqtt` object for a device")
     parser.add_argument("mac", nargs="?", help="credentials: the device's MAC, e.g. aa:bb:cc:dd:ee:ff")
     parser.add_argument("--client-id", default=None,
                         help="credentials: the device's Client-Id (UUID) as third client-id part (default: MAC)")
@@ -47,12 +49,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"mqtt": mqtt}, indent=2))
         return 0
     api_host = "127.0.0.1" if gateway.host in ("", "0.0.0.0") else gateway.host
-    url = f"http://{api_host}:{gateway.api_port}/api/devices"
+    pairing = args.action == "pair"
+    url = f"http://{api_host}:{gateway.api_port}/api/{'pairing' if pairing else 'devices'}"
     token = daily_api_token(key, dt.date.today())
     import httpx  # noqa: PLC0415
 
     try:
-        response = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=_API_TIMEOUT_SECONDS)
+        response = httpx.request("POST" if pairing else "GET", url, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=_API_TIMEOUT_SECONDS)
     except httpx.HTTPError as exc:
         print(f"pibuddy: the gateway API at {url} did not answer ({exc}); is `pibuddy run` up?", file=sys.stderr)
         return 1
@@ -60,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"pibuddy: the gateway API answered {response.status_code}: {response.text}", file=sys.stderr)
         return 1
     body = response.json()
+    if pairing:
+        print(f"pairing open for {body['pairingSeconds'] // 60} minutes: switch the new device on (or restart it) "
+              "now" if body["admission"] == "pairing" else "gateway.admission is open: every device is accepted")
+        return 0
     print(json.dumps(body, indent=2, ensure_ascii=False) if args.json else format_status(body))
     return 0
 

@@ -32,6 +32,7 @@ from pibuddy.config.base import (
     is_loopback,
 )
 from pibuddy.config.core import (
+    AdmissionMode,
     AsrBackend,
     BrainConfig,
     BrainMode,
@@ -82,6 +83,7 @@ __all__ = [
     "ENV_PREFIX",
     "SYSTEM_CONFIG_PATH",
     "SYSTEM_STATE_DIR",
+    "AdmissionMode",
     "AsrBackend",
     "AudioConfig",
     "BleConfig",

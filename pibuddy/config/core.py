@@ -113,6 +113,11 @@ def _chat_server_url(url: str) -> str:
 ChatServerUrl = Annotated[str, AfterValidator(_chat_server_url)]
 
 
+class AdmissionMode(StrEnum):
+    PAIRING = "pairing"
+    OPEN = "open"
+
+
 class GatewayConfig(Section):
     enabled: bool = True
     """Serve nearby ESP32 xiaozhi devices as their MQTT+UDP gateway (with local OTA and the management API)."""
@@ -148,6 +153,11 @@ class GatewayConfig(Section):
     """Add PiBuddy's own tools (as pibuddy.<name>) to every device's tool list and serve their calls on the Pi."""
     upstream_cooldown: Seconds = 30.0
     """Seconds a chat server that failed to connect or to answer hello is skipped."""
+    admission: AdmissionMode = AdmissionMode.PAIRING
+    """pairing: a device seen for the first time is served (and remembered) only while pairing is open;
+    open: every device is served, as before PiBuddy had pairing."""
+    pairing_minutes: Annotated[float, Field(ge=0)] = 10.0
+    """Minutes pairing stays open after start and after `pibuddy gateway pair`."""
 
 
 class ToolsConfig(Section):

@@ -4,6 +4,7 @@ Every route needs `Authorization: Bearer <daily token>`, the token of yesterday,
 gateway's local date; manager-api uses UTC and retries ±1 day on 401, so both sides meet).
 - `POST /api/commands/{clientId}`: one MCP request to a connected device, 5 s for its answer.
 - `POST /api/devices/status`: `{"clientIds": [...]}` -> per id `{"isAlive", "exists"}`.
+- `POST /api/pairing` (PiBuddy's own): opens pairing for `gateway.pairing_minutes` (`pibuddy gateway pair`).
 - `GET /api/devices` (PiBuddy's own): who is connected, since when, session state, upstream, counters
   (of the current session), and the chat servers with their health.
 """
@@ -20,6 +21,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from pibuddy.gateway.admission import Admission
 from pibuddy.gateway.bridge import ChatServerPool, display_url
 from pibuddy.gateway.credentials import api_token_valid
 from pibuddy.gateway.device import DeviceSession
@@ -43,14 +45,19 @@ class ManagementApi:
     sessions: the live device sessions by client id (read, never changed, by the API).
     pool: the chat servers, listed with their counters.
     key: the signature key the daily token derives from.
+    admission: opened by `POST /api/pairing` (None: no such route).
+    pairing_seconds: how long that opens pairing.
     today: the local date (tests move it).
     """
 
     def __init__(self, sessions: Mapping[str, DeviceSession], pool: ChatServerPool, *, key: str,
+                 admission: Admission | None = None, pairing_seconds: float = 600.0,
                  today: Callable[[], dt.date] = dt.date.today) -> None:
         self._sessions = sessions
         self._pool = pool
         self._key = key
+        self._admission = admission
+        self._pairing_seconds = pairing_seconds
         self._today = today
 
     def app(self) -> web.Application:
@@ -58,6 +65,8 @@ class ManagementApi:
         app.router.add_post("/api/commands/{client_id}", self._command)
         app.router.add_post("/api/devices/status", self._status)
         app.router.add_get("/api/devices", self._devices)
+        if self._admission is not None:
+            app.router.add_post("/api/pairing", self._pair)
         return app
 
     @web.middleware
@@ -98,6 +107,13 @@ class ManagementApi:
             session = self._sessions.get(client_id) if isinstance(client_id, str) else None
             answer[str(client_id)] = {"isAlive": _is_alive(session), "exists": session is not None}
         return web.json_response(answer)
+
+    async def _pair(self, request: web.Request) -> web.Response:
+        del request
+        assert self._admission is not None
+        self._admission.open_pairing(self._pairing_seconds)
+        return web.json_response({"pairingSeconds": round(self._admission.pairing_remaining()),
+                                  "admission": self._admission.mode.value})
 
     async def _devices(self, request: web.Request) -> web.Response:
         del request

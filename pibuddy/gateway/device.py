@@ -72,7 +72,8 @@ class DeviceSession:
     """The gateway's side of one MQTT connection."""
 
     def __init__(self, connection: DeviceConnection, context: GatewayContext, *,
-                 on_closed: Callable[[DeviceSession], None] | None = None) -> None:
+                 on_closed: Callable[[DeviceSession], None] | None = None,
+                 on_greeted: Callable[[DeviceSession], None] | None = None) -> None:
         self.connection = connection
         self.protocol = Session(Role.SERVER)
         """The device's conversation: IDLE, CONNECTING while a hello is bridged, OPEN once it is answered."""
@@ -82,6 +83,7 @@ class DeviceSession:
                              host_tools=context.host_tools)
         self._context = context
         self._on_closed = on_closed
+        self._on_greeted = on_greeted
         self._opening: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawn(self.mcp.discover())
@@ -138,6 +140,8 @@ class DeviceSession:
                             HELLO_VERSION_MQTT)
             self._publish_text(Error(message=f"hello version must be {HELLO_VERSION_MQTT}").to_json())
             return
+        if self._on_greeted is not None:
+            self._on_greeted(self)
         self._end_session("new hello", say_goodbye=False)
         self.protocol.receive(hello, time.monotonic())
         self._opening = self._spawn(self._run_session(hello))

@@ -3,7 +3,9 @@
 Stricter than the reference gateway: CONNECT is validated before CONNACK (rc 2/4/5 and a close on bad
 credentials, rc 3 when full), only QoS 0 is accepted, a packet over the size cap or a malformed one closes
 that connection alone, and a client silent for 1.5 × its keep-alive is dropped. A second connection with
-the same client id takes over: the older one is closed. Messages to a device go to its
+the same client id takes over, the older one is closed, under the takeover rule: from another IP address
+only once the older connection has been silent for its whole keep-alive (a live device pings within it);
+until then the newcomer gets CONNACK rc 5 and a WARNING (counted, once per interval). Messages to a device go to its
 `devices/p2p/<mac_>` topic whether or not it subscribed (the firmware never does).
 
 What a connection means to the gateway lives in a `DeviceHandler` made by the `on_connect` factory; this
@@ -82,6 +84,8 @@ class DeviceConnection:
         """Random u32, unique among live connections: the UDP ssrc of every session on it (§3.4)."""
         self.keepalive = keepalive
         self.connected_at = time.time()
+        self.last_packet = time.monotonic()
+        """When the device last sent anything (monotonic)."""
         self.messages_in = 0
         self.messages_out = 0
         self._writer = writer
@@ -94,6 +98,12 @@ class DeviceConnection:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """Open, and heard from within its keep-alive (a device that missed its ping may be gone)."""
+        silence = time.monotonic() - self.last_packet
+        return not self.closed and silence < (self.keepalive or IDLE_WITHOUT_KEEPALIVE_SECONDS)
 
     def publish(self, payload: bytes) -> None:
         """Send `payload` to the device's reply topic (QoS 0). Dropped silently once closed."""
@@ -267,6 +277,13 @@ class MqttServer:
             self.refused.count(f"max_connections ({self._max_connections}) reached")
             writer.write(encode_connack(ConnackCode.SERVER_UNAVAILABLE))
             return None
+        if previous is not None and previous.peer_ip != identity.user_data.get("ip") and previous.alive:
+            # The takeover rule: a live connection is replaced only from its own IP address.
+            self.refused.count("takeover of a live device from another IP address")
+            _LOGGER.debug("MQTT %s from %s refused: the device is connected from %s", identity.client_id, peer_ip,
+                          previous.peer_ip)
+            writer.write(encode_connack(ConnackCode.NOT_AUTHORIZED))
+            return None
         if previous is not None:
             _LOGGER.info("MQTT %s reconnected; closing its older connection", identity.client_id)
             previous.close()
@@ -289,6 +306,7 @@ class MqttServer:
         while not connection.closed:  # close() (takeover, stop) ends the transport: the read sees EOF
             async with asyncio.timeout(timeout):  # not wait_for: on 3.11 it can swallow a racing cancel
                 data = await reader.read(_READ_SIZE)
+            connection.last_packet = time.monotonic()
             if not data:
                 if not parser.idle:
                     raise MqttProtocolError("connection closed in the middle of a packet (truncated)")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
+from pibuddy.drops import DropCounter
 from pibuddy.errors import PiBuddyError
 from pibuddy.gateway.credentials import issue_mqtt_credentials, normalize_mac
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 OTA_PATH: Final = "/xiaozhi/ota/"
+NOT_PAIRED_TEXT: Final = ("this device is not paired with the gateway: run `pibuddy gateway pair` on the Pi, "
+                          "then restart the device")
 MDNS_SERVICE_TYPE: Final = "_xiaozhi-ota._tcp.local."
 
 
@@ -32,13 +35,17 @@ class LocalOta:
     """Args:
     key: the signature key device passwords are signed with.
     mqtt_endpoint: `host:port` of this gateway's MQTT endpoint, as devices must dial it.
+    admit: whether a device (by MAC) may get credentials (`Admission.admit`); None admits every device.
     clock: wall-clock seconds (tests freeze it).
     """
 
-    def __init__(self, *, key: str, mqtt_endpoint: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, key: str, mqtt_endpoint: str, admit: Callable[[str], bool] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._key = key
         self._endpoint = mqtt_endpoint
+        self._admit = admit
         self._clock = clock
+        self._refused = DropCounter("OTA requests of devices not paired", _LOGGER)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024)
@@ -53,6 +60,9 @@ class LocalOta:
             mac = normalize_mac(request.headers.get("Device-Id", ""))
         except ValueError:
             return web.json_response({"error": "Device-Id header must be the device's MAC address"}, status=400)
+        if self._admit is not None and not self._admit(mac):
+            self._refused.count("pairing closed")
+            return web.json_response({"error": NOT_PAIRED_TEXT}, status=403)
         try:
             body = await request.json()
         except ValueError:  # an empty or non-JSON body still gets a configuration

@@ -9,12 +9,20 @@ from typing import Final
 
 from pibuddy import netinfo
 from pibuddy.config import Config, GatewayConfig
+from pibuddy.gateway import admission as admission_rules
+from pibuddy.gateway.admission import Admission
 from pibuddy.gateway.api import ManagementApi
 from pibuddy.gateway.bridge import ChatServerPool
-from pibuddy.gateway.credentials import DeviceIdentity, generate_signature_key, key_weakness, validate_client
+from pibuddy.gateway.credentials import (
+    CredentialRejected,
+    DeviceIdentity,
+    generate_signature_key,
+    key_weakness,
+    validate_client,
+)
 from pibuddy.gateway.device import DeviceSession, GatewayContext
 from pibuddy.gateway.mcp_cache import HostTools
-from pibuddy.gateway.mqtt_codec import Connect
+from pibuddy.gateway.mqtt_codec import ConnackCode, Connect
 from pibuddy.gateway.mqtt_server import DeviceConnection, MqttServer
 from pibuddy.gateway.ota_server import LocalOta, MdnsAdvertiser, MdnsFailed
 from pibuddy.gateway.udp_relay import UdpRelay
@@ -77,6 +85,8 @@ class GatewayService(Service):
         self.api: WebApp | None = None
         self.ota: WebApp | None = None
         self.advertised_host = ""
+        self.admission: Admission
+        """Which devices are served (set by start())."""
         self.mdns: MdnsAdvertiser | None = None
         """The mDNS advertisement, while it runs."""
 
@@ -99,13 +109,24 @@ class GatewayService(Service):
             max_tools=config.max_tools_count, mcp_timeout=_MCP_TIMEOUT_SECONDS,
         )
 
+        admission = self.admission = Admission(self._state_dir, mode=config.admission,
+                                               pairing_seconds=config.pairing_minutes * 60)
+
         def authenticate(connect: Connect, peer_ip: str) -> DeviceIdentity:
-            return validate_client(connect.client_id, connect.username, connect.password, peer_ip, key=key,
-                                   allow_two_part=config.allow_two_part_client_ids)
+            identity = validate_client(connect.client_id, connect.username, connect.password, peer_ip, key=key,
+                                       allow_two_part=config.allow_two_part_client_ids)
+            if not admission.admit(identity.mac):
+                raise CredentialRejected(f"device {identity.mac} is not paired (pairing is closed)",
+                                         hint=ConnackCode.NOT_AUTHORIZED)
+            return identity
 
         def on_connect(connection: DeviceConnection) -> DeviceSession:
-            session = DeviceSession(connection, context, on_closed=self._forget)
+            session = DeviceSession(connection, context, on_closed=self._forget,
+                                    on_greeted=lambda s: admission.remember(s.connection.identity.mac))
             self.sessions[connection.identity.client_id] = session
+            if not admission.known(connection.identity.mac):  # open admission: it must say hello to stay
+                asyncio.get_running_loop().call_later(admission_rules.NO_HELLO_SECONDS, self._close_unproven,
+                                                      session)
             return session
 
         self.mqtt = MqttServer(host=config.host, port=config.mqtt_port, authenticate=authenticate,
@@ -122,11 +143,13 @@ class GatewayService(Service):
         config = self.config
         weakness = key_weakness(key)
         if weakness is None:
-            self.api = WebApp(ManagementApi(self.sessions, self.pool, key=key).app(), "management API")
+            api = ManagementApi(self.sessions, self.pool, key=key, admission=self.admission,
+                                pairing_seconds=config.pairing_minutes * 60)
+            self.api = WebApp(api.app(), "management API")
             await self.api.start(config.host, config.api_port)
         else:  # as the reference: the API lets anyone with the key call device tools (§9.1)
             _LOGGER.error("gateway: management API not started: the signature key is weak (%s)", weakness)
-        local_ota = LocalOta(key=key, mqtt_endpoint=f"{self.advertised_host}:{mqtt_port}")
+        local_ota = LocalOta(key=key, mqtt_endpoint=f"{self.advertised_host}:{mqtt_port}", admit=self.admission.admit)
         self.ota = WebApp(local_ota.app(), "local OTA")
         await self.ota.start(config.host, config.ota_port)
         if config.mdns:
@@ -150,6 +173,12 @@ class GatewayService(Service):
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None
+
+    def _close_unproven(self, session: DeviceSession) -> None:
+        if not session.connection.closed and not self.admission.known(session.connection.identity.mac):
+            _LOGGER.info("gateway: device %s said no hello in %.0f s and is not known; disconnected",
+                         session.client_id, admission_rules.NO_HELLO_SECONDS)
+            session.connection.close()
 
     def _forget(self, session: DeviceSession) -> None:
         if self.sessions.get(session.client_id) is session:  # a takeover may have put a newer one there

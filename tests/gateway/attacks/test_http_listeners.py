@@ -137,6 +137,7 @@ async def test_mcp_http_is_capped_per_address() -> None:
 
 _OUT_OF_FILES = """
 import asyncio, os, resource, sys
+from pathlib import Path
 from pibuddy.gateway.service import GatewayService
 from pibuddy.logsetup import setup_logging
 from pibuddy.statedir import StateDir
@@ -144,7 +145,7 @@ from tests.gateway.conftest import gateway_config
 
 async def main():
     setup_logging("INFO")
-    service = GatewayService(gateway_config([]), state_dir=StateDir(sys.argv[1]))
+    service = GatewayService(gateway_config([]), state_dir=StateDir(Path(sys.argv[1])))
     await service.start()
     in_use = len(os.listdir("/proc/self/fd"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + 16, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
