@@ -23,7 +23,7 @@ from tests.peers.model_mirror import CN_MODEL, Mirror, vosk_zip
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP = REPO / "setup.sh"
-SHELL_SCRIPTS = [SETUP, REPO / "scripts" / "test.sh", REPO / ".ci" / "run"]
+SHELL_SCRIPTS = [SETUP, REPO / "scripts" / "test.sh", REPO / "scripts" / "arm64-check.sh", REPO / ".ci" / "run"]
 UNIT_TEMPLATE = REPO / "systemd" / "pibuddy.service"
 
 is_root = os.geteuid() == 0
