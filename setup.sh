@@ -43,6 +43,20 @@ UNIT_DIR=/etc/systemd/system
 UNIT_NAME=pibuddy.service
 MIN_PYTHON=(3 11)
 
+# ---- Raspberry Pi ---------------------------------------------------------------------------------------
+
+# Groups that open the Pi's devices: sound, GPIO pins, SPI (LED rings) and I2C (HAT codecs).
+PI_USER_GROUPS=(audio gpio spi i2c)
+PI_MODEL_FILE=/proc/device-tree/model
+PI_CONFIG_TXT=/boot/firmware/config.txt # Raspberry Pi OS bookworm; read, never written
+# Device-tree overlays of common I2S sound HATs (dtoverlay=NAME in config.txt), for the hint only.
+PI_I2S_OVERLAYS=(
+    "googlevoicehat-soundcard: Google AIY Voice HAT and I2S MEMS microphones"
+    "wm8960-soundcard: WM8960 HATs (ReSpeaker 2-Mics v1, Waveshare WM8960 Audio HAT)"
+    "max98357a: MAX98357A I2S amplifier (speaker only)"
+    "hifiberry-dac: PCM5102A DACs (speaker only)"
+)
+
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$REPO/.venv"
 STAMP="$VENV/.pibuddy-setup-stamp"
@@ -86,7 +100,8 @@ Options:
 
 Environment:
   PIBUDDY_PYTHON  the Python (>= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}) that creates .venv (default: python3)
-  PIBUDDY_ROOT    with --service, install files under this directory instead of / (for testing)
+  PIBUDDY_ROOT    with --service, install files under this directory instead of /, and read the Raspberry
+                  Pi's model and $PI_CONFIG_TXT from it (for testing)
   PIBUDDY_MODELS_DIR
                   where --vosk-model/--piper-voice put models (default: 'models' in the state dir)
   PIBUDDY_VOSK_MIRROR, PIBUDDY_PIPER_MIRROR
@@ -142,6 +157,29 @@ as_root() {
 }
 
 systemd_running() { [[ -d /run/systemd/system ]]; }
+
+# ---- Step 0: a 64-bit system --------------------------------------------------------------------------
+
+# PiBuddy's binary wheels (onnxruntime for Silero VAD, pymicro-wakeword, numpy 2) exist on PyPI for 64-bit
+# x86 and ARM only. 32-bit Raspberry Pi OS (armhf, even on a 64-bit kernel) would have to compile numpy
+# and has no onnxruntime or micro wake word at all, so it is refused rather than half supported.
+check_architecture() {
+    local arch
+    if command -v dpkg >/dev/null; then
+        arch="$(dpkg --print-architecture)" # the userland's, which is what wheels must match
+    else
+        arch="$(uname -m)"
+    fi
+    case "$arch" in
+        amd64 | arm64 | x86_64 | aarch64) ;;
+        armhf | armel | arm | armv6l | armv7l)
+            die "this is a 32-bit ARM system ($arch). PiBuddy needs a 64-bit OS: its wake word, VAD" \
+                "(onnxruntime) and numpy have no 32-bit ARM wheels. Flash Raspberry Pi OS (64-bit) bookworm;" \
+                "it runs on the Pi 3, 4, 5, 400 and Zero 2 W (not on the Pi 1, 2 or Zero W)."
+            ;;
+        *) die "unsupported architecture '$arch': PiBuddy's binary dependencies exist for amd64 and arm64 only" ;;
+    esac
+}
 
 # ---- Step 1: Debian packages ---------------------------------------------------------------------------
 
@@ -204,7 +242,8 @@ step_venv() {
     if ! python_ok "$python"; then
         die "PiBuddy needs Python >= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}, but '$python' is" \
             "$("$python" --version 2>&1 || echo 'not working')." \
-            "Debian 12 and Raspberry Pi OS bookworm ship 3.11; elsewhere install a newer Python" \
+            "Debian 12 and Raspberry Pi OS bookworm ship 3.11 (bullseye's 3.9 is too old: upgrade to" \
+            "bookworm); elsewhere install a newer Python" \
             "and point PIBUDDY_PYTHON at it."
     fi
     if [[ -e $VENV ]]; then
@@ -526,6 +565,57 @@ fetch_model() {
     return 0
 }
 
+# ---- Step 6: Raspberry Pi hints (only on a Pi; nothing here changes the system) -------------------------
+
+# Whether config.txt turns on a dtparam (i2s, spi, i2c_arm), by the last setting that names it.
+pi_param_on() {
+    local value
+    value="$(sed -nE "s/^[[:space:]]*dtparam=(.*,)?$1=([a-z]+).*/\2/p" "$2" | tail -n1)"
+    [[ $value == on ]]
+}
+
+step_pi_hints() {
+    local model_file="$ROOT$PI_MODEL_FILE" model
+    [[ -r $model_file ]] || return 0
+    model="$(tr -d '\0' <"$model_file")"
+    [[ $model == "Raspberry Pi"* ]] || return 0
+    say "Raspberry Pi: $model"
+    local user group current missing=()
+    user="${SUDO_USER:-$(id -un)}"
+    if [[ $user != root ]]; then
+        current=" $(user_groups "$user" | tr '\n' ' ') "
+        for group in "${PI_USER_GROUPS[@]}"; do
+            if group_exists "$group" && [[ $current != *" $group "* ]]; then
+                missing+=("$group")
+            fi
+        done
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            info "to run PiBuddy as $user: sudo usermod -aG $(IFS=,; echo "${missing[*]}") $user (then log in again)"
+        fi
+    fi
+    local config="$ROOT$PI_CONFIG_TXT"
+    if [[ ! -r $config ]]; then
+        info "no $PI_CONFIG_TXT (Raspberry Pi OS bookworm keeps it there): no boot configuration hints"
+        return 0
+    fi
+    local overlays
+    overlays="$(sed -nE 's/^[[:space:]]*dtoverlay=([^,[:space:]]+).*/\1/p' "$config" | tr '\n' ' ')"
+    overlays="${overlays% }"
+    info "$PI_CONFIG_TXT: overlays: ${overlays:-none}; setup.sh reads it, never edits it"
+    pi_param_on spi "$config" ||
+        info "SPI is off; LED rings on SPI (APA102, as on ReSpeaker HATs) need it: sudo raspi-config nonint do_spi 0"
+    pi_param_on i2c_arm "$config" ||
+        info "I2C is off; HAT codecs set up over I2C (WM8960) need it: sudo raspi-config nonint do_i2c 0"
+    if ! arecord -l 2>/dev/null | grep -q '^card '; then
+        info "no microphone found (arecord -l). For an I2S HAT, add its line to $PI_CONFIG_TXT and reboot, e.g.:"
+        local entry
+        for entry in "${PI_I2S_OVERLAYS[@]}"; do
+            info "  dtoverlay=${entry%%:*}   # ${entry#*: }"
+        done
+        info "  (a USB microphone needs nothing there)"
+    fi
+}
+
 # ---- Summary -------------------------------------------------------------------------------------------
 
 next_steps() {
@@ -559,6 +649,7 @@ EOF
 main() {
     parse_args "$@"
     cd "$REPO"
+    check_architecture
     [[ $SERVICE -eq 1 ]] && check_service_preconditions
     step_apt
     step_venv
@@ -572,6 +663,7 @@ main() {
         step_unit
     fi
     step_models
+    step_pi_hints
     next_steps
 }
 

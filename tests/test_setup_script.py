@@ -109,13 +109,15 @@ done
 case " $* " in *" install "*) exit 100 ;; esac
 """)
         write_executable(self.bin / "sudo", 'exec "$@"\n')
+        # dpkg --print-architecture: $FAKE_ARCH.
+        write_executable(self.bin / "dpkg", 'echo "$FAKE_ARCH"\n')
         # Answers like a Python 3.9: fails the version check, reports itself on --version.
         self.old_python = write_executable(
             self.bin / "python3.9", 'if [ "$1" = --version ]; then echo "Python 3.9.2"; exit 0; fi\nexit 1\n'
         )
 
-    def run(self, *args: str, missing: str = "") -> subprocess.CompletedProcess[str]:
-        env = base_env(PATH=f"{self.bin}:{os.environ['PATH']}", FAKE_MISSING=missing,
+    def run(self, *args: str, missing: str = "", arch: str = "amd64") -> subprocess.CompletedProcess[str]:
+        env = base_env(PATH=f"{self.bin}:{os.environ['PATH']}", FAKE_MISSING=missing, FAKE_ARCH=arch,
                        PIBUDDY_PYTHON=str(self.old_python))
         return run([str(self.repo / "setup.sh"), *args], env=env, cwd=self.repo)
 
@@ -156,6 +158,22 @@ def test_a_too_old_python_is_refused_clearly(fake_system: FakeSystem) -> None:
     assert "needs Python >= 3.11" in result.stderr
     assert "Python 3.9.2" in result.stderr
     assert not (fake_system.repo / ".venv").exists()
+
+
+@pytest.mark.parametrize("arch", ["armhf", "armel"])
+def test_32_bit_arm_is_refused_with_the_reason_before_anything_is_installed(fake_system: FakeSystem,
+                                                                            arch: str) -> None:
+    result = fake_system.run("--dev", missing="mosquitto", arch=arch)
+    assert result.returncode == 1
+    assert f"32-bit ARM system ({arch})" in result.stderr
+    assert "Raspberry Pi OS (64-bit)" in result.stderr
+    assert fake_system.apt_calls() == []
+    assert not (fake_system.repo / ".venv").exists()
+
+
+def test_arm64_passes_the_architecture_check(fake_system: FakeSystem) -> None:
+    result = fake_system.run("--dev", arch="arm64")
+    assert "already installed" in result.stdout, result.stderr
 
 
 # ---- setup.sh against this checkout ---------------------------------------------------------------------
@@ -350,3 +368,58 @@ def test_ci_run_calls_test_sh_from_the_root_and_propagates_its_status(layout: Sc
     assert result.returncode == 7
     assert (layout.root / "test.cwd").read_text().strip() == str(layout.root)
     assert (layout.root / "test.args").read_text().strip() == "-x"
+
+
+# ---- setup.sh on a Raspberry Pi: hints from the model and config.txt, which stays untouched ---------------
+
+PI_CONFIG_TXT = """# For more options and information see http://rptl.io/configtxt
+#dtparam=i2c_arm=on
+#dtparam=i2s=on
+#dtparam=spi=on
+dtparam=audio=on
+camera_auto_detect=1
+dtoverlay=vc4-kms-v3d
+max_framebuffers=2
+
+[all]
+dtparam=i2c_arm=on
+"""
+
+NO_CAPTURE = "**** List of CAPTURE Hardware Devices ****\n"
+ONE_CAPTURE = NO_CAPTURE + "card 1: Device [USB PnP Sound Device], device 0: USB Audio [USB Audio]\n"
+
+
+@pytest.mark.parametrize("capture", [NO_CAPTURE, ONE_CAPTURE], ids=["no-microphone", "usb-microphone"])
+def test_on_a_pi_setup_prints_hints_from_config_txt_and_never_edits_it(tmp_path: Path, capture: str) -> None:
+    root = tmp_path / "root"
+    write_executable(tmp_path / "bin" / "arecord", f"cat <<'EOF'\n{capture}EOF\n")
+    (root / "proc/device-tree").mkdir(parents=True)
+    (root / "proc/device-tree/model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\0")
+    (root / "etc").mkdir()
+    (root / "etc/group").write_text("audio:x:29:nobody\ngpio:x:997:\nspi:x:999:\n")
+    config = root / "boot/firmware/config.txt"
+    config.parent.mkdir(parents=True)
+    config.write_text(PI_CONFIG_TXT)
+    before = config.stat()
+    env = base_env(PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}", PIBUDDY_ROOT=str(root), SUDO_USER="nobody")
+    result = run([str(SETUP), "--no-apt"], env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "==> Raspberry Pi: Raspberry Pi 4 Model B Rev 1.4\n" in out
+    # nobody is in audio but not in gpio or spi; there is no i2c group in this prefix.
+    assert "sudo usermod -aG gpio,spi nobody (then log in again)" in out
+    assert "overlays: vc4-kms-v3d;" in out
+    assert "SPI is off" in out and "do_spi 0" in out
+    assert "I2C is off" not in out, "dtparam=i2c_arm=on is set under [all]"
+    hinted = "dtoverlay=googlevoicehat-soundcard" in out and "dtoverlay=wm8960-soundcard" in out
+    assert hinted == (capture == NO_CAPTURE)
+    assert config.read_text() == PI_CONFIG_TXT
+    assert config.stat().st_mtime_ns == before.st_mtime_ns
+
+
+def test_off_a_pi_there_are_no_pi_hints(tmp_path: Path) -> None:
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_bytes(b"Hardkernel ODROID-N2\0")
+    result = run([str(SETUP), "--no-apt"], env=base_env(PIBUDDY_ROOT=str(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "Raspberry Pi" not in result.stdout
