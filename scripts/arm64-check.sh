@@ -148,36 +148,69 @@ rootfs_tarball() {
         "deb $SECURITY_MIRROR $SUITE-security main" >&2
     mv "$partial" "$target"
     # Older builds of any recipe are superseded.
-    find "$ROOTFS_CACHE" -maxdepth 1 -name "debian-$SUITE-arm64-*.tar" ! -path "$target" -delete
+    find "$ROOTFS_CACHE" -maxdepth 1 -name "debian-$SUITE-arm64-*.tar" ! -name "$(basename "$target" .tar)*" -delete
     printf '%s\n' "$target"
 }
 
 ROOTFS=""
+SNAPSHOT=""  # the cached root filesystem after setup.sh, for this base and this setup.sh
+SNAPSHOT_USED=0
 
+# A snapshot is taken after setup.sh has run in a fresh clone; a later run with the same base and setup.sh
+# starts from it and updates the checkout to HEAD, as `git pull && ./setup.sh` does on a Pi.
 prepare_rootfs() {
     local tarball
     tarball="$(rootfs_tarball)"
-    info "root filesystem: $tarball"
+    SNAPSHOT="${tarball%.tar}-setup-$(git -C "$REPO" show HEAD:setup.sh | sha256sum | cut -c1-12).tar"
     ROOTFS="$WORK/rootfs"
     mkdir -p "$ROOTFS"
-    tar -xf "$tarball" -C "$ROOTFS"
+    if [[ -f $SNAPSHOT ]]; then
+        info "root filesystem after an earlier setup.sh: $SNAPSHOT"
+        tar -xf "$SNAPSHOT" -C "$ROOTFS"
+        SNAPSHOT_USED=1
+    else
+        info "root filesystem: $tarball"
+        tar -xf "$tarball" -C "$ROOTFS"
+    fi
     cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
     # Trust the host's local CAs too (such as a TLS-inspecting proxy between this machine and PyPI).
     local ca
     for ca in /usr/local/share/ca-certificates/*.crt; do
         [[ -f $ca ]] || continue
         cp "$ca" "$ROOTFS/usr/local/share/ca-certificates/"
-        cat "$ca" >>"$ROOTFS/etc/ssl/certs/ca-certificates.crt"
+        grep -qF "$(sed -n 2p "$ca")" "$ROOTFS/etc/ssl/certs/ca-certificates.crt" ||
+            cat "$ca" >>"$ROOTFS/etc/ssl/certs/ca-certificates.crt"
         info "trusting the host's local CA $(basename "$ca")"
     done
     mkdir -p "$APT_CACHE/partial" "$PIP_CACHE" "$ROOTFS/root/.cache/pip"
 }
 
-# A fresh clone of the committed HEAD, where the README puts a Pi's checkout.
+# A fresh clone of the committed HEAD where the README puts a Pi's checkout, or the snapshot's clone moved to
+# HEAD (its .venv and compiled extension stay, like a Pi's after `git pull`).
 clone_checkout() {
+    local checkout="$ROOTFS/opt/pibuddy"
     git -C "$REPO" diff --quiet HEAD -- || info "note: uncommitted changes are not tested (HEAD only)"
-    git clone --quiet --no-hardlinks "$REPO" "$ROOTFS/opt/pibuddy"
-    info "$(git -C "$ROOTFS/opt/pibuddy" log -1 --format='%h %s' | cut -c1-100)"
+    if [[ $SNAPSHOT_USED -eq 1 ]]; then
+        git -C "$checkout" fetch --quiet "$REPO" HEAD
+        git -C "$checkout" checkout --quiet --detach FETCH_HEAD
+        info "updated the snapshot's checkout (as git pull on a Pi)"
+    else
+        git clone --quiet --no-hardlinks "$REPO" "$checkout"
+    fi
+    info "$(git -C "$checkout" log -1 --format='%h %s' | cut -c1-100)"
+}
+
+# Keep the root filesystem as setup.sh left it, before any test has run in it.
+save_snapshot() {
+    if [[ $SNAPSHOT_USED -eq 1 ]]; then
+        info "kept $(basename "$SNAPSHOT")"
+        return
+    fi
+    tar -C "$ROOTFS" --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' --exclude='./tmp/*' \
+        -cf "$SNAPSHOT.partial" .
+    mv "$SNAPSHOT.partial" "$SNAPSHOT"
+    find "$ROOTFS_CACHE" -maxdepth 1 -name '*-setup-*.tar' ! -path "$SNAPSHOT" -delete
+    info "saved $(basename "$SNAPSHOT") ($(du -m "$SNAPSHOT" | cut -f1) MB)"
 }
 
 # Run a command inside the arm64 root filesystem, in private mount and PID namespaces: the mounts vanish and
@@ -263,11 +296,12 @@ main() {
     step "host tools (${HOST_TOOLS[*]})" host_tools
     step "binfmt_misc: qemu-aarch64" binfmt
     step "root filesystem (Debian $SUITE arm64, mmdebstrap)" prepare_rootfs
-    step "fresh clone of HEAD into /opt/pibuddy" clone_checkout
+    step "HEAD into /opt/pibuddy" clone_checkout
     step "arm64 userland" arm64_identity
     step "./setup.sh (runtime, as on a Pi)" in_arm64 ./setup.sh
     step "./setup.sh --dev (test extras and peers)" in_arm64 ./setup.sh --dev
     step "C packet fast path built for arm64" native_packet_path
+    step "snapshot of the root filesystem after setup.sh" save_snapshot
     step "core tests (${#CORE_TESTS[@]} files)" core_tests
     summary
 }
