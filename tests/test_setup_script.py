@@ -426,10 +426,11 @@ def test_on_a_pi_setup_prints_hints_from_config_txt_and_never_edits_it(tmp_path:
     # nobody is in audio but not in gpio or spi; there is no i2c group in this prefix.
     assert "sudo usermod -aG gpio,spi nobody (then log in again)" in out
     assert "overlays: vc4-kms-v3d;" in out
-    assert "SPI is off" in out and "do_spi 0" in out
+    spi_hint = "SPI is off; LED rings on SPI (APA102, as on ReSpeaker HATs) need it: sudo raspi-config nonint do_spi 0"
+    assert f"{spi_hint}\n" in out
     assert "I2C is off" not in out, "dtparam=i2c_arm=on is set under [all]"
-    hinted = "dtoverlay=googlevoicehat-soundcard" in out and "dtoverlay=wm8960-soundcard" in out
-    assert hinted == (capture == NO_CAPTURE)
+    assert ("dtoverlay=googlevoicehat-soundcard" in out) == (capture == NO_CAPTURE)
+    assert ("dtoverlay=wm8960-soundcard" in out) == (capture == NO_CAPTURE)
     assert config.read_text() == PI_CONFIG_TXT
     assert config.stat().st_mtime_ns == before.st_mtime_ns
 
