@@ -53,7 +53,7 @@ IDLE_WITHOUT_KEEPALIVE_SECONDS: Final = 600.0
 MAX_HANDSHAKES: Final = 64
 """Connections still handshaking at once; when full, the oldest of the address with the most is closed for
 the newest (a flood of silent sockets displaces itself)."""
-HANDSHAKES_PER_ADDRESS: Final = 4
+HANDSHAKES_PER_ADDRESS: Final = 8
 """Connections still handshaking at once from one source address; more are closed at accept."""
 _READ_SIZE: Final = 16384
 _MAX_WRITE_BUFFER: Final = 256 * 1024
