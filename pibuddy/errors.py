@@ -6,9 +6,15 @@ at the driver or transport boundary.
 
 from __future__ import annotations
 
+import logging
+from typing import ClassVar
+
 
 class PiBuddyError(Exception):
     """Root of every error PiBuddy raises on purpose."""
+
+    log_level: ClassVar[int] = logging.WARNING
+    """How loud the supervisor says it the first time (ERROR: the user must change something)."""
 
 
 class ConfigError(PiBuddyError):

@@ -78,7 +78,7 @@ class _Runner:
         last_reason = ""
         while True:
             started_at = self._clock()
-            failure: Exception | None = None
+            failure: BaseException | None = None
             try:
                 await self.service.start()
                 self._set("running")
@@ -87,7 +87,9 @@ class _Runner:
                 reason = "stopped serving on its own"
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:
+                # SystemExit/KeyboardInterrupt from a service (uvicorn calls sys.exit) would end the process;
+                # the supervisor owns SIGTERM/SIGINT, so one raised in here is the service's failure.
                 failure = exc
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.first_attempt_done.set()
@@ -95,18 +97,19 @@ class _Runner:
             delay = self._backoff.next_delay(healthy_for=self._clock() - started_at)
             self._log_failure(failure, reason, repeated=reason == last_reason, delay=delay)
             last_reason = reason
-            self._set("restarting", f"in {delay:.0f}s after {reason}")
+            self._set("failed" if _needs_the_user(failure) else "restarting", f"in {delay:.0f}s after {reason}")
             await asyncio.sleep(delay)
 
-    def _log_failure(self, failure: Exception | None, reason: str, *, repeated: bool, delay: float) -> None:
-        """A PiBuddyError is a condition with a message for the user (a server down, a device gone): a warning,
-        and only an info line while it repeats. Anything else is a bug: an error with its traceback."""
+    def _log_failure(self, failure: BaseException | None, reason: str, *, repeated: bool, delay: float) -> None:
+        """A PiBuddyError is a condition with a message for the user (a server down, a port taken): said once at
+        its own level, then only an info line while it repeats. Anything else is a bug: an error with its
+        traceback."""
         name = self.service.name
         if isinstance(failure, PiBuddyError):
             if repeated:
                 _LOGGER.info("service %s still failing (%s); retrying in %.1f s", name, failure, delay)
             else:
-                _LOGGER.warning("service %s: %s; retrying in %.1f s", name, failure, delay)
+                _LOGGER.log(failure.log_level, "service %s: %s; retrying in %.1f s", name, failure, delay)
             _LOGGER.debug("service %s failed", name, exc_info=failure)
         else:
             _LOGGER.error("service %s crashed (%s); restarting in %.1f s", name, reason, delay, exc_info=failure)
@@ -116,6 +119,11 @@ class _Runner:
         if status == "running":
             _LOGGER.info("service %s is running", self.service.name)
         self._bus.publish(ServiceStatus(self.service.name, status, detail))
+
+
+def _needs_the_user(failure: BaseException | None) -> bool:
+    """A failure no retry will mend until the user acts (a port taken, a full disk): the service is "failed"."""
+    return isinstance(failure, PiBuddyError) and failure.log_level >= logging.ERROR
 
 
 def _health_of(service: Service) -> Health:
@@ -131,7 +139,7 @@ async def _stop_quietly(service: Service) -> None:
     try:
         async with asyncio.timeout(_SERVICE_STOP_TIMEOUT_SECONDS):
             await service.stop()
-    except Exception:
+    except (Exception, SystemExit, KeyboardInterrupt):
         _LOGGER.warning("service %s did not stop cleanly", service.name, exc_info=True)
 
 

@@ -250,3 +250,64 @@ async def test_a_peer_that_is_away_is_a_warning_then_quiet_and_a_bug_is_an_error
     bug = next(r for r in caplog.records if r.getMessage().startswith("service crasher crashed"))
     assert bug.levelno == logging.ERROR
     assert bug.exc_info is not None, "a bug's traceback goes to the journal"
+
+
+class Exits(Service):
+    """Raises what uvicorn and a stray Ctrl-C handler raise: exceptions that end a process, not a service."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.name = f"raises-{type(error).__name__}"
+        self.error = error
+        self.serves = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def serve(self) -> None:
+        self.serves += 1
+        raise self.error
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt()])
+async def test_an_exception_that_ends_processes_only_fails_its_service(
+        error: BaseException, caplog: pytest.LogCaptureFixture) -> None:
+    exits, ticker = Exits(error), Ticker()
+    supervisor = Supervisor([exits, ticker], bus=EventBus(), backoff_factory=_fast_backoff)
+    task = asyncio.create_task(supervisor.run())
+    await eventually(lambda: exits.serves >= 3)
+    assert not task.done(), "the supervisor keeps running"
+    ticks = ticker.ticks
+    await eventually(lambda: ticker.ticks > ticks)
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 5)
+    crashes = [r for r in caplog.records if r.levelno == logging.ERROR and exits.name in r.getMessage()]
+    assert crashes
+    assert type(error).__name__ in crashes[0].getMessage()
+
+
+async def test_a_failure_the_user_must_fix_is_one_error_then_info_and_the_service_is_failed(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from pibuddy.ports import PortInUse  # noqa: PLC0415
+
+    class PortTaken(FailsToStart):
+        async def start(self) -> None:
+            self.attempts += 1
+            raise PortInUse(port=1883, kind="tcp", setting="gateway.mqtt_port", holder="mosquitto (pid 7)")
+
+    caplog.set_level(logging.INFO, "pibuddy.supervisor")
+    taken = PortTaken()
+    supervisor = Supervisor([taken], bus=EventBus(), backoff_factory=_fast_backoff)
+    task = asyncio.create_task(supervisor.run())
+    await eventually(lambda: taken.attempts >= 4)
+    assert supervisor.health()["broken"] == Health(False, "failed")
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 5)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "pibuddy.supervisor"
+             and "1883" in r.getMessage()]
+    assert [level for level, _ in lines[:3]] == [logging.ERROR, logging.INFO, logging.INFO]
+    assert "TCP port 1883 is already in use by mosquitto (pid 7); stop that program or set gateway.mqtt_port" in (
+        lines[0][1])
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)

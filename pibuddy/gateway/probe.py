@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import errno
-import socket
 from typing import Final
 
 import httpx
 
 from pibuddy.config import GatewayConfig
 from pibuddy.gateway.ota_server import OTA_PATH
+from pibuddy.ports import Kind, port_free, port_holder
 from pibuddy.probe import ProbeResult
 
 _OWN_OTA_ANSWER: Final = "PiBuddy local OTA"
@@ -18,7 +17,8 @@ _ASK_SECONDS: Final = 2.0
 
 async def probe_gateway(config: GatewayConfig) -> ProbeResult:
     ports = _ports(config)
-    busy = [f"{port}/{kind} ({role})" for role, kind, port in ports if not _free(config.host, kind, port)]
+    busy = [f"{port}/{kind} ({role}{_held_by(kind, port)})" for role, kind, port in ports
+            if not port_free(config.host, kind, port)]
     listing = ", ".join(f"{port}/{kind}" for _, kind, port in ports)
     if not busy:
         return ProbeResult(True, f"ports free on {config.host}: {listing}")
@@ -28,26 +28,14 @@ async def probe_gateway(config: GatewayConfig) -> ProbeResult:
                               "move the gateway.*_port keys, or set gateway.enabled: false")
 
 
-def _ports(config: GatewayConfig) -> list[tuple[str, str, int]]:
+def _held_by(kind: Kind, port: int) -> str:
+    holder = port_holder(port, kind)
+    return f", held by {holder}" if holder else ""
+
+
+def _ports(config: GatewayConfig) -> list[tuple[str, Kind, int]]:
     return [("MQTT", "tcp", config.mqtt_port), ("UDP audio", "udp", config.udp_port),
             ("OTA", "tcp", config.ota_port), ("management API", "tcp", config.api_port)]
-
-
-def _free(host: str, kind: str, port: int) -> bool:
-    """Whether the gateway could bind there now (bound and released at once, as the servers bind)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
-    try:
-        if kind == "tcp":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio and aiohttp bind
-        sock.bind((host, port))
-    except OSError as exc:
-        if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-            return False
-        raise
-    finally:
-        sock.close()
-    return True
 
 
 async def _pibuddy_serves(config: GatewayConfig) -> bool:

@@ -27,6 +27,7 @@ from pibuddy.gateway.mqtt_server import DeviceConnection, MqttServer
 from pibuddy.gateway.ota_server import LocalOta, MdnsAdvertiser, MdnsFailed
 from pibuddy.gateway.udp_relay import UdpRelay
 from pibuddy.gateway.webapp import WebApp
+from pibuddy.ports import binding
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Health, Service
 from pibuddy.tools.registry import ToolRegistry
@@ -101,7 +102,8 @@ class GatewayService(Service):
         key = signature_key(config, self._state_dir)
         self.advertised_host = advertised_host(config)
         self.relay = UdpRelay(bind_host=config.host, port=config.udp_port, advertised_host=self.advertised_host)
-        await self.relay.start()
+        with binding(config.udp_port, "udp", "gateway.udp_port"):
+            await self.relay.start()
         context = GatewayContext(
             relay=self.relay, pool=self.pool, advertised_host=self.advertised_host,
             server_secret=config.server_secret.get_secret_value() if config.server_secret else None,
@@ -131,7 +133,8 @@ class GatewayService(Service):
 
         self.mqtt = MqttServer(host=config.host, port=config.mqtt_port, authenticate=authenticate,
                                on_connect=on_connect, max_connections=config.max_connections)
-        await self.mqtt.start()
+        with binding(config.mqtt_port, "tcp", "gateway.mqtt_port"):
+            await self.mqtt.start()
         await self._start_http(key, self.mqtt.port, self.relay.port)
         if not config.chat_servers:
             _LOGGER.warning("gateway.chat_servers is empty: devices can connect, but their hello will fail")
@@ -146,12 +149,14 @@ class GatewayService(Service):
             api = ManagementApi(self.sessions, self.pool, key=key, admission=self.admission,
                                 pairing_seconds=config.pairing_minutes * 60)
             self.api = WebApp(api.app(), "management API")
-            await self.api.start(config.host, config.api_port)
+            with binding(config.api_port, "tcp", "gateway.api_port"):
+                await self.api.start(config.host, config.api_port)
         else:  # as the reference: the API lets anyone with the key call device tools (§9.1)
             _LOGGER.error("gateway: management API not started: the signature key is weak (%s)", weakness)
         local_ota = LocalOta(key=key, mqtt_endpoint=f"{self.advertised_host}:{mqtt_port}", admit=self.admission.admit)
         self.ota = WebApp(local_ota.app(), "local OTA")
-        await self.ota.start(config.host, config.ota_port)
+        with binding(config.ota_port, "tcp", "gateway.ota_port"):
+            await self.ota.start(config.host, config.ota_port)
         if config.mdns:
             try:
                 self.mdns = MdnsAdvertiser(address=self.advertised_host, ota_port=self.ota.port,

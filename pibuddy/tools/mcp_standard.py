@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from pibuddy import __version__
 from pibuddy.config import is_loopback
 from pibuddy.httpserve import serve_http
-from pibuddy.listener import BoundedListener
+from pibuddy.ports import binding
 from pibuddy.supervisor import Health, Service
 from pibuddy.tools.registry import ToolRegistry
 
@@ -67,11 +67,17 @@ async def serve_stdio(registry: ToolRegistry) -> None:
 
 class _EmbeddedUvicorn(uvicorn.Server):
     """uvicorn without its own signal handling (the supervisor owns SIGTERM and SIGINT) and without its own
-    listening socket: connections come through PiBuddy's HTTP policy (`httpserve`: caps and deadlines)."""
+    listening socket: connections come through `listener`, bound before uvicorn starts (PiBuddy's HTTP policy,
+    `httpserve`: caps and deadlines)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
-        self.listener: BoundedListener | None = None
+        self.listener = serve_http("MCP HTTP", self._protocol)
+
+    def _protocol(self) -> asyncio.Protocol:
+        config = self.config
+        return config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self.server_state, app_state=self.lifespan.state)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -80,21 +86,20 @@ class _EmbeddedUvicorn(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         del sockets
         await super().startup(sockets=[])  # the app's lifespan and uvicorn's state, no socket of its own
-        config = self.config
-
-        def protocol() -> asyncio.Protocol:
-            return config.http_protocol_class(  # type: ignore[call-arg]
-                config=config, server_state=self.server_state, app_state=self.lifespan.state)
-
-        self.listener = serve_http("MCP HTTP", protocol)
-        await self.listener.start(config.host, config.port)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.listener is not None:
-            self.listener.close()
+        self.listener.close()
         await super().shutdown(sockets)
-        if self.listener is not None:
-            await self.listener.stop()
+        await self.listener.stop()
+
+
+async def _contained(server: _EmbeddedUvicorn) -> None:
+    """uvicorn's serve(), with a SystemExit it raises (its startup failures call sys.exit) turned into an error:
+    raised out of a task, it would end the event loop and the process with it."""
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        raise RuntimeError(f"uvicorn gave up (exit code {exc.code})") from None
 
 
 class _BearerGate:
@@ -152,14 +157,16 @@ class McpHttpServer(Service):
         config = uvicorn.Config(app, host=self._host, port=self.port, log_level="warning", access_log=False,
                                 lifespan="on")
         server = _EmbeddedUvicorn(config)
+        with binding(self.port, "tcp", "tools.mcp_http_port"):
+            await server.listener.start(self._host, self.port)
         self._server = server
-        self._task = asyncio.create_task(server.serve(), name="mcp-http")
+        self._task = asyncio.create_task(_contained(server), name="mcp-http")
         async with asyncio.timeout(_START_TIMEOUT_SECONDS):
             while not server.started:
                 if self._task.done():
-                    raise OSError(f"the MCP HTTP server could not listen on {self._host}:{self.port}")
+                    await self._task  # its error, if it has one
+                    raise RuntimeError("the MCP HTTP server stopped while starting")
                 await asyncio.sleep(0.02)
-        assert server.listener is not None
         self.port = server.listener.port
         _LOGGER.info("MCP HTTP server listening on http://%s:%d%s%s", self._host, self.port, MCP_PATH,
                      " (bearer token required)" if self._token else "")
@@ -177,6 +184,8 @@ class McpHttpServer(Service):
         if task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await task
+        if server is not None:
+            await server.listener.stop()  # uvicorn closes it on shutdown, but not after a failed startup
 
     def health(self) -> Health:
         return Health(self._server is not None and self._server.started, f"port {self.port}")

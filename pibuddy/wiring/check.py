@@ -15,6 +15,7 @@ from typing import Final
 import httpx
 
 from pibuddy.config import Config
+from pibuddy.ports import port_free, port_holder
 from pibuddy.probe import Probe, ProbeResult
 from pibuddy.statedir import StateDir
 
@@ -68,6 +69,18 @@ async def probe_gateway(config: Config) -> ProbeResult:
     return await probe_ports(config.gateway)
 
 
+async def probe_mcp_http(config: Config) -> ProbeResult:
+    """Whether the MCP HTTP server can have its port (or a running PiBuddy has it already)."""
+    host, port = config.tools.mcp_http_host, config.tools.mcp_http_port
+    if port_free(host, "tcp", port):
+        return ProbeResult(True, f"port {port}/tcp free on {host}")
+    holder = port_holder(port, "tcp")
+    if holder is not None and "pibuddy" in holder:
+        return ProbeResult(True, f"a running PiBuddy holds {port}/tcp ({holder})")
+    return ProbeResult(False, f"port {port}/tcp on {host} is in use by {holder or 'another program'}; stop it or "
+                              "set tools.mcp_http_port to a free port")
+
+
 async def probe_packet_path(config: Config) -> ProbeResult:
     """Which UDP packet implementation runs; the pure-Python fallback works, only slower."""
     from pibuddy.xiaozhi.udp_codec import PACKET_PATH  # noqa: PLC0415 (loads cryptography)
@@ -105,6 +118,7 @@ PROBES: list[Probe] = [
     Probe("upstream", lambda c: c.upstream.enabled, probe_upstream),
     Probe("homeassistant", lambda c: c.homeassistant.enabled, probe_homeassistant),
     Probe("gateway", lambda c: c.gateway.enabled, probe_gateway),
+    Probe("mcp http", lambda c: c.tools.mcp_http_enabled, probe_mcp_http),
     Probe("udp packet path", lambda c: c.upstream.enabled or c.gateway.enabled, probe_packet_path),
     Probe("bluetooth", lambda c: c.ble.enabled, probe_ble),
 ]

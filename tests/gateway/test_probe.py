@@ -31,7 +31,7 @@ async def test_a_port_held_by_another_program_fails_naming_it_and_the_fix() -> N
         other.bind(("127.0.0.1", config.udp_port))
         result = await probe_gateway(config)
     assert not result.ok
-    assert f"{config.udp_port}/udp (UDP audio)" in result.detail
+    assert f"{config.udp_port}/udp (UDP audio, held by PiBuddy itself)" in result.detail  # this process
     assert f"{config.mqtt_port}/tcp" not in result.detail, "only the busy port is named"
     assert "gateway.enabled: false" in result.detail
 
