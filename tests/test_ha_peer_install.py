@@ -30,7 +30,7 @@ def test_no_route_to_pypi_means_skip_other_failures_mean_fail() -> None:
 
 def test_an_interrupted_build_is_redone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PIBUDDY_TEST_CACHE", str(tmp_path))
-    venv = tmp_path / "homeassistant-0.0"
+    venv = tmp_path / f"homeassistant-{peer.cache_key('0.0')}"
     (venv / "bin").mkdir(parents=True)  # a half-built venv from a killed run: no completion marker
     built: list[Path] = []
 
@@ -44,3 +44,10 @@ def test_an_interrupted_build_is_redone(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert built == [venv]
     assert peer.ensure_installed("0.0", progress=lambda line: None) == venv / "bin" / "python"
     assert built == [venv], "a complete venv is reused, not rebuilt"
+
+
+def test_the_cache_is_keyed_by_the_requirement_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = peer.cache_key("2024.3.3")
+    assert before.startswith("2024.3.3-")
+    monkeypatch.setattr(peer, "_EXTRA_REQUIREMENTS", (*peer._EXTRA_REQUIREMENTS, "extra==1.0"))
+    assert peer.cache_key("2024.3.3") != before, "a venv built without the new requirement must not be reused"

@@ -4,15 +4,68 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Final
+from urllib.parse import urlsplit
 
-from pydantic import Field, HttpUrl, SecretStr, field_validator
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
 from pibuddy.config.base import (
     Seconds,
     Section,
 )
+
+_MQTT_DEFAULT_PORTS: Final = {"mqtt": 1883, "mqtts": 8883}
+_TOPIC_SEGMENTS = r"^[^+#/\s]+(/[^+#/\s]+)*$"
+
+
+def _broker_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in _MQTT_DEFAULT_PORTS or not parts.hostname:
+        raise PydanticCustomError("broker_url", "not an mqtt:// or mqtts:// URL with a host (mqtt://192.0.2.10:1883)")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise PydanticCustomError("broker_url", "the port is not a number from 1 to 65535") from None
+    if parts.username or parts.password or parts.path.strip("/") or parts.query:
+        raise PydanticCustomError("broker_url", "only mqtt(s)://host:port; put the user name and password in "
+                                  "username and password")
+    return url
+
+
+BrokerUrl = Annotated[str, AfterValidator(_broker_url)]
+
+
+class HomeAssistantMqttConfig(Section):
+    """PiBuddy as a device in Home Assistant, through Home Assistant's MQTT integration and MQTT discovery."""
+
+    broker: BrokerUrl | None = None
+    """The MQTT broker Home Assistant uses, mqtt://host:1883 or mqtts://host:8883 (TLS); empty: off."""
+    username: str | None = None
+    """Broker user name; empty: anonymous."""
+    password: SecretStr | None = None
+    """Broker password. Secret; or PIBUDDY_HOMEASSISTANT_MQTT_PASSWORD."""
+    discovery_prefix: str = Field(default="homeassistant", pattern=_TOPIC_SEGMENTS)
+    """Home Assistant's MQTT discovery prefix (its birth message comes on <prefix>/status)."""
+    base_topic: str | None = Field(default=None, pattern=_TOPIC_SEGMENTS)
+    """Where PiBuddy's states and commands live; empty: pibuddy/<device id without colons>."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.broker is not None
+
+    @property
+    def tls(self) -> bool:
+        return self.broker is not None and urlsplit(self.broker).scheme == "mqtts"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.broker or "").hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.broker or "mqtt://")
+        return parts.port or _MQTT_DEFAULT_PORTS[parts.scheme]
 
 
 class HomeAssistantConfig(Section):
@@ -26,6 +79,8 @@ class HomeAssistantConfig(Section):
     """Seconds to wait for Home Assistant to answer one request."""
     assist_language: str | None = None
     """Language of sentences passed to Home Assistant's Assist (en, zh-cn, ...); empty: HA's own."""
+    mqtt: HomeAssistantMqttConfig = HomeAssistantMqttConfig()
+    """PiBuddy's own entities in Home Assistant over MQTT discovery (independent of `enabled`)."""
 
 
 class MiotDeviceConfig(Section):

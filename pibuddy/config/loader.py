@@ -148,15 +148,31 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> li
             problems.append(f"{name}: not a PIBUDDY_<SECTION>_<KEY> config variable")
             continue
         section_model = sections[section_name].annotation
-        assert section_model is not None
-        if key not in section_model.model_fields:
+        assert isinstance(section_model, type)
+        assert issubclass(section_model, BaseModel)
+        path = _key_path(section_model, key)
+        if path is None:
             problems.append(f"{name}: {section_name} has no key {key!r}")
             continue
-        section = data.setdefault(section_name, {})
-        if not isinstance(section, dict):
-            continue  # the file's own error for this section is reported by validation
-        section[key] = value
+        section: Any = data
+        for part in (section_name, *path[:-1]):
+            section = section.setdefault(part, {}) if isinstance(section, dict) else None
+        if isinstance(section, dict):  # else the file's own error for this section is reported by validation
+            section[path[-1]] = value
     return problems
+
+
+def _key_path(model: type[BaseModel], key: str) -> list[str] | None:
+    """`key` as a path into `model`: a field, or a nested section's field (`mqtt_password` -> mqtt.password)."""
+    if key in model.model_fields:
+        return [key]
+    for name, field in model.model_fields.items():
+        nested = field.annotation
+        if key.startswith(name + "_") and isinstance(nested, type) and issubclass(nested, BaseModel):
+            rest = _key_path(nested, key[len(name) + 1 :])
+            if rest is not None:
+                return [name, *rest]
+    return None
 
 
 # Variables that steer PiBuddy, setup.sh or the tests rather than override config keys; a user who set one

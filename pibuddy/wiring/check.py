@@ -63,6 +63,12 @@ async def probe_ble(config: Config) -> ProbeResult:
     return await probe_bluetooth(config.ble)
 
 
+async def probe_homeassistant_mqtt(config: Config) -> ProbeResult:
+    from pibuddy.ha_mqtt.probe import probe_broker  # noqa: PLC0415 (aiomqtt: only when configured)
+
+    return await probe_broker(config.homeassistant.mqtt)
+
+
 async def probe_gateway(config: Config) -> ProbeResult:
     from pibuddy.gateway.probe import probe_gateway as probe_ports  # noqa: PLC0415 (aiohttp is slow to load)
 
@@ -117,6 +123,7 @@ PROBES: list[Probe] = [
     Probe("audio", lambda c: c.audio.enabled, probe_audio),
     Probe("upstream", lambda c: c.upstream.enabled, probe_upstream),
     Probe("homeassistant", lambda c: c.homeassistant.enabled, probe_homeassistant),
+    Probe("homeassistant mqtt", lambda c: c.homeassistant.mqtt.enabled, probe_homeassistant_mqtt),
     Probe("gateway", lambda c: c.gateway.enabled, probe_gateway),
     Probe("mcp http", lambda c: c.tools.mcp_http_enabled, probe_mcp_http),
     Probe("udp packet path", lambda c: c.upstream.enabled or c.gateway.enabled, probe_packet_path),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import signal
 import subprocess
@@ -52,6 +53,7 @@ _EXTRA_REQUIREMENTS: Final = (
     "home-assistant-frontend==20240307.0",
     "mutagen==1.47.0",
     "numpy==1.26.0",
+    "paho-mqtt==1.6.1",  # the MQTT integration's requirement (PiBuddy's MQTT discovery tests)
 )
 _START_TIMEOUT_SECONDS: Final = 120.0
 _STOP_TIMEOUT_SECONDS: Final = 30.0
@@ -62,9 +64,16 @@ _OWNER = {"name": "Test Owner", "username": "owner", "password": "pibuddy-test-p
 
 def ensure_installed(version: str = HA_VERSION, *, progress: Progress = print) -> Path:
     """The Python of a complete HA venv for `version`, building it first if needed."""
-    venv = cached_install("homeassistant", version, lambda target: _build(version, target, progress),
+    venv = cached_install("homeassistant", cache_key(version), lambda target: _build(version, target, progress),
                           label="Home Assistant", progress=progress)
     return venv / "bin" / "python"
+
+
+def cache_key(version: str) -> str:
+    """`<version>-<digest of the extra requirements>`: a cached venv built for another requirement set
+    is not reused (adding a requirement rebuilds it once)."""
+    digest = hashlib.sha256("\n".join(_EXTRA_REQUIREMENTS).encode()).hexdigest()[:8]
+    return f"{version}-{digest}"
 
 
 def _build(version: str, venv: Path, progress: Progress) -> None:
@@ -306,6 +315,33 @@ class HomeAssistantPeer:
         response = httpx.post(f"{self.url}/api/services/{domain}/{service}", json=data, headers=self._auth(),
                               timeout=10)
         response.raise_for_status()
+
+    def add_mqtt(self, host: str, port: int) -> str:
+        """Set up HA's MQTT integration for the broker at `host:port` through the config-flow REST API, as
+        the UI does (discovery on, prefix `homeassistant`, birth message on); returns the config entry id."""
+        flow = self._post("/api/config/config_entries/flow", {"handler": "mqtt", "show_advanced_options": False})
+        if flow.get("step_id") != "broker":
+            raise RuntimeError(f"the MQTT config flow did not ask for the broker: {flow}")
+        done = self._post(f"/api/config/config_entries/flow/{flow['flow_id']}", {"broker": host, "port": port})
+        if done.get("type") != "create_entry":
+            raise RuntimeError(f"the MQTT config flow did not create an entry: {done}")
+        entry = done["result"]
+        return str(entry["entry_id"] if isinstance(entry, dict) else entry)
+
+    def remove_config_entry(self, entry_id: str) -> None:
+        response = httpx.delete(f"{self.url}/api/config/config_entries/entry/{entry_id}", headers=self._auth(),
+                                timeout=30)
+        response.raise_for_status()
+
+    def entity_ids_by_unique_id(self, platform: str) -> dict[str, str]:
+        """unique_id -> entity_id of every entity the integration `platform` ("mqtt") registered."""
+        [entries] = self.ws([{"type": "config/entity_registry/list"}])
+        return {e["unique_id"]: e["entity_id"] for e in entries if e["platform"] == platform}
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = httpx.post(f"{self.url}{path}", json=body, headers=self._auth(), timeout=30)
+        response.raise_for_status()
+        return dict(response.json())
 
     def ws(self, commands: list[dict[str, Any]]) -> list[Any]:
         """Run WebSocket commands in order; return each result, failing on the first error."""

@@ -60,10 +60,11 @@ class MosquittoBroker:
         host: Listener address.
         port: Listener port (default: a free one, kept across restarts).
         tls: A second listener speaking MQTT over TLS.
+        users: user name -> password; when given, anonymous clients are refused.
     """
 
     def __init__(self, workdir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None,
-                 tls: TlsListener | None = None) -> None:
+                 tls: TlsListener | None = None, users: dict[str, str] | None = None) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise FileNotFoundError(SKIP_REASON)
@@ -71,12 +72,14 @@ class MosquittoBroker:
         self.host = host
         self.port = port or free_tcp_port(host)
         self.tls = tls
+        self.users = users
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mosquitto-")
             workdir = Path(self._tmp.name)
         self.config_path = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
+        self.password_path = workdir / "mosquitto.passwd"
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
 
@@ -100,10 +103,13 @@ class MosquittoBroker:
         if self.running:
             return
         tls = self.tls
+        if self.users:
+            await self._write_password_file(self.users)
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
             + (f"listener {tls.port} {tls.host}\ncertfile {tls.cert}\nkeyfile {tls.key}\n" if tls else "")
-            + "allow_anonymous true\n"
+            + (f"allow_anonymous false\npassword_file {self.password_path}\n" if self.users else
+               "allow_anonymous true\n")
             + "set_tcp_nodelay true\n"  # as a broker tuned for small realtime messages (the bench's latency)
             + f"user {getpass.getuser()}\n"  # as root, mosquitto would read the TLS files as user mosquitto
             "persistence false\n"
@@ -130,6 +136,17 @@ class MosquittoBroker:
         await self.stop()
         await asyncio.sleep(downtime)
         await self.start()
+
+    async def _write_password_file(self, users: dict[str, str]) -> None:
+        """mosquitto_passwd hashes the passwords (mosquitto reads only hashed password files)."""
+        self.password_path.write_text("")
+        for user, password in users.items():
+            process = await asyncio.create_subprocess_exec(
+                shutil.which("mosquitto_passwd") or "mosquitto_passwd", "-b", str(self.password_path), user, password,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, error = await process.communicate()
+            if process.returncode != 0:
+                raise RuntimeError(f"mosquitto_passwd failed: {error.decode(errors='replace')}")
 
     async def _wait_until_accepting(self) -> None:
         loop = asyncio.get_running_loop()

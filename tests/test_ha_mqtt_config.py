@@ -1,0 +1,85 @@
+"""The homeassistant.mqtt section (off unless a broker is set, strict broker URLs, the password from the
+environment) and `pibuddy check`'s MQTT broker row against a real mosquitto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pibuddy.config import Config, HomeAssistantMqttConfig, load_config
+from pibuddy.errors import ConfigError
+from pibuddy.wiring.check import format_table, run_probes
+from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, free_tcp_port, mosquitto_binary
+
+
+def _load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return load_config(path, environ or {})
+
+
+def test_off_by_default_and_on_with_a_broker_whose_port_follows_the_scheme(tmp_path: Path) -> None:
+    assert not Config().homeassistant.mqtt.enabled
+    plain = _load(tmp_path, "homeassistant:\n  mqtt:\n    broker: mqtt://192.0.2.10\n").homeassistant.mqtt
+    assert (plain.enabled, plain.host, plain.port, plain.tls) == (True, "192.0.2.10", 1883, False)
+    assert plain.discovery_prefix == "homeassistant"
+    tls = HomeAssistantMqttConfig(broker="mqtts://broker.example:8884")
+    assert (tls.host, tls.port, tls.tls) == ("broker.example", 8884, True)
+    assert HomeAssistantMqttConfig(broker="mqtts://broker.example").port == 8883
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("broker: http://192.0.2.10", "homeassistant.mqtt.broker: not an mqtt:// or mqtt"),
+    ("broker: mqtt://", "homeassistant.mqtt.broker: not an mqtt:// or mqtt"),
+    ("broker: mqtt://192.0.2.10:99999", "homeassistant.mqtt.broker: the port is not a number from 1 to 65535"),
+    ("broker: mqtt://me:secret@192.0.2.10", "homeassistant.mqtt.broker: only mqtt(s)://host:port"),
+    ("discovery_prefix: home/#", "homeassistant.mqtt.discovery_prefix: string should match pattern"),
+    ("base_topic: /pibuddy", "homeassistant.mqtt.base_topic: string should match pattern"),
+    ("brokr: mqtt://192.0.2.10", "homeassistant.mqtt.brokr: unknown key (did you mean 'broker'?)"),
+])
+def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, f"homeassistant:\n  mqtt:\n    {text}\n")
+    assert any(problem.startswith(expected) for problem in caught.value.problems), caught.value.problems
+
+
+def test_the_password_comes_from_the_environment_into_the_nested_section(tmp_path: Path) -> None:
+    config = _load(tmp_path, "homeassistant:\n  mqtt:\n    broker: mqtt://192.0.2.10\n",
+                   {"PIBUDDY_HOMEASSISTANT_MQTT_PASSWORD": "s3cret", "PIBUDDY_HOMEASSISTANT_MQTT_USERNAME": "buddy",
+                    "PIBUDDY_HOMEASSISTANT_TOKEN": "tok"})
+    mqtt = config.homeassistant.mqtt
+    assert mqtt.password is not None
+    assert mqtt.password.get_secret_value() == "s3cret"
+    assert (mqtt.username, mqtt.broker) == ("buddy", "mqtt://192.0.2.10"), "the file's keys are kept"
+    assert "s3cret" in config.secrets(), "the log filter masks it"
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, "", {"PIBUDDY_HOMEASSISTANT_MQTT_PASSWORT": "x"})
+    assert caught.value.problems == ["PIBUDDY_HOMEASSISTANT_MQTT_PASSWORT: homeassistant has no key "
+                                     "'mqtt_passwort'"]
+
+
+needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason=SKIP_REASON)
+
+
+def _config(broker: str, **mqtt: str) -> Config:
+    return Config.model_validate({"homeassistant": {"mqtt": {"broker": broker, **mqtt}}, "audio": {"enabled": False},
+                                  "upstream": {"enabled": False}, "gateway": {"enabled": False}})
+
+
+@needs_mosquitto
+async def test_check_reports_the_broker_row_ok_refused_login_and_unreachable(tmp_path: Path) -> None:
+    async with MosquittoBroker(tmp_path, users={"buddy": "right"}) as broker:
+        url = f"mqtt://127.0.0.1:{broker.port}"
+        rows = dict(await run_probes(_config(url, username="buddy", password="right")))
+        assert rows["homeassistant mqtt"].ok, rows
+        assert rows["homeassistant mqtt"].detail == f"{url} accepts PiBuddy (user buddy)"
+        refused = dict(await run_probes(_config(url, username="buddy", password="wrong")))["homeassistant mqtt"]
+        assert not refused.ok
+        assert refused.detail.startswith(f"{url} refused the login (user buddy)")
+        assert "check homeassistant.mqtt.username and password" in refused.detail
+        assert "wrong" not in refused.detail
+    closed = f"mqtt://127.0.0.1:{free_tcp_port()}"
+    rows = await run_probes(_config(closed))
+    assert not dict(rows)["homeassistant mqtt"].ok
+    assert f"cannot reach the MQTT broker at {closed}" in format_table(rows)
