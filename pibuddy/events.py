@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Final
@@ -122,9 +123,11 @@ class ErrorOccurred(Event):
 
 @dataclass(frozen=True, slots=True)
 class Say(Event):
-    """Something PiBuddy wants spoken to the user (activation codes, pairing hints)."""
+    """Something PiBuddy wants spoken to the user (activation codes, pairing hints, announcements)."""
 
     text: str
+    chime: bool = False
+    """Ring the chime first (announcements, a timer that ends)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,8 @@ class CommandName(StrEnum):
     ABORT = "abort"
     TOGGLE_MUTE = "toggle_mute"
     """Mute or unmute the microphone (the audio pipeline owns the mute)."""
+    MUTE = "mute"
+    UNMUTE = "unmute"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,90 @@ class Muted(Event):
 
     sticky: ClassVar[bool] = True
     muted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeChanged(Event):
+    """The speaker volume in percent, as last read or set (by a tool, the CLI, the web page)."""
+
+    sticky: ClassVar[bool] = True
+    percent: int
+
+
+class TurnStage(StrEnum):
+    """The milestones of one conversation turn, in order; the history keeps their latencies."""
+
+    WAKE = "wake"
+    """The wake word or the button (the turn's zero)."""
+    HELLO = "hello"
+    """The server answered hello (the audio channel is open); upstream turns only."""
+    LISTEN_START = "listen_start"
+    """The microphone streams to whoever answers."""
+    HEARD = "heard"
+    """Speech recognised (`text`)."""
+    REPLY = "reply"
+    """A sentence of the reply (`text`); several per turn."""
+    FIRST_AUDIO = "first_audio"
+    """The first reply audio reached the speaker."""
+    END = "end"
+    """The reply is over, or the turn was abandoned."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnProgress(Event):
+    """A conversation turn reached `stage`; published by whoever runs the turn (device client, local brain)."""
+
+    stage: TurnStage
+    brain: str
+    """Who answers: "xiaozhi", "local" or "openclaw"."""
+    text: str = ""
+    microphone: str = "pi"
+    """Where the user spoke: "pi", or a gateway device's MAC."""
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTaken(Event):
+    """A tool call or a household command (volume, mute, announce), from any surface, with its outcome."""
+
+    source: str
+    """Who asked: "xiaozhi", "mcp-stdio", "mcp-http", "mcp-endpoint", "openclaw", "local-brain", "cli", "web",
+    "gateway-device", "timer"."""
+    name: str
+    arguments: Mapping[str, object]
+    result: str
+    is_error: bool
+    seconds: float
+    """How long it took."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartRequested(Event):
+    """Someone (the CLI, the web page) asks the supervisor to restart one service."""
+
+    service: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceHealth:
+    name: str
+    status: str
+    """running, starting, restarting, failed, stopped."""
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesHealth(Event):
+    """Every supervised service's status and health, published by the supervisor when it changes."""
+
+    sticky: ClassVar[bool] = True
+    services: tuple[ServiceHealth, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TimersChanged(Event):
+    """A timer was set, ended, rang, was stopped or cancelled; read the timers for what is running."""
 
 
 @dataclass(eq=False)

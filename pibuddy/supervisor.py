@@ -23,7 +23,15 @@ from typing import Any, Final
 
 from pibuddy.backoff import Backoff
 from pibuddy.errors import PiBuddyError
-from pibuddy.events import ActiveBrain, EventBus, ServiceStatus, StateChanged
+from pibuddy.events import (
+    ActiveBrain,
+    EventBus,
+    RestartRequested,
+    ServiceHealth,
+    ServicesHealth,
+    ServiceStatus,
+    StateChanged,
+)
 from pibuddy.systemd import Notifier
 
 _LOGGER = logging.getLogger(__name__)
@@ -73,8 +81,17 @@ class _Runner:
         self._bus = bus
         self._backoff = backoff
         self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._restart_asked = False
+
+    def restart(self) -> None:
+        """Stop the service and start it again at once (a user asked: no backoff, not logged as a crash)."""
+        if self._task is not None and self.status == "running":
+            self._restart_asked = True
+            self._task.cancel()
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         last_reason = ""
         while True:
             started_at = self._clock()
@@ -86,7 +103,14 @@ class _Runner:
                 await self.service.serve()
                 reason = "stopped serving on its own"
             except asyncio.CancelledError:
-                raise
+                if not self._restart_asked or self._task is None:
+                    raise
+                self._task.uncancel()
+                self._restart_asked = False
+                _LOGGER.info("service %s restarting on request", self.service.name)
+                self._set("restarting", "on request")
+                await _stop_quietly(self.service)
+                continue
             except (Exception, SystemExit, KeyboardInterrupt) as exc:
                 # SystemExit/KeyboardInterrupt from a service (uvicorn calls sys.exit) would end the process;
                 # the supervisor owns SIGTERM/SIGINT, so one raised in here is the service's failure.
@@ -171,6 +195,16 @@ class Supervisor:
     def request_stop(self) -> None:
         self._stop_requested.set()
 
+    def restart(self, name: str) -> bool:
+        """Restart the service called `name` now; False if there is none."""
+        for runner in self._runners:
+            if runner.service.name == name:
+                runner.restart()
+                return True
+        _LOGGER.warning("cannot restart %r: no such service (services: %s)", name,
+                        ", ".join(r.service.name for r in self._runners))
+        return False
+
     def health(self) -> dict[str, Health]:
         """Each service's health; one whose health() raises is reported as not ok, with the error."""
         return {r.service.name: _health_of(r.service) if r.status == "running" else Health(False, r.status)
@@ -235,11 +269,16 @@ class Supervisor:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(STATUS_REFRESH_SECONDS):
                         event = await events.get()
-                        while not isinstance(event, ServiceStatus | StateChanged | ActiveBrain):
+                        while not isinstance(event, ServiceStatus | StateChanged | ActiveBrain | RestartRequested):
                             event = await events.get()
+                        if isinstance(event, RestartRequested):
+                            self.restart(event.service)
                 self._update_status()
 
     def _update_status(self) -> None:
+        report = ServicesHealth(tuple(self._service_health(r) for r in self._runners))
+        if report != self._bus.latest(ServicesHealth):
+            self._bus.publish(report)
         parts = [f"state {self._bus.state}"]
         brain = self._bus.latest(ActiveBrain)
         if isinstance(brain, ActiveBrain):
@@ -247,6 +286,12 @@ class Supervisor:
         for name, health in self.health().items():
             parts.append(f"{name} {self._describe(name, health)}")
         self._notifier.status("; ".join(parts))
+
+    def _service_health(self, runner: _Runner) -> ServiceHealth:
+        if runner.status != "running":
+            return ServiceHealth(runner.service.name, runner.status, False, runner.detail)
+        health = _health_of(runner.service)
+        return ServiceHealth(runner.service.name, runner.status, health.ok, health.detail)
 
     def _describe(self, name: str, health: Health) -> str:
         runner = next(r for r in self._runners if r.service.name == name)

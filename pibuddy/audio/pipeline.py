@@ -222,8 +222,11 @@ class AudioPipeline:
     async def _follow_commands(self, bus: EventBus) -> None:
         with bus.subscribe() as events:
             async for event in events:
-                if isinstance(event, Command) and event.name == CommandName.TOGGLE_MUTE:
-                    self.set_muted(not self._muted, "button")
+                match event:
+                    case Command(name=CommandName.TOGGLE_MUTE):
+                        self.set_muted(not self._muted, "button")
+                    case Command(name=CommandName.MUTE | CommandName.UNMUTE as name):
+                        self.set_muted(name == CommandName.MUTE, "control command")
 
     def _load_muted(self) -> bool:
         if self._state_dir is None:
@@ -278,6 +281,9 @@ class AudioPipeline:
     async def _process(self) -> None:
         while True:
             frame = await self.microphone.read()
+            # read() returns at once while frames are queued: behind real time (a loaded CPU) this loop would
+            # never give the event loop back, and nothing else (the server link, the control socket) would run.
+            await asyncio.sleep(0)
             self._last_index = frame.index
             if self._muted:
                 continue  # read and dropped: the microphone keeps running, nothing hears it

@@ -44,6 +44,7 @@ def tone(frequencies: list[float], *, note_seconds: float = 0.09, rate: int = _T
 
 CHIME: Final = tone([880.0, 1320.0])
 ERROR_TONE: Final = tone([440.0, 220.0], note_seconds=0.15)
+ANNOUNCE_CHIME: Final = tone([660.0, 880.0, 1320.0], note_seconds=0.15)
 
 
 def spell_digits(text: str) -> str:
@@ -123,4 +124,6 @@ class Prompts:
         with bus.subscribe() as subscription:
             async for event in subscription:
                 if isinstance(event, Say):
+                    if event.chime:  # an announcement or a timer: rung even with the wake chime off
+                        self._speaker.play_pcm(ANNOUNCE_CHIME.tobytes(), _TONE_RATE)
                     await self.say(event.text)

@@ -128,10 +128,8 @@ class LocalBrain:
     async def _carry_out(self, match: IntentMatch, planned: Plan) -> Reply:
         records = []
         for call in planned.calls:
-            result = await self._registry.call(call.tool, call.arguments)
+            result = await self._registry.call(call.tool, call.arguments, source="local-brain")
             records.append(CallRecord(call, result))
-            _LOGGER.info("local brain: %s %s -> %s%s", call.tool, dict(call.arguments),
-                         "error: " if result.is_error else "", result.text)
             if result.is_error:
                 return Reply(self.phrase("failed", reason=result.text), Outcome.FAILED, match.intent, tuple(records))
         tool_text = " ".join(r.result.text for r in records)

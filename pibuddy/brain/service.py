@@ -35,6 +35,8 @@ from pibuddy.events import (
     Muted,
     Subscription,
     Transcript,
+    TurnProgress,
+    TurnStage,
     WakeDetected,
     answers_wakes,
 )
@@ -110,7 +112,9 @@ class LocalBrainService(Service):
     async def turn(self, wake_word: str = "") -> Reply:
         """One local conversation turn: listen, understand, act, answer."""
         _LOGGER.info("local brain listening (woken by %r)", wake_word)
+        self._progress(TurnStage.WAKE)
         self._bus.set_state(DeviceState.LISTENING, "local brain")
+        self._progress(TurnStage.LISTEN_START)
         try:
             async with asyncio.timeout(_TURN_TIMEOUT_SECONDS):
                 pcm = await self._audio.utterance()
@@ -124,6 +128,7 @@ class LocalBrainService(Service):
                 await self._audio.wait_drained()
         finally:
             self._bus.set_state(DeviceState.IDLE, "local brain")
+            self._progress(TurnStage.END)
         self._turns += 1
         self.last_reply = reply
         return reply
@@ -135,6 +140,7 @@ class LocalBrainService(Service):
         text = await asyncio.to_thread(self._transcribe, vocabulary, pcm)
         recognised = time.monotonic()
         _LOGGER.info("local brain heard %r", text)
+        self._progress(TurnStage.HEARD, text)
         other = twin(text) if self._asr.constrained else None
         if other is not None and await self._doubtful(pcm, text, other, vocabulary):
             ask = self._brain.phrase("one_or_all", one=other.one, every=other.every)
@@ -168,12 +174,14 @@ class LocalBrainService(Service):
             text = f"{self._brain.phrase('offline')} {text}".strip()
         if not text:
             return
+        self._progress(TurnStage.REPLY, text)
         try:
             samples, rate = await self._voice.synthesize(text)
         except AudioError as exc:
             _LOGGER.warning("cannot speak the reply %r: %s", text, exc)
             return
         self._audio.play(samples, rate)
+        self._progress(TurnStage.FIRST_AUDIO)
 
     async def _run_turns(self) -> None:
         """One turn at a time; an aborted turn is logged, a failed one fails the service."""
@@ -201,6 +209,9 @@ class LocalBrainService(Service):
                     self._button_pressed()
                 case Command(name=CommandName.ABORT) if self._turn is not None:
                     self._turn.cancel()
+
+    def _progress(self, stage: TurnStage, text: str = "") -> None:
+        self._bus.publish(TurnProgress(stage, BRAIN_LOCAL, text))
 
     def _button_pressed(self) -> None:
         muted = self._bus.latest(Muted)

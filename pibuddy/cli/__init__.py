@@ -13,6 +13,11 @@ from pibuddy import __version__
 # Subcommand modules under pibuddy.cli; each keeps heavy imports inside its run().
 _COMMAND_MODULES: Final = (
     "run",
+    "status",
+    "volume",
+    "mute",
+    "announce",
+    "history",
     "activate",
     "check",
     "audio_devices",

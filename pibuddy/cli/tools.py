@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     arguments = json_object_arg(args.arguments, "the arguments", example=", e.g. '{\"volume\": 40}'")
     if arguments is None:
         return 1
-    result = asyncio.run(registry.call(args.name, arguments))
+    result = asyncio.run(registry.call(args.name, arguments, source="cli"))
     if result.is_error:
         print(f"pibuddy: {result.text}", file=sys.stderr)
         return 1

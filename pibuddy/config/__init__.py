@@ -31,6 +31,7 @@ from pibuddy.config.base import (
     Section,
     is_loopback,
 )
+from pibuddy.config.control import ControlConfig, WebConfig
 from pibuddy.config.core import (
     AdmissionMode,
     AsrBackend,
@@ -96,6 +97,7 @@ __all__ = [
     "ButtonConfig",
     "ButtonHoldAction",
     "Config",
+    "ControlConfig",
     "DeviceConfig",
     "Fraction",
     "GatewayConfig",
@@ -137,6 +139,7 @@ __all__ = [
     "VoskWakeConfig",
     "WakeWordBackend",
     "WakeWordConfig",
+    "WebConfig",
     "default_config_path",
     "is_loopback",
     "load_config",

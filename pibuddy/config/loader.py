@@ -23,6 +23,7 @@ from pibuddy.config.base import (
     Section,
     is_loopback,
 )
+from pibuddy.config.control import ControlConfig, WebConfig
 from pibuddy.config.core import BrainConfig, DeviceConfig, GatewayConfig, LoggingConfig, ToolsConfig, UpstreamConfig
 from pibuddy.config.drivers import BleConfig, GpioConfig, HomeAssistantConfig, MiotConfig
 from pibuddy.config.openclaw import OpenClawConfig, OpenClawTransport
@@ -41,6 +42,8 @@ class Config(Section):
     gpio: GpioConfig = GpioConfig()
     openclaw: OpenClawConfig = OpenClawConfig()
     brain: BrainConfig = BrainConfig()
+    control: ControlConfig = ControlConfig()
+    web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def secrets(self) -> list[str]:

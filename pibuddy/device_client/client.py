@@ -33,6 +33,8 @@ from pibuddy.events import (
     Muted,
     Say,
     Subscription,
+    TurnProgress,
+    TurnStage,
     UpstreamLink,
     WakeDetected,
     answers_wakes,
@@ -67,6 +69,7 @@ _LOGGER = logging.getLogger(__name__)
 _DRAIN_TIMEOUT_SECONDS: Final = 10.0  # longest a reply's tail may play before the mic reopens
 _TIMER_MAX_SLEEP_SECONDS: Final = 1.0
 _MAX_UNKNOWN_KINDS_LOGGED: Final = 32  # each unknown type or tts state is logged once, up to this many
+BRAIN: Final = "xiaozhi"  # who answers, as the history names it
 _BUS_STATE: Final = {
     State.IDLE: DeviceState.IDLE,
     State.CONNECTING: DeviceState.CONNECTING,
@@ -118,6 +121,7 @@ class DeviceClient:
         """The microphone's uplink while the session wants audio (its sender task runs with it)."""
         self._audio_drops = DropCounter("malformed audio packets from the server", _LOGGER)
         self._unknown_types: set[str] = set()
+        self._reply_audio_heard = False  # FIRST_AUDIO is reported once per turn
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -153,7 +157,9 @@ class DeviceClient:
         """The wake word was heard: open a channel if needed, chime, send its audio, start listening (§5.1)."""
         if self.session.state is State.SPEAKING:
             self._silence()  # barge-in: silence first, then tell the server
+        self._progress(TurnStage.WAKE)
         if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
+            self._progress(TurnStage.END)
             return False
         if self.session.state is State.OPEN:  # a new turn (not a barge-in, which stays silent): chime
             self._audio.chime()
@@ -168,7 +174,9 @@ class DeviceClient:
         """Push-to-talk pressed (or a turn started by other means)."""
         if self.session.state is State.SPEAKING:
             self._silence()
+        self._progress(TurnStage.WAKE)
         if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
+            self._progress(TurnStage.END)
             return False
         self._turn_mode = mode
         self.session.start_listening(mode)
@@ -221,7 +229,7 @@ class DeviceClient:
             self._audio_drops.count(str(exc))
             return
         if frame is not None:
-            self._audio.play(frame.payload)
+            self._play(frame.payload)
 
     def conversation_lost(self, reason: str) -> None:
         _LOGGER.info("conversation link closed: %s", reason)
@@ -275,12 +283,17 @@ class DeviceClient:
         self._state_changed.set()
         self._sync_uplink()
         self._bus.set_state(_BUS_STATE[event.new], f"conversation {event.old} -> {event.new}")
+        if event.new is State.LISTENING:
+            self._reply_audio_heard = False
+            self._progress(TurnStage.LISTEN_START)
         if event.new is State.IDLE:
+            self._progress(TurnStage.END)
             self._audio.speaking_sentence(None)
             await self.channel.end()
 
     async def _on_server_hello(self, event: ServerHelloReceived) -> None:
         _LOGGER.info("conversation %s opened over %s", event.session_id or "(no id)", self.channel.describe())
+        self._progress(TurnStage.HELLO)
         try:
             await self.channel.open_audio(self.session.udp)
         except ConnectionLost as exc:
@@ -293,12 +306,13 @@ class DeviceClient:
     async def _on_tts_started(self, event: TtsStarted) -> None:
         del event
         for frame in self.session.take_early_audio():
-            self._audio.play(frame.payload)
+            self._play(frame.payload)
 
     async def _on_tts_stopped(self, event: TtsStopped) -> None:
         del event
         # The reply is over; what is still buffered keeps the pipeline's "speaking" guard up until it has played.
         self._audio.speaking_sentence(None)
+        self._progress(TurnStage.END)
         if self.session.state is State.LISTENING:
             # The session already queued `listen start`; like the firmware, reopen the mic only once the
             # speaker has fallen silent, so the buddy does not listen to itself.
@@ -308,10 +322,12 @@ class DeviceClient:
 
     async def _on_sentence(self, event: SentenceStarted) -> None:
         _LOGGER.info("buddy: %s", event.message.text)
+        self._progress(TurnStage.REPLY, event.message.text)
         self._audio.speaking_sentence(event.message.text)
 
     async def _on_stt(self, event: SttReceived) -> None:
         _LOGGER.info("you: %s", event.text or "(no text)")
+        self._progress(TurnStage.HEARD, event.text)
         self._bus.set_state(DeviceState.THINKING, "speech recognised")
 
     async def _on_mcp(self, event: McpReceived) -> None:
@@ -402,6 +418,15 @@ class DeviceClient:
                 except ConnectionLost as exc:
                     _LOGGER.warning("message not sent, link down: %s", exc)
                     return
+
+    def _play(self, opus: bytes) -> None:
+        if not self._reply_audio_heard:
+            self._reply_audio_heard = True
+            self._progress(TurnStage.FIRST_AUDIO)
+        self._audio.play(opus)
+
+    def _progress(self, stage: TurnStage, text: str = "") -> None:
+        self._bus.publish(TurnProgress(stage, BRAIN, text))
 
     def _silence(self) -> None:
         """Barge-in: stop the speaker at once and forget the sentence it was saying."""

@@ -68,6 +68,9 @@ class GatewayContext:
     mcp_timeout: float
 
 
+ALERT_STATUS: Final = "PiBuddy"
+
+
 class DeviceSession:
     """The gateway's side of one MQTT connection."""
 
@@ -100,6 +103,12 @@ class DeviceSession:
     def session_id(self) -> str | None:
         """The id the device was given in the hello answer ("" when the chat server gave none), while bridged."""
         return self.protocol.session_id if self.bridge is not None else None
+
+    def alert(self, text: str) -> None:
+        """Show `text` on the device. A stock firmware cannot be made to speak it: it plays audio only in a
+        session it opened itself (its hello after a wake), so an announcement is an `alert`, which the
+        firmware shows with its notification sound, in or out of a session."""
+        self._publish({"type": "alert", "status": ALERT_STATUS, "message": text, "emotion": "neutral"})
 
     # --- from the device ------------------------------------------------------------------------
 

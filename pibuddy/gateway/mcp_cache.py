@@ -74,7 +74,7 @@ class HostTools:
 
     async def call(self, listed_name: str, arguments: Any) -> dict[str, Any]:
         arguments = arguments if isinstance(arguments, Mapping) else {}
-        result = await self._registry.call(self._names[listed_name], arguments)
+        result = await self._registry.call(self._names[listed_name], arguments, source="gateway-device")
         return {"content": [{"type": "text", "text": result.text}], "isError": result.is_error}
 
 

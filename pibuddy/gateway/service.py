@@ -9,6 +9,7 @@ from typing import Final
 
 from pibuddy import netinfo
 from pibuddy.config import Config, GatewayConfig
+from pibuddy.control.model import ControlError, GatewayDevice
 from pibuddy.gateway import admission as admission_rules
 from pibuddy.gateway.admission import Admission
 from pibuddy.gateway.api import ManagementApi
@@ -188,6 +189,20 @@ class GatewayService(Service):
     def _forget(self, session: DeviceSession) -> None:
         if self.sessions.get(session.client_id) is session:  # a takeover may have put a newer one there
             del self.sessions[session.client_id]
+
+    def devices(self) -> list[GatewayDevice]:
+        """The connected devices, for the control layer (`pibuddy status`, the web page)."""
+        return [GatewayDevice(s.client_id, s.connection.identity.mac, s.connection.peer_ip, s.bridge is not None)
+                for s in self.sessions.values()]
+
+    def alert(self, device: str, text: str) -> None:
+        """Show `text` on the device whose MAC or client id is `device` (see `DeviceSession.alert`)."""
+        wanted = device.lower()
+        for session in self.sessions.values():
+            if wanted in (session.connection.identity.mac, session.client_id.lower()):
+                session.alert(text)
+                return
+        raise ControlError(f"no gateway device {device} is connected (see `pibuddy status`)")
 
     def health(self) -> Health:
         bridged = sum(1 for s in self.sessions.values() if s.bridge is not None)

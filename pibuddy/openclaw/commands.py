@@ -90,7 +90,7 @@ class NodeCommands:
             raise CommandError("INVALID_REQUEST", "pibuddy.tools.call needs a tool name")
         if not isinstance(arguments, dict):
             raise CommandError("INVALID_REQUEST", "pibuddy.tools.call arguments must be an object")
-        result = await self._registry.call(name, arguments)
+        result = await self._registry.call(name, arguments, source="openclaw")
         if result.is_error:
             raise CommandError("TOOL_FAILED", result.text)
         return {"text": result.text}

@@ -41,13 +41,16 @@ class McpError(Exception):
 class McpServer:
     """Answers the MCP requests a xiaozhi server (or gateway) sends to the device."""
 
-    def __init__(self, registry: ToolRegistry, *, server_name: str, server_version: str) -> None:
+    def __init__(self, registry: ToolRegistry, *, server_name: str, server_version: str,
+                 source: str = "xiaozhi") -> None:
         """Args:
         registry: the tools to offer.
+        source: who calls through this server, as the history and the log name it.
         server_name: `serverInfo.name` (the firmware sends its board name).
         server_version: `serverInfo.version` (the firmware sends its version).
         """
         self._registry = registry
+        self._source = source
         self._server_info = {"name": server_name, "version": server_version}
         self.vision: VisionEndpoint | None = None
         self._methods: dict[str, Callable[[Mapping[str, Any] | None], Awaitable[Any]]] = {
@@ -109,7 +112,7 @@ class McpServer:
         arguments = params.get("arguments")
         if arguments is not None and not isinstance(arguments, Mapping):
             raise McpError("Invalid arguments")
-        result = await self._registry.call(name, arguments)
+        result = await self._registry.call(name, arguments, source=self._source)
         if result.is_error:
             raise McpError(result.text)  # the firmware answers every failure with a JSON-RPC error
         return {"content": [{"type": "text", "text": result.text}], "isError": False}

@@ -124,7 +124,7 @@ class McpRequestHandler:
                     raise _RpcError(INVALID_PARAMS, "Missing name")
                 if not isinstance(arguments, Mapping):
                     raise _RpcError(INVALID_PARAMS, "Invalid arguments")
-                result = await self._registry.call(name, arguments)
+                result = await self._registry.call(name, arguments, source="mcp-endpoint")
                 return {"content": [{"type": "text", "text": result.text}], "isError": result.is_error}
         raise _RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
 

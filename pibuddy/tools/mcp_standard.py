@@ -40,7 +40,7 @@ _START_TIMEOUT_SECONDS: Final = 10.0
 _LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]")
 
 
-def build_mcp_server(registry: ToolRegistry, *, name: str = "pibuddy") -> Server[Any, Any]:
+def build_mcp_server(registry: ToolRegistry, *, source: str, name: str = "pibuddy") -> Server[Any, Any]:
     """An SDK server whose tools are the registry's (validation and error text stay the registry's)."""
     server: Server[Any, Any] = Server(name, version=__version__)
 
@@ -51,7 +51,7 @@ def build_mcp_server(registry: ToolRegistry, *, name: str = "pibuddy") -> Server
 
     @server.call_tool(validate_input=False)  # the registry checks, with the messages the LLM already knows
     async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        result = await registry.call(name, arguments)
+        result = await registry.call(name, arguments, source=source)
         return types.CallToolResult(content=[types.TextContent(type="text", text=result.text)],
                                     isError=result.is_error)
 
@@ -60,7 +60,7 @@ def build_mcp_server(registry: ToolRegistry, *, name: str = "pibuddy") -> Server
 
 async def serve_stdio(registry: ToolRegistry) -> None:
     """Serve MCP on stdin/stdout until stdin closes (stdout carries only protocol messages)."""
-    server = build_mcp_server(registry)
+    server = build_mcp_server(registry, source="mcp-stdio")
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
@@ -144,7 +144,7 @@ class McpHttpServer(Service):
 
     async def start(self) -> None:
         manager = StreamableHTTPSessionManager(
-            build_mcp_server(self._registry), stateless=True, json_response=True,
+            build_mcp_server(self._registry, source="mcp-http"), stateless=True, json_response=True,
             security_settings=self._security())
 
         @contextlib.asynccontextmanager

@@ -12,6 +12,7 @@ import builtins
 import copy
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -40,6 +41,20 @@ class ToolResult:
 # become their compact JSON text ("true", "37", {"a":1}), as the firmware's ReturnValue does.
 ToolOutput = ToolResult | str | bool | int | float | dict[str, Any] | list[Any]
 Handler = Callable[[dict[str, Any]], Awaitable[ToolOutput]]
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One finished tool call, for the history: who asked, what, the result, and how long it took."""
+
+    source: str
+    name: str
+    arguments: Mapping[str, Any]
+    result: ToolResult
+    seconds: float
+
+
+CallObserver = Callable[[CallRecord], None]
 
 
 def compact_json(value: Any) -> str:
@@ -114,6 +129,11 @@ class ToolRegistry:
         """
         self._tools: dict[str, Tool] = {}
         self._timeout = timeout
+        self._observers: builtins.list[CallObserver] = []
+
+    def observe(self, observer: CallObserver) -> None:
+        """Have `observer` told of every finished call (the history records them); it must not raise."""
+        self._observers.append(observer)
 
     def register(self, new: Tool) -> bool:
         """Add a tool; a second tool with a taken name is logged and ignored, as the firmware does, so one
@@ -130,8 +150,25 @@ class ToolRegistry:
     def list(self, *, with_user_tools: bool = False) -> builtins.list[Tool]:
         return [t for t in self._tools.values() if with_user_tools or not t.user_only]
 
-    async def call(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
-        """Check the arguments, run the handler with a timeout, and turn any failure into error text."""
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
+                   source: str = "unnamed") -> ToolResult:
+        """Check the arguments, run the handler with a timeout, and turn any failure into error text.
+
+        `source` names the surface that asks ("xiaozhi", "mcp-http", "local-brain", "cli" ...; every surface
+        in pibuddy/ passes its own): every call is one INFO line with it, and goes to the observers.
+        """
+        started = time.monotonic()
+        result = await self._call(name, arguments)
+        seconds = time.monotonic() - started
+        recorded = dict(arguments) if isinstance(arguments, Mapping) else {}  # bad input: its error says why
+        _LOGGER.info("tool %s called by %s %s -> %s%s (%.0f ms)", name, source, _preview(repr(recorded)),
+                     "error: " if result.is_error else "", _preview(result.text), seconds * 1000)
+        record = CallRecord(source, name, recorded, result, seconds)
+        for observer in self._observers:
+            observer(record)
+        return result
+
+    async def _call(self, name: str, arguments: Mapping[str, Any] | None) -> ToolResult:
         found = self._tools.get(name)
         if found is None:
             return ToolResult(f"Unknown tool: {name}", is_error=True)
@@ -154,6 +191,12 @@ class ToolRegistry:
             return ToolResult(f"{name} did not finish within {timeout:g} seconds", is_error=True)
         except Exception:
             return _unexpected(name)
+
+
+def _preview(text: str, limit: int = 120) -> str:
+    """A tool's answer on one log line: newlines flattened, long answers cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def _output_text(output: Any) -> str:

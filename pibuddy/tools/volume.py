@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from typing import Final, Protocol
 
 from pibuddy.errors import DeviceUnreachable
@@ -141,12 +142,15 @@ class SystemVolume:
     """Gets and sets the speaker volume with the first mixer that works, trying each on every call (a
     PulseAudio server may come and go while PiBuddy runs)."""
 
-    def __init__(self, mixers: tuple[Mixer, ...] | None = None, *, speaker: SoftwareGain | None = None) -> None:
+    def __init__(self, mixers: tuple[Mixer, ...] | None = None, *, speaker: SoftwareGain | None = None,
+                 on_change: Callable[[int], None] | None = None) -> None:
         """Args:
         mixers: the system mixers in order of preference; default PulseAudio, then ALSA's default card.
         speaker: PiBuddy's own speaker, whose software gain is used when no system mixer works; None (no
             audio pipeline) means the tool reports that no mixer is available.
+        on_change: told the new percentage after each successful set (the control layer publishes it).
         """
+        self._on_change = on_change
         system = mixers if mixers is not None else (PulseMixer(), AlsaMixer())
         self._fallback = SpeakerGainMixer(speaker) if speaker is not None else None
         self._mixers: tuple[Mixer, ...] = (*system, self._fallback) if self._fallback is not None else system
@@ -175,6 +179,8 @@ class SystemVolume:
                              percent, mixer.name)
             else:
                 _LOGGER.info("speaker volume set to %d%% (%s)", percent, mixer.name)
+            if self._on_change is not None:
+                self._on_change(percent)
             return
         raise _no_mixer(failures)
 

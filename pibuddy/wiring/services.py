@@ -7,9 +7,13 @@ from typing import TYPE_CHECKING
 
 from pibuddy.audio.contract import AudioPort
 from pibuddy.config import Config
-from pibuddy.events import EventBus
+from pibuddy.control import Control, History
+from pibuddy.control.paths import service_socket_path
+from pibuddy.control.server import ControlService
+from pibuddy.events import ActionTaken, EventBus, VolumeChanged
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Service
+from pibuddy.tools.volume import SystemVolume
 from pibuddy.wiring.tools import Toolbox, build_toolbox
 
 if TYPE_CHECKING:
@@ -22,7 +26,11 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
     """The services this config enables, in start order."""
     pipeline = _audio_pipeline(config, bus)
     # One registry for every MCP surface (the device channel too); the speaker's gain is its volume fallback.
-    toolbox = build_toolbox(config, speaker=pipeline.speaker if pipeline is not None else None)
+    volume = SystemVolume(speaker=pipeline.speaker if pipeline is not None else None,
+                          on_change=lambda percent: bus.publish(VolumeChanged(percent)))
+    toolbox = build_toolbox(config, volume=volume)
+    toolbox.registry.observe(lambda call: bus.publish(ActionTaken(
+        call.source, call.name, call.arguments, call.result.text, call.result.is_error, call.seconds)))
     services = tool_services(config, toolbox)
     if pipeline is not None:
         from pibuddy.audio.service import AudioService  # noqa: PLC0415
@@ -36,10 +44,12 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
         from pibuddy.device_client.service import DeviceClientService  # noqa: PLC0415
 
         services.append(DeviceClientService(config, bus=bus, registry=toolbox.registry, audio=_audio_port(pipeline)))
+    gateway = None
     if config.gateway.enabled:
         from pibuddy.gateway.service import GatewayService  # noqa: PLC0415 (aiohttp, zeroconf: only when on)
 
-        services.append(GatewayService.from_config(config, toolbox.registry))
+        gateway = GatewayService.from_config(config, toolbox.registry)
+        services.append(gateway)
     if config.openclaw.enabled or config.openclaw.bridge_enabled:
         from pibuddy.wiring.openclaw import openclaw_services  # noqa: PLC0415
 
@@ -49,6 +59,10 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
     from pibuddy.wiring.brain import brain_services  # noqa: PLC0415 (hassil, pocketsphinx: only when run)
 
     services += brain_services(config, bus, toolbox, pipeline)
+    control = Control(bus, history=History(StateDir(config.device.resolved_state_dir),
+                                           capacity=config.control.history_entries),
+                      volume=volume, gateway=gateway, speaker=pipeline is not None)
+    services.append(ControlService(control, service_socket_path(config)))
     return services
 
 

@@ -23,11 +23,12 @@ class Toolbox:
     services: list[Service]
 
 
-def build_toolbox(config: Config, *, speaker: SoftwareGain | None = None) -> Toolbox:
+def build_toolbox(config: Config, *, speaker: SoftwareGain | None = None, volume: SystemVolume | None = None
+                  ) -> Toolbox:
     """Every tool `config` enables, plus the drivers' services.
 
     `speaker` is PiBuddy's own speaker when it runs one: its software gain sets the volume where no system
-    mixer works.
+    mixer works. `volume`: the mixer the volume tool uses (default: one built for `speaker`).
 
     Order matters (the list is part of the LLM prompt, keep its prefix stable): the firmware-like built-ins,
     then drivers in a fixed order as they are added here (Home Assistant, MIoT, BLE, GPIO).
@@ -35,7 +36,7 @@ def build_toolbox(config: Config, *, speaker: SoftwareGain | None = None) -> Too
     registry = ToolRegistry()
     services: list[Service] = []
     if config.tools.builtin:
-        for builtin in builtin_tools(SystemVolume(speaker=speaker), Host()):
+        for builtin in builtin_tools(volume or SystemVolume(speaker=speaker), Host()):
             registry.register(builtin)
     if config.homeassistant.enabled:
         from pibuddy.drivers.homeassistant import (  # noqa: PLC0415 (13 MB of imports: only when on)

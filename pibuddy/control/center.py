@@ -1,0 +1,283 @@
+"""`Control`: the one service-side object that reads and steers the running buddy.
+
+The CLI (over the control socket), the web page and Home Assistant's MQTT entities all go through it:
+
+    control.snapshot()                        # Snapshot: state, last heard/reply, brain, link, volume, mute ...
+    async for snapshot in control.changes():  # a new Snapshot whenever any of that changes
+    await control.set_volume(40, source="web")
+    await control.set_muted(True, source="cli")
+    await control.announce("Dinner is ready", device="all", source="cli")
+    control.history(20)                       # the newest turns and actions
+    control.restart("upstream", source="web")
+
+Every command is published on the event bus as an `ActionTaken` (so it lands in the history with its source)
+and acts through the bus or the component that owns the thing: the audio pipeline owns the mute (it gets a
+`Command`), the mixer the volume (`VolumeChanged` follows), the supervisor restarts (`RestartRequested`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final, Protocol, TypeVar
+
+from pibuddy.control.history import History, HistoryEntry
+from pibuddy.control.model import AssistantState, ControlError, GatewayDevice, Snapshot, TimerStatus, UpstreamStatus
+from pibuddy.control.recorder import TurnRecorder
+from pibuddy.errors import PiBuddyError
+from pibuddy.events import (
+    ActionTaken,
+    ActiveBrain,
+    Command,
+    CommandName,
+    DeviceState,
+    Event,
+    EventBus,
+    Muted,
+    RestartRequested,
+    Say,
+    ServicesHealth,
+    StateChanged,
+    TimersChanged,
+    TurnProgress,
+    UpstreamLink,
+    VolumeChanged,
+)
+
+_LOGGER = logging.getLogger(__name__)
+_MUTE_CONFIRM_SECONDS: Final = 2.0
+_POLL_SECONDS: Final = 2.0  # changes(): how often what is not an event (gateway devices, time left) is compared
+_MAX_ANNOUNCEMENT: Final = 500
+ALL_DEVICES: Final = "all"
+_ACTIVE: Final = {DeviceState.LISTENING: AssistantState.LISTENING, DeviceState.THINKING: AssistantState.THINKING,
+                  DeviceState.SPEAKING: AssistantState.SPEAKING}
+_CHANGES: Final = (StateChanged, Muted, UpstreamLink, ActiveBrain, VolumeChanged, TurnProgress, TimersChanged,
+                   ServicesHealth)
+T = TypeVar("T")
+
+
+class VolumeControl(Protocol):
+    """The speaker's mixer (`tools.volume.SystemVolume`)."""
+
+    async def get_volume(self) -> int: ...
+
+    async def set_volume(self, percent: int) -> None: ...
+
+
+class GatewayView(Protocol):
+    """What the control layer needs of the gateway (`gateway.service.GatewayService`)."""
+
+    def devices(self) -> list[GatewayDevice]: ...
+
+    def alert(self, device: str, text: str) -> None:
+        """Show `text` on the device (client id or MAC); raises ControlError for an unknown device."""
+
+
+class TimerView(Protocol):
+    """What the control layer needs of the timers (`timers.service.TimerService`)."""
+
+    def timers(self) -> list[TimerStatus]: ...
+
+
+class Control:
+    """Args:
+    bus: the event bus (state in, commands out).
+    history: the turns and actions (the recorder fills it while `serve()` runs).
+    volume: the speaker's mixer; None when there is none.
+    gateway: the gateway, when it runs.
+    timers: the timers, when they run.
+    speaker: whether PiBuddy has a speaker of its own (audio enabled) to announce on.
+    """
+
+    def __init__(self, bus: EventBus, *, history: History, volume: VolumeControl | None = None,
+                 gateway: GatewayView | None = None, timers: TimerView | None = None, speaker: bool = True) -> None:
+        self._bus = bus
+        self._history = history
+        self._recorder = TurnRecorder(history)
+        self._volume = volume
+        self._gateway = gateway
+        self._timers = timers
+        self._speaker = speaker
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        bus = self._bus
+        muted = _latest(bus, Muted)
+        link = _latest(bus, UpstreamLink)
+        brain = _latest(bus, ActiveBrain)
+        volume = _latest(bus, VolumeChanged)
+        services = _latest(bus, ServicesHealth)
+        is_muted = muted is not None and muted.muted
+        upstream = UpstreamStatus(link.connected, link.transport, link.detail) if link is not None else None
+        return Snapshot(
+            state=_assistant_state(bus.state, is_muted, upstream),
+            device_state=bus.state.value,
+            brain=brain.brain if brain is not None else "upstream",
+            upstream=upstream,
+            muted=is_muted,
+            volume=volume.percent if volume is not None else None,
+            last_heard=self._recorder.last_heard,
+            last_reply=self._recorder.last_reply,
+            gateway_devices=tuple(self._gateway.devices()) if self._gateway is not None else (),
+            timers=tuple(self._timers.timers()) if self._timers is not None else (),
+            services=services.services if services is not None else (),
+        )
+
+    async def changes(self) -> AsyncIterator[Snapshot]:
+        """The current snapshot, then a new one each time it differs (checked at every state event and every
+        `_POLL_SECONDS`). Consecutive snapshots are never equal."""
+        last: Snapshot | None = None
+        with self._bus.subscribe() as events:
+            while True:
+                snapshot = self.snapshot()
+                if snapshot != last:
+                    last = snapshot
+                    yield snapshot
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_POLL_SECONDS):
+                        while not isinstance(await events.get(), _CHANGES):
+                            pass
+
+    def history(self, count: int | None = None) -> list[HistoryEntry]:
+        """The newest `count` turns and actions (all kept when None), oldest first."""
+        return self._history.recent(count)
+
+    async def volume(self) -> int:
+        """The speaker volume now, read from the mixer (and published when it changed behind our back)."""
+        volume = self._need_volume()
+        percent = await volume.get_volume()
+        latest = _latest(self._bus, VolumeChanged)
+        if latest is None or latest.percent != percent:
+            self._bus.publish(VolumeChanged(percent))
+        return percent
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    async def set_volume(self, percent: int, *, source: str) -> int:
+        if not 0 <= percent <= 100:
+            raise ControlError(f"volume must be 0 to 100, not {percent}")
+        volume = self._need_volume()
+
+        async def act() -> int:
+            await volume.set_volume(percent)
+            return await self.volume()
+
+        return await self._record(source, "set_volume", {"volume": percent}, act)
+
+    async def set_muted(self, muted: bool, *, source: str) -> bool:
+        """Mute or unmute the microphone; returns once the audio pipeline confirms."""
+        current = _latest(self._bus, Muted)
+        if current is None:
+            raise ControlError("PiBuddy has no microphone to mute (audio.enabled is false)")
+
+        async def act() -> bool:
+            if current.muted == muted:
+                return muted
+            with self._bus.subscribe() as events:
+                self._bus.publish(Command(CommandName.MUTE if muted else CommandName.UNMUTE))
+                async with asyncio.timeout(_MUTE_CONFIRM_SECONDS):
+                    while True:
+                        event = await events.get()
+                        if isinstance(event, Muted) and event.muted == muted:
+                            return muted
+
+        try:
+            return await self._record(source, "mute" if muted else "unmute", {}, act)
+        except TimeoutError:
+            raise ControlError("the audio pipeline did not confirm the mute switch (is the audio service "
+                               "running? see `pibuddy status`)") from None
+
+    async def announce(self, text: str, *, device: str | None = None, source: str) -> list[str]:
+        """Say `text` on the Pi (device None), or show it on a gateway device (its MAC or client id) or on
+        all of them ("all"). Returns where it went."""
+        text = " ".join(text.split())
+        if not text:
+            raise ControlError("nothing to announce: the text is empty")
+        if len(text) > _MAX_ANNOUNCEMENT:
+            raise ControlError(f"an announcement is at most {_MAX_ANNOUNCEMENT} characters")
+
+        async def act() -> list[str]:
+            if device is None:
+                if not self._speaker:
+                    raise ControlError("PiBuddy has no speaker to announce on (audio.enabled is false)")
+                self._bus.publish(Say(text, chime=True))
+                return ["pi"]
+            if self._gateway is None:
+                raise ControlError("the gateway is not running, so there are no devices to announce on")
+            targets = [d.mac for d in self._gateway.devices()] if device == ALL_DEVICES else [device]
+            if not targets:
+                raise ControlError("no gateway device is connected")
+            for target in targets:
+                self._gateway.alert(target, text)
+            return targets
+
+        arguments = {"text": text} | ({"device": device} if device else {})
+        return await self._record(source, "announce", arguments, act)
+
+    async def restart(self, service: str, *, source: str) -> None:
+        """Ask the supervisor to restart `service` (a name from the snapshot's services)."""
+        names = [s.name for s in self.snapshot().services]
+        if service not in names:
+            raise ControlError(f"no service {service!r}; the services are: {', '.join(names) or 'none yet'}")
+
+        async def act() -> None:
+            self._bus.publish(RestartRequested(service))
+
+        await self._record(source, "restart", {"service": service}, act)
+
+    # --- running ----------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Record turns and actions from the bus into the history, forever."""
+        with self._bus.subscribe(maxsize=256) as events:
+            async for event in events:
+                match event:
+                    case TurnProgress():
+                        self._recorder.progress(event)
+                    case ActionTaken():
+                        self._recorder.action(event)
+
+    async def _record(self, source: str, name: str, arguments: dict[str, object],
+                      act: Callable[[], Awaitable[T]]) -> T:
+        """Run a command, log it in one line and publish it as an `ActionTaken` (also when it fails)."""
+        started = time.monotonic()
+        try:
+            result = await act()
+        except (PiBuddyError, TimeoutError) as exc:
+            self._publish_action(ActionTaken(source, name, arguments, str(exc) or type(exc).__name__, True,
+                                             time.monotonic() - started))
+            raise
+        self._publish_action(ActionTaken(source, name, arguments, str(result), False, time.monotonic() - started))
+        return result
+
+    def _publish_action(self, action: ActionTaken) -> None:
+        _LOGGER.info("%s by %s %s -> %s%s (%.0f ms)", action.name, action.source, dict(action.arguments),
+                     "error: " if action.is_error else "", action.result, action.seconds * 1000)
+        self._bus.publish(action)
+
+    def _need_volume(self) -> VolumeControl:
+        if self._volume is None:
+            raise ControlError("PiBuddy has no volume control here")
+        return self._volume
+
+
+E = TypeVar("E", bound=Event)
+
+
+def _latest(bus: EventBus, kind: type[E]) -> E | None:
+    event = bus.latest(kind)
+    return event if isinstance(event, kind) else None
+
+
+def _assistant_state(state: DeviceState, muted: bool, upstream: UpstreamStatus | None) -> AssistantState:
+    if muted:
+        return AssistantState.MUTED
+    if state in _ACTIVE:
+        return _ACTIVE[state]
+    if state is DeviceState.DISCONNECTED or (upstream is not None and not upstream.connected):
+        return AssistantState.OFFLINE
+    return AssistantState.IDLE
