@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Final, Protocol, TypeVar
 
 from pibuddy.control.history import History, HistoryEntry
@@ -241,7 +241,7 @@ class Control:
                     case ActionTaken():
                         self._recorder.action(event)
 
-    async def _record(self, source: str, name: str, arguments: dict[str, object],
+    async def _record(self, source: str, name: str, arguments: Mapping[str, object],
                       act: Callable[[], Awaitable[T]]) -> T:
         """Run a command, log it in one line and publish it as an `ActionTaken` (also when it fails)."""
         started = time.monotonic()

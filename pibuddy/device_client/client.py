@@ -322,12 +322,12 @@ class DeviceClient:
 
     async def _on_sentence(self, event: SentenceStarted) -> None:
         _LOGGER.info("buddy: %s", event.message.text)
-        self._progress(TurnStage.REPLY, event.message.text)
+        self._progress(TurnStage.REPLY, event.message.text or "")
         self._audio.speaking_sentence(event.message.text)
 
     async def _on_stt(self, event: SttReceived) -> None:
         _LOGGER.info("you: %s", event.text or "(no text)")
-        self._progress(TurnStage.HEARD, event.text)
+        self._progress(TurnStage.HEARD, event.text or "")
         self._bus.set_state(DeviceState.THINKING, "speech recognised")
 
     async def _on_mcp(self, event: McpReceived) -> None:
