@@ -26,6 +26,7 @@ APT_DEV_PACKAGES=(
     shellcheck                       # lints setup.sh and scripts/ (tests/test_setup_script.py)
     dbus libdbus-1-dev libglib2.0-dev # a private D-Bus with python-dbusmock's BlueZ (builds dbus-python)
     sox                              # test speech: espeak-ng output padded and resampled
+    redis-server                     # the gateways' shared device registry (the system service is disabled)
 )
 
 # The Silero VAD model comes from this wheel, installed without its dependencies (see step_install).
@@ -220,6 +221,10 @@ step_apt() {
     if [[ " ${missing[*]} " == *" mosquitto "* ]] && systemd_running; then
         info "disabling the mosquitto system service (tests start their own broker)"
         as_root systemctl disable --now mosquitto.service
+    fi
+    if [[ " ${missing[*]} " == *" redis-server "* ]] && systemd_running; then
+        info "disabling the redis-server system service (tests start their own)"
+        as_root systemctl disable --now redis-server.service
     fi
 }
 

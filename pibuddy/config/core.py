@@ -158,6 +158,10 @@ class GatewayConfig(Section):
     open: every device is served, as before PiBuddy had pairing."""
     pairing_minutes: Annotated[float, Field(ge=0)] = 10.0
     """Minutes pairing stays open after start and after `pibuddy gateway pair`."""
+    registry_url: SecretStr | None = None
+    """redis://[:password@]host:port/db of a Redis shared by several gateways (docs/scaling.md): each writes
+    the devices it holds, and any one's management API finds a device on the others. Needs the `registry`
+    extra (pip install -e '.[registry]'). Secret (it may hold a password). Empty: this gateway alone."""
 
 
 class ToolsConfig(Section):

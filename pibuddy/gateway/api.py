@@ -7,6 +7,10 @@ gateway's local date; manager-api uses UTC and retries ±1 day on 401, so both s
 - `POST /api/pairing` (PiBuddy's own): opens pairing for `gateway.pairing_minutes` (`pibuddy gateway pair`).
 - `GET /api/devices` (PiBuddy's own): who is connected, since when, session state, upstream, counters
   (of the current session), and the chat servers with their health.
+- `GET /api/devices/{clientId}/location` (PiBuddy's own): which gateway holds the device; with several
+  gateways sharing a Redis registry (gateway.registry_url, docs/scaling.md) any of them answers, and a
+  command for a device held by another gateway is passed on to that gateway's API (once: a passed-on
+  request carries `X-PiBuddy-Forwarded`) and its answer returned, so a client may call any gateway.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
+import aiohttp
 from aiohttp import web
 
 from pibuddy.gateway.admission import Admission
@@ -26,6 +31,7 @@ from pibuddy.gateway.bridge import ChatServerPool, display_url
 from pibuddy.gateway.credentials import api_token_valid
 from pibuddy.gateway.device import DeviceSession
 from pibuddy.gateway.mcp_cache import McpRequestFailed
+from pibuddy.gateway.registry import RegistryUnavailable
 from pibuddy.xiaozhi.states import State
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,8 +42,11 @@ _NOT_CONNECTED: Final = "设备未连接"
 _BAD_COMMAND: Final = "指令类型无效"
 _CLIENT_IDS_NOT_A_LIST: Final = "clientIds必须是一个数组"
 _MAX_BODY_BYTES: Final = 64 * 1024
+_FORWARDED: Final = "X-PiBuddy-Forwarded"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Locate = Callable[[str], Awaitable[str | None]]
+"""client id -> the management API URL of the other gateway holding it, or None; raises RegistryUnavailable."""
 
 
 class ManagementApi:
@@ -48,12 +57,14 @@ class ManagementApi:
     admission: opened by `POST /api/pairing` (None: no such route).
     pairing_seconds: how long that opens pairing.
     today: the local date (tests move it).
+    locate: finds a device on another gateway (the Redis registry); None: this gateway alone.
     """
 
     def __init__(self, sessions: Mapping[str, DeviceSession], pool: ChatServerPool, *, key: str,
                  admission: Admission | None = None, pairing_seconds: float = 600.0,
-                 today: Callable[[], dt.date] = dt.date.today) -> None:
+                 today: Callable[[], dt.date] = dt.date.today, locate: Locate | None = None) -> None:
         self._sessions = sessions
+        self._locate = locate
         self._pool = pool
         self._key = key
         self._admission = admission
@@ -65,6 +76,7 @@ class ManagementApi:
         app.router.add_post("/api/commands/{client_id}", self._command)
         app.router.add_post("/api/devices/status", self._status)
         app.router.add_get("/api/devices", self._devices)
+        app.router.add_get("/api/devices/{client_id}/location", self._location)
         if self._admission is not None:
             app.router.add_post("/api/pairing", self._pair)
         return app
@@ -81,8 +93,14 @@ class ManagementApi:
 
     async def _command(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
-        session = self._sessions.get(request.match_info["client_id"])
+        client_id = request.match_info["client_id"]
+        session = self._sessions.get(client_id)
         if session is None:  # checked first, as the reference does
+            elsewhere = None if _FORWARDED in request.headers else await self._elsewhere(client_id)
+            if isinstance(elsewhere, web.Response):
+                return elsewhere
+            if elsewhere is not None:
+                return await _forward(request, f"{elsewhere}/api/commands/{client_id}", body)
             return _failure(_NOT_CONNECTED)
         payload = body.get("payload") if isinstance(body, dict) else None
         if not isinstance(body, dict) or body.get("type") != "mcp" or not isinstance(payload, dict) \
@@ -114,6 +132,28 @@ class ManagementApi:
         self._admission.open_pairing(self._pairing_seconds)
         return web.json_response({"pairingSeconds": round(self._admission.pairing_remaining()),
                                   "admission": self._admission.mode.value})
+
+    async def _location(self, request: web.Request) -> web.Response:
+        client_id = request.match_info["client_id"]
+        if client_id in self._sessions:
+            return web.json_response({"clientId": client_id, "local": True, "gateway": None})
+        elsewhere = await self._elsewhere(client_id)
+        if isinstance(elsewhere, web.Response):
+            return elsewhere
+        if elsewhere is None:
+            return web.json_response({"clientId": client_id, "error": _NOT_CONNECTED}, status=404)
+        return web.json_response({"clientId": client_id, "local": False, "gateway": elsewhere})
+
+    async def _elsewhere(self, client_id: str) -> str | web.Response | None:
+        """The other gateway's API URL, None when no gateway holds the device, a 503 when Redis is away."""
+        if self._locate is None:
+            return None
+        try:
+            return await self._locate(client_id)
+        except RegistryUnavailable as exc:
+            _LOGGER.warning("management API: %s", exc)
+            return web.json_response({"success": False, "error": f"device registry unavailable: {exc}"},
+                                     status=503)
 
     async def _devices(self, request: web.Request) -> web.Response:
         del request
@@ -160,6 +200,18 @@ def describe(session: DeviceSession) -> dict[str, Any]:
         "websocket": {"framesUp": bridge.frames_up if bridge else 0, "framesDown": bridge.frames_down if bridge else 0},
     }
 
+
+
+async def _forward(request: web.Request, url: str, body: Any) -> web.Response:
+    """The command passed on to the gateway that holds the device (same token: gateways share the key)."""
+    headers = {"Authorization": request.headers["Authorization"], _FORWARDED: "1"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=COMMAND_TIMEOUT_SECONDS + 2)) as http, \
+                http.post(url, json=body, headers=headers) as response:
+            return web.json_response(await response.json(content_type=None), status=response.status)
+    except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        _LOGGER.warning("management API: the gateway at %s did not answer (%s)", url, exc or type(exc).__name__)
+        return web.json_response({"success": False, "error": f"gateway {url} unreachable"}, status=502)
 
 
 async def _json_body(request: web.Request) -> Any:

@@ -26,6 +26,7 @@ from pibuddy.gateway.mcp_cache import HostTools
 from pibuddy.gateway.mqtt_codec import ConnackCode, Connect
 from pibuddy.gateway.mqtt_server import DeviceConnection, MqttServer
 from pibuddy.gateway.ota_server import LocalOta, MdnsAdvertiser, MdnsFailed
+from pibuddy.gateway.registry import DeviceRegistry
 from pibuddy.gateway.udp_relay import UdpRelay
 from pibuddy.gateway.webapp import WebApp
 from pibuddy.ports import binding
@@ -91,6 +92,8 @@ class GatewayService(Service):
         """Which devices are served (set by start())."""
         self.mdns: MdnsAdvertiser | None = None
         """The mDNS advertisement, while it runs."""
+        self.device_registry: DeviceRegistry | None = None
+        """Where this gateway's devices are written for the others (gateway.registry_url), while it runs."""
 
     @classmethod
     def from_config(cls, config: Config, registry: ToolRegistry) -> GatewayService:
@@ -130,6 +133,8 @@ class GatewayService(Service):
             if not admission.known(connection.identity.mac):  # open admission: it must say hello to stay
                 asyncio.get_running_loop().call_later(admission_rules.NO_HELLO_SECONDS, self._close_unproven,
                                                       session)
+            if self.device_registry is not None:
+                self.device_registry.connected(connection.identity.client_id)
             return session
 
         self.mqtt = MqttServer(host=config.host, port=config.mqtt_port, authenticate=authenticate,
@@ -137,6 +142,12 @@ class GatewayService(Service):
         with binding(config.mqtt_port, "tcp", "gateway.mqtt_port"):
             await self.mqtt.start()
         await self._start_http(key, self.mqtt.port, self.relay.port)
+        if config.registry_url is not None and self.api is not None:
+            self.device_registry = DeviceRegistry(config.registry_url.get_secret_value(),
+                                                  api_url=f"http://{self.advertised_host}:{self.api.port}")
+            await self.device_registry.start()
+            for client_id in self.sessions:
+                self.device_registry.connected(client_id)
         if not config.chat_servers:
             _LOGGER.warning("gateway.chat_servers is empty: devices can connect, but their hello will fail")
         _LOGGER.info("gateway up: MQTT %s:%d, UDP %d, API %d, OTA http://%s:%d/xiaozhi/ota/", self.advertised_host,
@@ -147,8 +158,9 @@ class GatewayService(Service):
         config = self.config
         weakness = key_weakness(key)
         if weakness is None:
+            locate = self._locate_elsewhere if config.registry_url is not None else None
             api = ManagementApi(self.sessions, self.pool, key=key, admission=self.admission,
-                                pairing_seconds=config.pairing_minutes * 60)
+                                pairing_seconds=config.pairing_minutes * 60, locate=locate)
             self.api = WebApp(api.app(), "management API")
             with binding(config.api_port, "tcp", "gateway.api_port"):
                 await self.api.start(config.host, config.api_port)
@@ -169,6 +181,9 @@ class GatewayService(Service):
 
     async def stop(self) -> None:
         sessions = list(self.sessions.values())
+        if self.device_registry is not None:
+            await self.device_registry.stop()
+            self.device_registry = None
         for part in (self.mdns, self.ota, self.api, self.mqtt):
             if part is not None:
                 with contextlib.suppress(OSError):
@@ -189,6 +204,16 @@ class GatewayService(Service):
     def _forget(self, session: DeviceSession) -> None:
         if self.sessions.get(session.client_id) is session:  # a takeover may have put a newer one there
             del self.sessions[session.client_id]
+            if self.device_registry is not None:
+                self.device_registry.disconnected(session.client_id)
+
+    async def _locate_elsewhere(self, client_id: str) -> str | None:
+        """The management API of the other gateway holding `client_id` (registry), None if none does."""
+        registry = self.device_registry
+        if registry is None:
+            return None
+        found = await registry.locate(client_id)
+        return None if found == registry.api_url else found
 
     def devices(self) -> list[GatewayDevice]:
         """The connected devices, for the control layer (`pibuddy status`, the web page)."""
