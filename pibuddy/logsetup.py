@@ -9,11 +9,13 @@ from collections.abc import Iterable
 from typing import Final, TextIO
 
 _MASK: Final = "***"
+MAX_MESSAGE_CHARS: Final = 2000
+"""A longer message (a peer's 1 MB tool name, quoted by a library) is cut here, with the count of the rest."""
 _NOISY_LIBRARIES: Final = ("httpx", "httpcore", "websockets", "aiohttp.access")
 
 
 class SecretFilter(logging.Filter):
-    """Replaces every known secret value in a record's final message with `***`."""
+    """Replaces every known secret value in a record's final message with `***`, and caps its length."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
@@ -24,12 +26,12 @@ class SecretFilter(logging.Filter):
         self._secrets.update(s for s in secrets if len(s) >= 4)  # masking "a" would shred every line
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
         message = record.getMessage()
         masked = message
         for secret in self._secrets:
             masked = masked.replace(secret, _MASK)
+        if len(masked) > MAX_MESSAGE_CHARS:  # after masking: a cut must not leave half a secret
+            masked = f"{masked[:MAX_MESSAGE_CHARS]}… ({len(masked) - MAX_MESSAGE_CHARS} more characters)"
         if masked != message:
             record.msg, record.args = masked, None
         return True

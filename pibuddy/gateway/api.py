@@ -32,6 +32,7 @@ from pibuddy.gateway.credentials import api_token_valid
 from pibuddy.gateway.device import DeviceSession
 from pibuddy.gateway.mcp_cache import McpRequestFailed
 from pibuddy.gateway.registry import RegistryUnavailable
+from pibuddy.jsonlimits import JsonTooDeep, loads_limited
 from pibuddy.xiaozhi.states import State
 
 _LOGGER = logging.getLogger(__name__)
@@ -215,10 +216,13 @@ async def _forward(request: web.Request, url: str, body: Any) -> web.Response:
 
 
 async def _json_body(request: web.Request) -> Any:
-    """The parsed body, or None when it is not JSON (answered like any other invalid body)."""
+    """The parsed body, or None when it is not JSON (answered like any other invalid body); 400 when it
+    nests deeper than any command does."""
     try:
-        return await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return loads_limited(await request.read())
+    except JsonTooDeep:
+        raise  # answered 400 by the web app's malformed-input middleware
+    except ValueError:
         return None
 
 

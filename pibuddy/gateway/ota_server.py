@@ -20,6 +20,7 @@ from aiohttp import web
 from pibuddy.drops import DropCounter
 from pibuddy.errors import PiBuddyError
 from pibuddy.gateway.credentials import issue_mqtt_credentials, normalize_mac
+from pibuddy.jsonlimits import JsonTooDeep, loads_limited
 
 if TYPE_CHECKING:
     from zeroconf.asyncio import AsyncZeroconf
@@ -64,7 +65,9 @@ class LocalOta:
             self._refused.count("pairing closed")
             return web.json_response({"error": NOT_PAIRED_TEXT}, status=403)
         try:
-            body = await request.json()
+            body = loads_limited(await request.read())
+        except JsonTooDeep:
+            raise  # answered 400 by the web app's malformed-input middleware
         except ValueError:  # an empty or non-JSON body still gets a configuration
             body = None
         body = body if isinstance(body, dict) else {}
