@@ -69,6 +69,10 @@ class Service(ABC):
     def health(self) -> Health:
         return Health(True, "running")
 
+    async def wait_before_retry(self, delay: float) -> None:
+        """Wait out the backoff before the next start; a service may end the wait early (a user asking for it)."""
+        await asyncio.sleep(delay)
+
 
 class _Runner:
     """One service's start/serve/restart loop."""
@@ -122,7 +126,7 @@ class _Runner:
             self._log_failure(failure, reason, repeated=reason == last_reason, delay=delay)
             last_reason = reason
             self._set("failed" if _needs_the_user(failure) else "restarting", f"in {delay:.0f}s after {reason}")
-            await asyncio.sleep(delay)
+            await self.service.wait_before_retry(delay)
 
     def _log_failure(self, failure: BaseException | None, reason: str, *, repeated: bool, delay: float) -> None:
         """A PiBuddyError is a condition with a message for the user (a server down, a port taken): said once at

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pibuddy.device_client.service import DeviceClientService
-from pibuddy.events import ActiveBrain, Command, ErrorOccurred, Event, EventBus, Muted, Subscription, UpstreamLink
+from pibuddy.events import ActiveBrain, Command, ErrorOccurred, Event, EventBus, Muted, Say, Subscription, UpstreamLink
 from pibuddy.tools.registry import Tool, ToolResult
 from pibuddy.wiring.tools import build_registry
 from pibuddy.xiaozhi import ListenMode, State
@@ -398,9 +398,10 @@ async def test_a_wake_that_cannot_open_a_conversation_plays_the_error_tone(
         await server.stop()  # WebSocket: the connection is refused; MQTT: nobody answers the hello
         with bus.subscribe() as events:
             assert not await client.wake(WAKE_WORD)
-            errors = [e for e in _pending(events) if isinstance(e, ErrorOccurred)]
+            told = [e for e in _pending(events) if isinstance(e, ErrorOccurred | Say)]
         assert audio.cues == ["error"]
-        assert errors == [ErrorOccurred("upstream", "could not start a conversation with the server")], "lights"
+        assert told == [ErrorOccurred("upstream", "could not start a conversation with the server"),  # lights
+                        Say("Sorry, I can't reach the server right now.")]  # and one short spoken line
         assert not audio.uplink_changes
     finally:
         await service.stop()

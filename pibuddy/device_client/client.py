@@ -66,6 +66,8 @@ from pibuddy.xiaozhi.const import CHANNEL_TIMEOUT_SECONDS, HELLO_TIMEOUT_SECONDS
 from pibuddy.xiaozhi.messages import Mcp
 
 _LOGGER = logging.getLogger(__name__)
+UNREACHABLE_LINE: Final = "Sorry, I can't reach the server right now."
+"""Spoken when a wake or button press finds no server (the error light flashes with it)."""
 _DRAIN_TIMEOUT_SECONDS: Final = 10.0  # longest a reply's tail may play before the mic reopens
 _TIMER_MAX_SLEEP_SECONDS: Final = 1.0
 _MAX_UNKNOWN_KINDS_LOGGED: Final = 32  # each unknown type or tts state is logged once, up to this many
@@ -251,6 +253,7 @@ class DeviceClient:
             return True
         self._audio.error_tone()
         self._bus.publish(ErrorOccurred("upstream", "could not start a conversation with the server"))
+        self._bus.publish(Say(UNREACHABLE_LINE))
         return False
 
     async def _channel_opened(self) -> bool:
@@ -461,10 +464,17 @@ class DeviceClient:
     async def _run_bus_commands(self, subscription: Subscription) -> None:
         with subscription as events:
             async for event in events:
-                try:
-                    await self._on_bus_event(event)
-                except (LocalProtocolError, ConnectionLost) as exc:
-                    _LOGGER.warning("could not act on %s: %s", event, exc)
+                await self._act_on(event)
+
+    async def _act_on(self, event: object) -> None:
+        try:
+            await self._on_bus_event(event)
+        except (LocalProtocolError, ConnectionLost) as exc:
+            _LOGGER.warning("could not act on %s: %s", event, exc)
+
+    def answer_later(self, event: WakeDetected | Command) -> None:
+        """Act on a wake or button press that came before this client was connected (it triggered the connect)."""
+        self._spawn(self._act_on(event), "earlier-wake")
 
     async def _on_bus_event(self, event: object) -> None:
         match event:

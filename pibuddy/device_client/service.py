@@ -6,18 +6,31 @@ A failure anywhere (OTA unreachable, MQTT refused, the link dropping later) rais
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from typing import Final
 
 from pibuddy import __version__
 from pibuddy.audio.contract import AudioPort
 from pibuddy.config import Config, Transport
 from pibuddy.device_client.channels import Channel, MqttChannel, WsChannel
-from pibuddy.device_client.client import DeviceClient
+from pibuddy.device_client.client import UNREACHABLE_LINE, DeviceClient
 from pibuddy.device_client.identity import Identity, load_identity
 from pibuddy.device_client.ota_client import DEFAULT_TIMINGS, ActivationTimings, OtaClient, fetch_upstream_settings
 from pibuddy.device_client.settings import UpstreamSettingsStore
 from pibuddy.device_client.sysinfo import build_ota_device
-from pibuddy.events import DeviceState, EventBus
+from pibuddy.events import (
+    BRAIN_UPSTREAM,
+    Command,
+    CommandName,
+    DeviceState,
+    ErrorOccurred,
+    EventBus,
+    Say,
+    WakeDetected,
+    answers_wakes,
+)
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Health, Service
 from pibuddy.tools.mcp import McpServer
@@ -26,6 +39,9 @@ from pibuddy.xiaozhi import ListenMode
 from pibuddy.xiaozhi.ota_response import MqttSettings, OtaResponse, choose_transport
 
 _LOGGER = logging.getLogger(__name__)
+_WAKE_ANSWER_SECONDS: Final = 2.0
+"""A wake while the server is away: connected and answering within this, or PiBuddy says it cannot reach it
+(the user hears something within 3 s of the end of speech)."""
 
 
 async def provision(config: Config, bus: EventBus, timings: ActivationTimings = DEFAULT_TIMINGS
@@ -67,12 +83,40 @@ class DeviceClientService(Service):
         self._mcp = McpServer(registry, server_name=config.upstream.board_type, server_version=__version__)
         self._timings = timings
         self._client: DeviceClient | None = None
+        self._asked: WakeDetected | Command | None = None
+        """The wake or button press that cut the last backoff short, for the next start to answer."""
 
     @property
     def client(self) -> DeviceClient | None:
         return self._client
 
     async def start(self) -> None:
+        """Connect; when a wake or button press cut the backoff short, answer it or say why not in time."""
+        asked, self._asked = self._asked, None
+        if asked is None:
+            await self._connect()
+            return
+        said = False
+
+        def say_unreachable() -> None:
+            nonlocal said
+            said = True
+            self._bus.publish(ErrorOccurred("upstream", "the xiaozhi server is unreachable"))
+            self._bus.publish(Say(UNREACHABLE_LINE))
+
+        timer = asyncio.get_running_loop().call_later(_WAKE_ANSWER_SECONDS, say_unreachable)
+        try:
+            await self._connect()
+        except BaseException:
+            timer.cancel()
+            if not said:  # failed before the timer: say it now
+                say_unreachable()
+            raise
+        timer.cancel()
+        if not said and self._client is not None:
+            self._client.answer_later(asked)
+
+    async def _connect(self) -> None:
         self._bus.set_state(DeviceState.CONNECTING, f"asking {self._config.upstream.ota_url} how to connect")
         identity, response = await provision(self._config, self._bus, self._timings)
         channel = make_channel(self._config, identity, response)
@@ -83,6 +127,20 @@ class DeviceClientService(Service):
         await client.__aenter__()
         self._client = client
         _LOGGER.info("connected as %s over %s; waiting for the wake word", identity.device_id, channel.describe())
+
+    async def wait_before_retry(self, delay: float) -> None:
+        """The backoff, cut short by a wake word or a button press: the user wants the server now. In `auto`
+        mode with the local brain answering, the wake is the local brain's; the retry still happens, so the
+        next wake finds the server if it is back."""
+        with self._bus.subscribe() as events, contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                async for event in events:
+                    if isinstance(event, WakeDetected) or (
+                            isinstance(event, Command) and event.name == CommandName.LISTEN_START):
+                        _LOGGER.info("%s while the server is away: trying it now", type(event).__name__)
+                        if answers_wakes(self._bus, BRAIN_UPSTREAM):
+                            self._asked = event
+                        return
 
     async def serve(self) -> None:
         assert self._client is not None
