@@ -63,7 +63,26 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
                                            capacity=config.control.history_entries),
                       volume=volume, gateway=gateway, speaker=pipeline is not None)
     services.append(ControlService(control, service_socket_path(config)))
+    if config.homeassistant.mqtt.enabled:
+        services += _homeassistant_mqtt(config, control, bus)
     return services
+
+
+def _homeassistant_mqtt(config: Config, control: Control, bus: EventBus) -> list[Service]:
+    """PiBuddy's entities in Home Assistant; the device is named by the same id the xiaozhi server knows."""
+    from pibuddy import __version__  # noqa: PLC0415
+    from pibuddy.device_client.identity import IdentityError, load_identity  # noqa: PLC0415
+    from pibuddy.ha_mqtt.entities import DeviceInfo  # noqa: PLC0415 (aiomqtt: only when configured)
+    from pibuddy.ha_mqtt.service import HomeAssistantMqttService  # noqa: PLC0415
+
+    state = StateDir(config.device.resolved_state_dir)
+    try:
+        identity = load_identity(state, configured_device_id=config.device.device_id)
+    except IdentityError as exc:
+        _LOGGER.error("Home Assistant MQTT is off: %s", exc)
+        return []
+    device = DeviceInfo.for_buddy(identity.device_id, config.device.name, __version__)
+    return [HomeAssistantMqttService(config.homeassistant.mqtt, control=control, bus=bus, device=device)]
 
 
 def _audio_pipeline(config: Config, bus: EventBus) -> AudioPipeline | None:
