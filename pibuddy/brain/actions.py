@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pibuddy.brain.intents import IntentMatch
+from pibuddy.brain.sentences import EVERYTHING
 from pibuddy.brain.vocabulary import BLE_DEVICE, BLE_SENSOR, GPIO, HOMEASSISTANT, MIOT, Thing, Vocabulary
 
 SPEAKER_VOLUME_TOOL: Final = "self.audio_speaker.set_volume"
@@ -28,6 +29,8 @@ _KIND_WORDS: Final = {"light": "lights", "fan": "fans", "cover": "blinds", "swit
                       "climate": "thermostat", "media_player": "speaker", "vacuum": "vacuum", "sensor": "sensor"}
 _TEMPERATURE: Final = "temperature"
 _MEASURING_DOMAINS: Final = frozenset({"sensor", "climate"})
+# "Everything in the kitchen": what is switched on and off, never locks, covers or heating.
+_SWITCHED_OFF_BY_EVERYTHING: Final = frozenset({"light", "switch", "fan", "input_boolean", "media_player"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +166,10 @@ TOOLS: Final[dict[str, DriverTools]] = {
 Planner = Callable[[IntentMatch, Vocabulary], Plan | None]
 
 
-def _targets(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | None = None) -> list[Target]:
-    """What the command is about: the named device, or the fitting devices in a room (or everywhere)."""
+def _targets(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | None = None,
+             default_domain: str | None = None) -> list[Target]:
+    """What the command is about: the named device, or the fitting devices in a room (or everywhere); a
+    template that names no domain is about `default_domain` (or `default_kind`)."""
     area = match.value("area")
     if match.value("name") is not None:
         said = match.said("name") or ""
@@ -173,7 +178,10 @@ def _targets(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | Non
         return [Target(thing.key, thing.source, thing)] if thing else []
     if match.value("floor") is not None:
         return []  # the tools' name resolution knows rooms, not floors
-    domain, device_class = match.value("domain"), match.value("device_class")
+    if match.value(EVERYTHING):
+        return [Target(t.key, t.source, t) for t in (vocabulary.in_area(area) if area else [])
+                if t.domain in _SWITCHED_OFF_BY_EVERYTHING]
+    domain, device_class = match.value("domain") or default_domain, match.value("device_class")
     kind = device_class or _KIND_WORDS.get(domain or "", default_kind)
     if kind is None:
         return []
@@ -206,8 +214,8 @@ def _plan(targets: list[Target], call: Callable[[Target], ToolCall | None], *, t
     return Plan(calls, tool_text, targets[0].thing if len(targets) == 1 else None)
 
 
-def _control(action: str, slot: str | None = None) -> Planner:
-    """An `action` on the target; `slot` holds its value (brightness, colour ...)."""
+def _control(action: str, slot: str | None = None, domain: str | None = None) -> Planner:
+    """An `action` on the target (of `domain`, unless the match names one); `slot` holds its value."""
 
     def planner(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
         value = None
@@ -215,7 +223,8 @@ def _control(action: str, slot: str | None = None) -> Planner:
             if match.value(slot) is None:
                 return None
             value = str(match.value(slot)) if slot == "color" else _number(match.value(slot))
-        return _plan(_targets(match, vocabulary), lambda t: TOOLS[t.source].command(t, action, value))
+        return _plan(_targets(match, vocabulary, default_domain=domain),
+                     lambda t: TOOLS[t.source].command(t, action, value))
 
     return planner
 
@@ -278,7 +287,7 @@ PLANNERS: Final[dict[str, Planner]] = {
     "HassTurnOff": _switch(False),
     "HassLightSet": _light_set,
     "HassSetPosition": _control("set_position", "position"),
-    "HassClimateSetTemperature": _control("set_temperature", "temperature"),
+    "HassClimateSetTemperature": _control("set_temperature", "temperature", "climate"),
     "HassMediaPause": _control("pause"),
     "HassMediaUnpause": _control("play"),
     "HassSetVolume": _volume,

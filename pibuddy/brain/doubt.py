@@ -3,8 +3,9 @@
 - A device named with a room it is not in ("turn on the bedroom light in the kitchen"): the name and the room
   disagree, so either could be the mistake (a misheard room, a misheard name). Home Assistant's own answer is
   an error too; acting on the device anyway is what the user did not say.
-- One device of a kind in a room that has several ("turn on the living room lamp" with a ceiling light and a
-  floor lamp there): "light" and "lights" are not the same target, so a singular never switches every light.
+- One device of a kind in a room (or a home) that has several ("turn on the living room lamp" with a ceiling
+  light and a floor lamp there, "open the blind"): "light" and "lights" are not the same target, so a singular
+  never switches every light.
 """
 
 from __future__ import annotations
@@ -35,10 +36,8 @@ class Doubt:
 def doubt(match: IntentMatch, text: str, vocabulary: Vocabulary) -> Doubt | None:
     """The question to ask instead of acting on `match` (heard as `text`), or None when the target is clear."""
     area = match.value("area")
-    if area is None:
-        return None
     if match.value("name") is not None:
-        return _misplaced(match, area, vocabulary)
+        return _misplaced(match, area, vocabulary) if area is not None else None
     return _one_of_several(match, text, area, vocabulary)
 
 
@@ -51,7 +50,7 @@ def _misplaced(match: IntentMatch, area: str, vocabulary: Vocabulary) -> Doubt |
     return Doubt("no_entity_in_area", {"entity": said, "area": match.said("area") or area}, package_error=True)
 
 
-def _one_of_several(match: IntentMatch, text: str, area: str, vocabulary: Vocabulary) -> Doubt | None:
+def _one_of_several(match: IntentMatch, text: str, area: str | None, vocabulary: Vocabulary) -> Doubt | None:
     domain = match.value("domain")
     kind = _DOMAIN_KINDS.get(domain or "")
     if kind is None or match.value("device_class") is not None:
@@ -62,11 +61,11 @@ def _one_of_several(match: IntentMatch, text: str, area: str, vocabulary: Vocabu
         return None  # a plural ("lights") or "all" means every one of them
     if any(f"{w}s" in words or f"{w}es" in words for w in singular):
         return None
-    fitting = [t for t in vocabulary.in_area(area) if t.domain == domain]
+    fitting = [t for t in (vocabulary.in_area(area) if area else vocabulary.things) if t.domain == domain]
     if len(fitting) <= 1:
         return None
     said = next(w for w in words if w in singular)
-    return Doubt("which", {"what": f"{said} in the {match.said('area') or area}"})
+    return Doubt("which", {"what": f"{said} in the {match.said('area') or area}" if area else said})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Sentences -> intents, with hassil and the home-assistant-intents sentence templates (Apache-2.0), matched
+"""Sentences -> intents, with hassil and the brain's sentence templates (`sentences.load_intents`), matched
 against PiBuddy's own names rather than Home Assistant's exposed entities.
 
 The `name` slot list holds every name and alias of every `Thing` (value: its `ref`, context: its domain, so
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import home_assistant_intents
-from hassil import Intents, RecognizeResult, SlotList, TextSlotList, recognize_best
+from hassil import RecognizeResult, SlotList, TextSlotList, recognize_best
 from hassil.models import MatchEntity, UnmatchedTextEntity
 
 from pibuddy.brain.errors import BrainUnavailable
+from pibuddy.brain.sentences import load_intents
 from pibuddy.brain.vocabulary import Place, Vocabulary
 
 _LOGGER = logging.getLogger(__name__)
@@ -77,11 +78,7 @@ class IntentMatcher:
 
     def __init__(self, language: str) -> None:
         self.language = package_language(language)
-        data = home_assistant_intents.get_intents(self.language)
-        if data is None:
-            raise BrainUnavailable(f"home-assistant-intents has no data file for {self.language}")
-        self._intents = Intents.from_dict(data)
-        self.responses: Mapping[str, Any] = data.get("responses", {})
+        self._intents, self.responses = load_intents(self.language)
         self._lists: tuple[str, dict[str, SlotList]] | None = None
 
     def match(self, text: str, vocabulary: Vocabulary) -> IntentMatch | UnknownName | None:

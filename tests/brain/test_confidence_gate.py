@@ -1,5 +1,5 @@
-"""The confidence gate end to end in a local turn (nonsense the grammar makes a command of gets "Sorry, I didn't
-catch that" spoken, and no tool is called), and vosk's gate over results shaped like vosk's own JSON."""
+"""The confidence gate end to end in a local turn (nonsense gets "Sorry, I didn't catch that" spoken, and no tool
+is called; a result below the floor is not acted on), and vosk's gate over results shaped like vosk's own JSON."""
 
 from __future__ import annotations
 
@@ -54,15 +54,20 @@ async def _turn(asr: PocketsphinxAsr, household: Vocabulary, pcm: bytes) -> tupl
 
 
 async def test_nonsense_gets_a_spoken_not_heard_and_no_tool_call(household: Vocabulary) -> None:
-    nonsense = in_a_room(FORCED_ONTO_A_COMMAND[0])
-    # Without the gate this audio becomes a switching command (tried, and failing: no such tool here).
-    ungated, _ = await _turn(PocketsphinxAsr("en", confidence_floor=None), household, nonsense)
-    assert [record.call.tool for record in ungated.calls] == ["ha_control_device"]
-
-    reply, audio = await _turn(PocketsphinxAsr("en"), household, nonsense)
+    # The old grammar made a switching command of this audio; the language model hears words matching none.
+    reply, audio = await _turn(PocketsphinxAsr("en"), household, in_a_room(FORCED_ONTO_A_COMMAND[0]))
     assert (reply.outcome, reply.text, reply.calls) == (Outcome.NOT_HEARD, "Sorry, I didn't catch that.", ())
     assert len(audio.played) == 1
     assert np.abs(audio.played[0]).max() > 3000, "the reply was not spoken"
+
+
+async def test_audio_scoring_below_the_floor_against_the_phone_loop_is_not_acted_on(household: Vocabulary) -> None:
+    command = in_a_room("turn on the floor lamp")
+    strict = PocketsphinxAsr("en", confidence_floor=0.0)  # no real speech fits as well as the best phone string
+    reply, _ = await _turn(strict, household, command)
+    assert (reply.outcome, reply.calls) == (Outcome.NOT_HEARD, ())
+    reply, _ = await _turn(PocketsphinxAsr("en"), household, command)
+    assert [record.call.tool for record in reply.calls] == ["ha_control_device"]
 
 
 def _vosk(*words: tuple[str, float]) -> str:

@@ -138,3 +138,31 @@ async def test_living_room_light_heard_as_lights_never_switches_every_light(
     assert _calls(reply) in ([], [("ha_control_device", {"target": "light.living_room_light", "action": "turn_on"})])
     if not reply.calls:
         assert reply.text in ("Sorry, one light or all the lights?", "Sorry, I didn't catch that.")
+
+
+LIVING_ROOM_LIGHTS = "Living Room lights"
+# The spoken wrong actions, each with the only calls it may make (or none: asked or not heard).
+FORCED: list[tuple[str, list[Call]]] = [
+    # Heard "set the living room brightness to eighty percent": the floor lamp set to 80 %.
+    ("set the living room to 50 percent", [("ha_control_device", {"target": LIVING_ROOM_LIGHTS,
+                                                                 "action": "set_brightness", "brightness": 50})]),
+    # Heard "turn on living room light in the kitchen": a light turned on.
+    ("turn everything off in the kitchen", [("ha_control_device", {"target": "input_boolean.kitchen_fan",
+                                                                  "action": "turn_off"}),
+                                            ("ha_control_device", {"target": "media_player.kitchen_speaker",
+                                                                  "action": "turn_off"})]),
+    # Heard "open the bedroom blinds to zero percent": the blinds closed.
+    ("are the bedroom blinds open", [("ha_get_device_state", {"target": "cover.bedroom_blinds"})]),
+    # Heard "switch on the living room light in the study".
+    ("switch the living room lights off please", [("ha_control_device", {"target": LIVING_ROOM_LIGHTS,
+                                                                        "action": "turn_off"})]),
+]
+
+
+@pytest.mark.parametrize(("voice", "speed"), VOICES, ids=[f"{v}-{s}" for v, s in VOICES])
+@pytest.mark.parametrize(("text", "right"), FORCED, ids=[t for t, _ in FORCED])
+async def test_speech_outside_the_old_grammar_is_never_forced_onto_another_action(
+        asr: PocketsphinxAsr, household: Vocabulary, text: str, right: list[Call], voice: str, speed: int) -> None:
+    reply = await _spoken_turn(asr, household, _through_opus(text, voice, speed))
+    calls = _calls(reply)  # the turn stops at the first failing call (the registry here has no tools)
+    assert calls == right[:len(calls)], reply

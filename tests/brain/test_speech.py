@@ -15,9 +15,10 @@ import pytest
 from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.brain.actions import plan
 from pibuddy.brain.asr import get_asr_engine
-from pibuddy.brain.asr.sphinx import PocketsphinxAsr
+from pibuddy.brain.asr.sphinx import PocketsphinxAsr, SpeechModel
 from pibuddy.brain.audio import PipelineAudio
 from pibuddy.brain.errors import BrainUnavailable
+from pibuddy.brain.grammar import Choice, Words
 from pibuddy.brain.intents import IntentMatch, IntentMatcher
 from pibuddy.brain.vocabulary import Thing, Vocabulary
 from pibuddy.config import AsrBackend, AudioConfig, BrainConfig
@@ -42,7 +43,7 @@ SPOKEN: list[tuple[str, tuple[str, dict[str, object]]]] = [
     ("turn on the ceiling fan", ("ha_control_device", {"target": "fan.ceiling_fan", "action": "turn_on"})),
 ]
 NONSENSE = ["the quick brown fox jumps over the lazy dog", "what is the weather like in paris today"]
-# Nonsense that the grammar alone turns into a switching command (file-fed, with a microphone's noise floor).
+# Nonsense that the old grammar alone turned into a switching command (file-fed, with a microphone's noise floor).
 FORCED_ONTO_A_COMMAND = ["she sells sea shells by the sea shore", "the cat sat on the mat",
                          "please order a pizza with extra cheese"]
 # Measured 2026-11-22 on espeak-ng en-us through the virtual mic: 9 of 10, and 9-10 of 10 with the confidence
@@ -79,23 +80,27 @@ def asr(household: Vocabulary) -> PocketsphinxAsr:
     return engine
 
 
-def test_grammar_holds_the_household_by_domain_and_reports_unspeakable_names(asr: PocketsphinxAsr) -> None:
-    grammar = asr.grammar
-    assert grammar is not None
-    assert "<name_light> = ( living room light | big lamp | floor lamp | bedroom light );" in grammar.jsgf
-    assert "<name_cover> = ( bedroom blinds );" in grammar.jsgf
-    assert "open [ the ] ( <name_cover> )" in grammar.jsgf  # opening needs a cover, not a lamp
-    assert {"台灯", "窗帘", "客厅"} <= set(grammar.unspeakable)  # Chinese names: no English pronunciation
+def test_the_language_model_holds_the_household_by_domain_and_reports_unspeakable_names(
+        asr: PocketsphinxAsr, household: Vocabulary) -> None:
+    sentences = asr.sentences
+    assert sentences is not None
+    assert sentences.rules["name_light"] == Choice(tuple(Words(tuple(n.split())) for n in (
+        "living room light", "big lamp", "floor lamp", "bedroom light")))
+    grammar = PocketsphinxAsr("en", model=SpeechModel.JSGF)
+    grammar.set_vocabulary(household)
+    assert grammar.sentences is not None  # pocketsphinx took the grammar
+    assert "<name_cover> = bedroom blinds;" in grammar.sentences.jsgf()
+    assert {"台灯", "窗帘", "客厅"} <= set(sentences.unspeakable)  # Chinese names: no English pronunciation
 
 
-def test_the_grammar_is_rebuilt_when_a_device_appears(household: Vocabulary) -> None:
+def test_the_language_model_is_rebuilt_when_a_device_appears(household: Vocabulary) -> None:
     engine = PocketsphinxAsr("en")
     engine.set_vocabulary(household)
-    command = in_a_room("turn on the garage light")
-    assert engine.transcribe(command) != "turn on the garage light"
-    garage = Thing("light.garage", ("Garage Light",), "light", "Garage")
-    engine.set_vocabulary(Vocabulary((*household.things, garage), household.areas, household.floors))
-    assert engine.transcribe(command) == "turn on the garage light"
+    command = in_a_room("turn on the aquarium light")
+    assert engine.transcribe(command) != "turn on the aquarium light"  # no template has "aquarium"
+    aquarium = Thing("light.aquarium", ("Aquarium Light",), "light", "Living Room")
+    engine.set_vocabulary(Vocabulary((*household.things, aquarium), household.areas, household.floors))
+    assert engine.transcribe(command) == "turn on the aquarium light"
 
 
 @pytest.mark.parametrize("kind", ["pinknoise", "whitenoise", "brownnoise"])
@@ -105,15 +110,10 @@ def test_noise_is_heard_as_nothing(asr: PocketsphinxAsr, kind: str) -> None:
 
 
 @pytest.mark.parametrize("text", FORCED_ONTO_A_COMMAND)
-def test_nonsense_the_grammar_makes_a_command_of_is_rejected_by_the_confidence_gate(
-        asr: PocketsphinxAsr, household: Vocabulary, text: str) -> None:
+def test_nonsense_is_never_a_command(asr: PocketsphinxAsr, household: Vocabulary, text: str) -> None:
+    # The old grammar made switching commands of these; the language model writes words that match no command.
     recognition = asr.recognise(in_a_room(text))
-    forced = _call(recognition.heard, household)
-    assert forced is not None, recognition
-    assert forced[0] == "ha_control_device"  # a switch: what the gate is there for
-    assert (recognition.confidence or 0.0) < -30, recognition  # far below the floor (-20)
-    assert not recognition.accepted
-    assert recognition.text == ""
+    assert _call(recognition.text, household) is None, recognition
 
 
 @pytest.mark.parametrize(("text", "expected"), SPOKEN, ids=[t for t, _ in SPOKEN])

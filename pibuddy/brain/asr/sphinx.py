@@ -12,15 +12,19 @@ scores far worse.
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Final
 
 from pocketsphinx import Decoder
 
 from pibuddy.brain.asr.base import AsrEngine, Recognition
 from pibuddy.brain.errors import BrainUnavailable
-from pibuddy.brain.grammar import Grammar, build_grammar
+from pibuddy.brain.grammar import Sentences, compile_sentences
+from pibuddy.brain.ngram import arpa
+from pibuddy.brain.sentences import load_intents
 from pibuddy.brain.vocabulary import Vocabulary
 
 _LOGGER = logging.getLogger(__name__)
@@ -34,11 +38,25 @@ _PHONES: Final = "phones"
 #   -19.3 (it only answers), the 18 others -28.7 to -108, every one that would have become a tool call among them;
 # - file-fed with pink noise mixed in at 30, 20 and 10 dB SNR (and white noise at -60 dBFS): commands +0.5 to
 #   -17.8 (10 dB SNR is the worst), nonsense that would have become a tool call -22.6 to -89.
-# The floor sits between the two groups. Audio with long runs of exact zeros (no microphone gives them) scored
+# The floor sat between the two groups (-20) for the grammar. Against the language model of the brain's whole
+# template set (2026-12-07, espeak-ng en-us 150 wpm and en-gb 140 wpm through the Opus round trip): 38 commands
+# scored -7.2 to -22.9 (one en-gb mishearing at +131.6 made no call); 34 nonsense sentences became word salad
+# from -32.4 to +297.6 of which none made a tool call: the model does not force speech onto a command, the
+# matcher rejects the salad. So the floor moved to -25, below the commands, and still rejects noise.
+# Audio with long runs of exact zeros (no microphone gives them) scored
 # real commands down to -34 and misheard more of them as well.
 # A uniform phone loop, not one weighted by the model's phone bigrams (en-us-phone.lm.bin): it separated the
 # groups more widely (bigram loop: commands down to -33.1, nonsense tool calls from -44.9) and costs 40 % less.
-_CONFIDENCE_FLOOR: Final = -20.0
+_CONFIDENCE_FLOOR: Final = -25.0
+_JSGF_NUMBER_STEP: Final = 5  # each number rule is copied wherever a template uses it: 0-100 made decoding 5x slower
+_SAMPLED_SENTENCES: Final = 20000  # drawn from the templates for the language model's n-gram counts
+
+
+class SpeechModel(StrEnum):
+    """What constrains the decoder: an n-gram language model of the brain's sentences, or a JSGF grammar of them."""
+
+    NGRAM = "language model"
+    JSGF = "grammar"
 # "light" against "lights" in the same audio, force-aligned (espeak-ng en-us 150/190 wpm, en-gb, a female en-us
 # voice; a -60 dBFS noise floor and the pipeline's Opus round trip; 2026-12-07): "living room light on" (the s
 # merges into "on") was read as "lights" with the wrong reading ahead by 0.4-2.2 per speech frame, and right
@@ -68,7 +86,8 @@ class PocketsphinxAsr(AsrEngine):
 
     constrained = True
 
-    def __init__(self, language: str, *, confidence_floor: float | None = _CONFIDENCE_FLOOR) -> None:
+    def __init__(self, language: str, *, confidence_floor: float | None = _CONFIDENCE_FLOOR,
+                 model: SpeechModel = SpeechModel.NGRAM) -> None:
         if language.split("-", maxsplit=1)[0] != "en":
             raise BrainUnavailable(f"pocketsphinx only knows English; for {language} set brain.asr: vosk "
                                    "and brain.vosk_model_path")
@@ -78,33 +97,45 @@ class PocketsphinxAsr(AsrEngine):
         self._decoder.add_allphone_file(_PHONES)  # no phone language model: every phone sequence is as likely
         self._log = self._decoder.get_logmath()
         self._floor = confidence_floor
+        self._model = model
         self._lock = threading.Lock()
         self._fingerprint: str | None = None
-        self.grammar: Grammar | None = None
+        self.sentences: Sentences | None = None
 
     def known(self, word: str) -> bool:
         return self._decoder.lookup_word(word) is not None
 
     def set_vocabulary(self, vocabulary: Vocabulary) -> None:
-        """Rebuild the grammar when names, rooms or domains changed (a few hundred ms)."""
+        """Rebuild the grammar or language model when names, rooms or domains changed (about a second)."""
         if vocabulary.fingerprint == self._fingerprint:
             return
-        grammar = build_grammar(vocabulary, "en", self.known)
+        ngram = self._model is SpeechModel.NGRAM
+        sentences = compile_sentences(load_intents("en")[0], vocabulary, "en", self.known,
+                                      number_step=1 if ngram else _JSGF_NUMBER_STEP)
         with self._lock:
             try:
-                self._decoder.add_jsgf_string(_COMMANDS, grammar.jsgf)
-            except RuntimeError as exc:  # pocketsphinx's only error type; keep the previous grammar
-                _LOGGER.error("pocketsphinx rejected the command grammar: %s", exc)
+                if ngram:
+                    self._add_language_model(arpa(sentences.sample(_SAMPLED_SENTENCES)))
+                else:
+                    self._decoder.add_jsgf_string(_COMMANDS, sentences.jsgf())
+            except RuntimeError as exc:  # pocketsphinx's only error type; keep the previous model
+                _LOGGER.error("pocketsphinx rejected the command %s: %s", self._model, exc)
                 return
-        self._fingerprint, self.grammar = vocabulary.fingerprint, grammar
-        _LOGGER.info("speech grammar rebuilt: %d sentence templates, %d devices%s", grammar.sentences,
-                     len(vocabulary.things), f"; names with words pocketsphinx cannot say: "
-                     f"{', '.join(grammar.unspeakable)}" if grammar.unspeakable else "")
+        self._fingerprint, self.sentences = vocabulary.fingerprint, sentences
+        _LOGGER.info("speech %s rebuilt: %d sentence templates, %d devices%s", self._model,
+                     len(sentences.templates), len(vocabulary.things), f"; names with words pocketsphinx cannot "
+                     f"say: {', '.join(sentences.unspeakable)}" if sentences.unspeakable else "")
+
+    def _add_language_model(self, text: str) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".lm", prefix="pibuddy-") as file:  # pocketsphinx reads files
+            file.write(text)
+            file.flush()
+            self._decoder.add_lm_file(_COMMANDS, file.name)
 
     def recognise(self, pcm: bytes) -> Recognition:
         """The grammar sentence heard, with its confidence: the log-likelihood ratio per speech frame of the
         grammar path against the phone loop (0 is as good as any phone string; `_CONFIDENCE_FLOOR`)."""
-        if self.grammar is None:
+        if self.sentences is None:
             self.set_vocabulary(Vocabulary())
         floor = self._floor
         with self._lock:

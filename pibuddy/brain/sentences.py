@@ -1,0 +1,81 @@
+"""The one source of sentences: home-assistant-intents' templates (Apache-2.0) plus PiBuddy's own phrasings, in
+hassil's format. The intent matcher matches text against them and the recogniser's grammar or language model is
+generated from them (`pibuddy.brain.grammar`), so whatever the brain understands as text it can also hear.
+
+PiBuddy's phrasings are what people say that the package lacks: dim/brighten to a level, start/stop, a device
+unique by its kind ("open the blinds", "set the thermostat to 21 degrees"), a room's thermostat, "everything in
+the kitchen", "all the lights" (`slots.everything` marks the switchable devices of a room).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Mapping
+from typing import Any, Final
+
+import home_assistant_intents
+from hassil import Intents
+from hassil.util import merge_dict
+
+from pibuddy.brain.errors import BrainUnavailable
+
+EVERYTHING: Final = "everything"
+"""The slot that asks for every switchable device in a room (not locks, covers or heating)."""
+
+_LIGHTS: Final = {"requires_context": {"domain": "light"}}
+_SWITCHABLE: Final = {"requires_context": {"domain": ["fan", "switch", "input_boolean", "media_player", "vacuum"]}}
+
+_PHRASINGS: Final[dict[str, dict[str, Any]]] = {
+    "en": {
+        "intents": {
+            "HassLightSet": {"data": [
+                {"sentences": ["(dim|brighten|set) [the] {name} [brightness] to {brightness}[%| percent]"], **_LIGHTS},
+                {"sentences": ["(dim|brighten|set) [the] {area} (light|lights|lamp|lamps) to {brightness}[%| percent]",
+                               "(dim|brighten) [the] (light|lights|lamp|lamps) in [the] {area} to "
+                               "{brightness}[%| percent]"],
+                 "slots": {"domain": "light"}},
+            ]},
+            "HassTurnOn": {"data": [
+                {"sentences": ["start [the] {name}"], **_SWITCHABLE},
+                {"sentences": ["turn on all [of] [the] (lights|lamps)", "turn all [of] [the] (lights|lamps) on",
+                               "turn on [the] (light|lamp)", "turn [the] (light|lamp) on"],
+                 "slots": {"domain": "light"}},
+                {"sentences": ["(turn|switch) on [the] fan", "(turn|switch) [the] fan on"], "slots": {"domain": "fan"}},
+                {"sentences": ["open [the] (blind|blinds|curtain|curtains|shade|shades|shutters)"],
+                 "slots": {"domain": "cover"}},
+                {"sentences": ["turn on everything in [the] {area}", "turn everything on in [the] {area}"],
+                 "slots": {EVERYTHING: True}},
+            ]},
+            "HassTurnOff": {"data": [
+                {"sentences": ["stop [the] {name}"], **_SWITCHABLE},
+                {"sentences": ["turn off [the] (light|lamp)", "turn [the] (light|lamp) off"],
+                 "slots": {"domain": "light"}},
+                {"sentences": ["(turn|switch) off [the] fan", "(turn|switch) [the] fan off"],
+                 "slots": {"domain": "fan"}},
+                {"sentences": ["close [the] (blind|blinds|curtain|curtains|shade|shades|shutters)"],
+                 "slots": {"domain": "cover"}},
+                {"sentences": ["turn off everything in [the] {area}", "turn everything off in [the] {area}"],
+                 "slots": {EVERYTHING: True}},
+            ]},
+            "HassClimateSetTemperature": {"data": [
+                {"sentences": ["set [the] (thermostat|heating|temperature) to {temperature} [degrees]",
+                               "set [the] {area} [thermostat|temperature] to {temperature} degrees",
+                               "set [the] (thermostat|heating|temperature) in [the] {area} to {temperature} "
+                               "[degrees]"],
+                 "slots": {"domain": "climate"}},
+            ]},
+        },
+    },
+}
+
+
+@functools.cache
+def load_intents(language: str) -> tuple[Intents, Mapping[str, Any]]:
+    """The templates for `language` (a home-assistant-intents code) and the package's responses."""
+    data = home_assistant_intents.get_intents(language)
+    if data is None:
+        raise BrainUnavailable(f"home-assistant-intents has no data file for {language}")
+    data = copy.deepcopy(data)
+    merge_dict(data, copy.deepcopy(_PHRASINGS.get(language.split("-", maxsplit=1)[0], {})))
+    return Intents.from_dict(data), data.get("responses", {})
