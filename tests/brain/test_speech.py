@@ -144,12 +144,18 @@ def test_vosk_needs_a_model_and_runs_with_one() -> None:
 async def test_spoken_commands_through_the_virtual_microphone(pulse: PulseServer, asr: PocketsphinxAsr,  # noqa: F811
                                                               household: Vocabulary) -> None:
     items = [text for text, _ in SPOKEN] + NONSENSE
-    spoken = np.concatenate([silence(1.0)] + [np.concatenate([speech(t, pad=0.2), silence(1.5)]) for t in items])
+    clips = [np.concatenate([silence(1.0 if i == 0 else 0.0), speech(t, pad=0.2), silence(1.5)])
+             for i, t in enumerate(items)]
+
+    async def speak() -> None:  # one clip at a time: PulseAudio would not buffer all of them at once
+        for clip in clips:
+            await play_into_microphone(pulse, clip)
+
     async with AudioPipeline(AudioConfig()) as pipeline:
         audio = PipelineAudio(pipeline)
         await asyncio.wait_for(audio.open(), 5)
-        player = asyncio.create_task(play_into_microphone(pulse, spoken))
-        utterances = [await asyncio.wait_for(audio.utterance(), 15) for _ in items]
+        player = asyncio.create_task(speak())
+        utterances = [await asyncio.wait_for(audio.utterance(), 20) for _ in items]  # b"": no speech in 15 s
         await player
     heard = [await asyncio.to_thread(asr.recognise, pcm) for pcm in utterances]
     calls = [_call(r.text, household) for r in heard]

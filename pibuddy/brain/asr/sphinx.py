@@ -135,6 +135,8 @@ class PocketsphinxAsr(AsrEngine):
     def recognise(self, pcm: bytes) -> Recognition:
         """The grammar sentence heard, with its confidence: the log-likelihood ratio per speech frame of the
         grammar path against the phone loop (0 is as good as any phone string; `_CONFIDENCE_FLOOR`)."""
+        if not pcm:
+            return Recognition("", None, accepted=False)
         if self.sentences is None:
             self.set_vocabulary(Vocabulary())
         floor = self._floor
