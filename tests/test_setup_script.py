@@ -298,7 +298,7 @@ def test_service_install_into_a_prefix_and_rerun(tmp_path: Path) -> None:
 
 
 class ScriptLayout:
-    """A checkout-shaped temp dir: the real test.sh and .ci/run; setup.sh and ruff record their arguments."""
+    """A checkout-shaped temp dir: the real test.sh and .ci/run; setup.sh and the checkers record their arguments."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -310,6 +310,10 @@ class ScriptLayout:
             (root / package).mkdir()
         write_executable(root / "setup.sh", 'echo "$*" > setup.args\nexit "${FAKE_SETUP_RC:-0}"\n')
         write_executable(root / ".venv/bin/ruff", 'echo "$*" > ruff.args\n')
+        write_executable(root / ".venv/bin/mypy", 'echo "$*" > mypy.args\n')
+        write_executable(root / ".venv/bin/lint-imports", 'echo "$*" > lint-imports.args\n')
+        (root / "tests" / "peers").mkdir()
+        (root / "tests" / "peers" / "prepare.py").write_text('open("prepare.args", "w").close()\n', encoding="utf-8")
         write_executable(root / ".venv/bin/python", f'exec {sys.executable} "$@"\n')
 
     def add_test(self, body: str) -> None:
@@ -340,6 +344,8 @@ def test_environment(request):
     assert "1 passed" in result.stdout
     assert (layout.root / "setup.args").read_text().split() == ["--dev"]
     assert (layout.root / "ruff.args").read_text().split() == ["check", "pibuddy", "tests", "scripts"]
+    assert (layout.root / "mypy.args").exists(), "the type check runs (its settings are in pyproject.toml)"
+    assert (layout.root / "lint-imports.args").exists(), "the import-direction check runs"
 
 
 def test_test_sh_fails_when_no_tests_are_collected(layout: ScriptLayout) -> None:
