@@ -27,6 +27,7 @@ APT_DEV_PACKAGES=(
     dbus libdbus-1-dev libglib2.0-dev # a private D-Bus with python-dbusmock's BlueZ (builds dbus-python)
     sox                              # test speech: espeak-ng output padded and resampled
     redis-server                     # the gateways' shared device registry (the system service is disabled)
+    systemd                          # systemd-analyze: the unit's verify and security-score tests
 )
 
 # The Silero VAD model comes from this wheel, installed without its dependencies (see step_install).

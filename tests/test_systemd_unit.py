@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,12 @@ def test_sandboxing(service: dict[str, list[str]]) -> None:
         "LockPersonality": "yes",
         "RestrictRealtime": "yes",
         "PrivateDevices": "no",
+        "SystemCallFilter": "@system-service",
+        "SystemCallErrorNumber": "EPERM",
+        "ProtectKernelLogs": "yes",
+        "ProtectProc": "invisible",
+        "PrivateMounts": "yes",
+        "RemoveIPC": "yes",
     }
     assert {key: service.get(key) for key in expected} == {key: [value] for key, value in expected.items()}
     (families,) = service["RestrictAddressFamilies"]
@@ -147,6 +154,7 @@ def test_sandboxing(service: dict[str, list[str]]) -> None:
         ("DeviceAllow", "an allow-list would hide /dev/snd, /dev/gpiochip* or /dev/gpiomem on some Pi"),
         ("ProtectClock", "implies a DeviceAllow= list, hiding the sound and GPIO devices"),
         ("MemoryDenyWriteExecute", "breaks cffi/ctypes callbacks (sounddevice)"),
+        ("ProcSubset", "pid hides /proc/net/route (the LAN address), /proc/net/wireless and /proc/meminfo"),
     ],
 )
 def test_directives_that_would_break_devices_are_absent(
@@ -163,6 +171,37 @@ def test_file_limit_is_raised_and_pibuddy_lifts_its_soft_limit_to_it(service: di
               "print(raise_open_file_limit() == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "True"
+
+
+@needs_systemd_analyze
+def test_security_exposure_is_at_most_3(tmp_path: Path) -> None:
+    unit = tmp_path / "pibuddy.service"
+    unit.write_text(with_exec_start(UNIT.read_text(encoding="utf-8"), sys.executable), encoding="utf-8")
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    match = re.search(r"Overall exposure level for pibuddy.service: ([0-9.]+)", result.stdout)
+    assert match is not None, result.stdout + result.stderr
+    assert float(match.group(1)) <= 3.0
+
+
+_SYSTEMD_IS_INIT = Path("/run/systemd/system").is_dir() and shutil.which("systemd-run") is not None
+
+
+@pytest.mark.skipif(not _SYSTEMD_IS_INIT, reason="systemd is not the init system here (a container): "
+                    "systemd-run cannot start a transient unit; the directives are checked statically above")
+def test_pibuddy_starts_under_the_units_sandbox() -> None:
+    """`pibuddy check`'s imports and a socket under every sandboxing directive of the unit, via systemd-run."""
+    sandbox = {key: values for key, values in parse_unit(UNIT.read_text(encoding="utf-8"))["Service"].items()
+               if key not in ("Type", "NotifyAccess", "WatchdogSec", "ExecStart", "Restart", "RestartSec",
+                              "TimeoutStopSec", "User", "Group", "StateDirectory", "StateDirectoryMode",
+                              "ConfigurationDirectory", "Environment", "ProtectHome")}
+    properties = [f"--property={key}={value}" for key, values in sandbox.items() for value in values]
+    script = ("import socket, resource; import pibuddy.wiring.services; "
+              "from pibuddy.listener import raise_open_file_limit; raise_open_file_limit(); "
+              "s = socket.create_server(('127.0.0.1', 0)); print('ok', s.getsockname()[1] > 0)")
+    result = subprocess.run(["systemd-run", "--wait", "--pipe", "--quiet", *properties, sys.executable, "-c",
+                             script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.stdout.strip() == "ok True", result.stderr
 
 
 def test_installs_into_multi_user_target() -> None:
