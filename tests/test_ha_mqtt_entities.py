@@ -59,7 +59,10 @@ def test_discovery_names_one_device_and_gives_each_entity_its_topics() -> None:
                                 "manufacturer": "PiBuddy", "model": "PiBuddy voice buddy", "sw_version": "1.2.3",
                                 "configuration_url": "http://192.0.2.5:8007/"}
     assert len({m["unique_id"] for m in messages.values()}) == 11
-    assert all(m["availability_topic"] == "pibuddy/aabbcc000001/availability" for m in messages.values())
+    assert all(m["availability"][0] == {"topic": "pibuddy/aabbcc000001/availability"} for m in messages.values())
+    timer = messages["homeassistant/sensor/pibuddy_aabbcc000001/timer/config"]
+    assert timer["availability"][1]["topic"] == "pibuddy/aabbcc000001/timer/present"
+    assert timer["availability_mode"] == "all", "offline PiBuddy or no timer: unavailable"
     announce = messages["homeassistant/text/pibuddy_aabbcc000001/announce/config"]
     assert "state_topic" not in announce
     assert announce["max"] == 255
@@ -78,6 +81,11 @@ def test_states_are_what_home_assistant_accepts() -> None:
         TimerStatus("b", "pasta", 600, 500, 2_000_000_000.0, False),
         TimerStatus("c", "eggs", 300, 100, 1_900_000_000.0, False))), TOPICS)
     assert states["pibuddy/aabbcc000001/timer"] == b"2030-03-17T17:46:40+00:00", "the soonest running timer"
+    assert states["pibuddy/aabbcc000001/timer/present"] == b"ON"
+    assert list(states).index("pibuddy/aabbcc000001/timer") < list(states).index("pibuddy/aabbcc000001/timer/present")
+    idle = state_messages(_IDLE, TOPICS)
+    assert idle["pibuddy/aabbcc000001/timer/present"] == b"OFF"
+    assert "pibuddy/aabbcc000001/timer" not in idle, "Home Assistant 2024.3 warns about any non-time payload"
     reply = states["pibuddy/aabbcc000001/last_reply"].decode()
     assert len(reply) == 255
     assert reply.endswith("…")

@@ -198,7 +198,7 @@ async def test_entities_appear_with_the_buddys_states_and_follow_its_changes(
             link = await _ha_state(peer, buddy.entities, "upstream", _is("on"))
             assert link["attributes"]["transport"] == "mqtt"
             await _ha_state(peer, buddy.entities, "gateway_devices", _is("0"))
-            await _ha_state(peer, buddy.entities, "timer", _is("unknown"))
+            await _ha_state(peer, buddy.entities, "timer", _is("unavailable"))  # no timer runs
 
             # PiBuddy's side changes: a turn, the microphone muted by its button, the server gone, a timer,
             # an ESP32 on the gateway, the wake word
@@ -231,9 +231,14 @@ async def test_entities_appear_with_the_buddys_states_and_follow_its_changes(
             wake = await _ha_state(peer, entities, "wake", lambda s: s["attributes"].get("event_type") == "wake_word")
             assert (wake["attributes"]["wake_word"], wake["attributes"]["score"]) == ("hey buddy", 0.87)
 
+            buddy.lists.running.clear()
+            await _ha_state(peer, entities, "timer", _is("unavailable"))
+
             # PiBuddy stops: its entities go unavailable in Home Assistant
             buddy.supervisor.request_stop()
-            await _ha_state(peer, buddy.entities, "volume", _is("unavailable"))
+            await _ha_state(peer, entities, "volume", _is("unavailable"))
+        complaints = [line for line in peer.log_tail(2000).splitlines() if "pibuddy/aabbcc000001" in line]
+        assert not complaints, "Home Assistant took every payload PiBuddy sent"
 
 
 async def test_home_assistant_service_calls_act_on_the_buddy_as_the_cli_does(

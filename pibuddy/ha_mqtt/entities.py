@@ -43,7 +43,6 @@ WAKE: Final = "wake"
 GATEWAY_DEVICES: Final = "gateway_devices"
 TIMER: Final = "timer"
 COMMANDS: Final = (VOLUME, MUTE, ANNOUNCE)
-BRAINS: Final = ("upstream", "local")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +99,9 @@ class Topics:
     def attributes(self, key: str) -> str:
         return f"{self.base}/{key}/attributes"
 
+    def presence(self, key: str) -> str:
+        return f"{self.base}/{key}/present"
+
     def command(self, key: str) -> str:
         return f"{self.base}/{key}/set"
 
@@ -120,6 +122,9 @@ class _Entity:
     state: bool = True
     attributes: bool = False
     command: bool = False
+    presence: bool = False
+    """Available only while it has a value (`<base>/<key>/present` ON): Home Assistant 2024.3 takes no
+    "unknown" for a timestamp sensor without a warning in its log."""
 
 
 _ENTITIES: Final = {
@@ -127,8 +132,7 @@ _ENTITIES: Final = {
                               "options": [s.value for s in AssistantState]}),
     LAST_HEARD: _Entity("sensor", {"name": "Last heard", "icon": "mdi:ear-hearing"}),
     LAST_REPLY: _Entity("sensor", {"name": "Last reply", "icon": "mdi:message-reply-text"}),
-    BRAIN: _Entity("sensor", {"name": "Who answers", "icon": "mdi:brain", "device_class": "enum",
-                              "options": list(BRAINS)}),
+    BRAIN: _Entity("sensor", {"name": "Who answers", "icon": "mdi:brain"}),
     UPSTREAM: _Entity("binary_sensor", {"name": "Upstream link", "device_class": "connectivity",
                                         "entity_category": "diagnostic"}, attributes=True),
     VOLUME: _Entity("number", {"name": "Volume", "icon": "mdi:volume-high", "min": 0, "max": 100, "step": 1,
@@ -140,7 +144,7 @@ _ENTITIES: Final = {
     GATEWAY_DEVICES: _Entity("sensor", {"name": "Gateway devices", "icon": "mdi:access-point-network",
                                         "state_class": "measurement"}, attributes=True),
     TIMER: _Entity("sensor", {"name": "Timer", "icon": "mdi:timer-outline", "device_class": "timestamp"},
-                   attributes=True),
+                   attributes=True, presence=True),
 }
 
 
@@ -149,7 +153,11 @@ def discovery_messages(device: DeviceInfo, topics: Topics) -> dict[str, bytes]:
     messages = {}
     for key, entity in _ENTITIES.items():
         config: dict[str, Any] = {**entity.config, "unique_id": f"{device.node_id}_{key}",
-                                  "availability_topic": topics.availability, "device": device.to_json()}
+                                  "availability": [{"topic": topics.availability}], "device": device.to_json()}
+        if entity.presence:
+            config["availability"].append({"topic": topics.presence(key), "payload_available": "ON",
+                                           "payload_not_available": "OFF"})
+            config["availability_mode"] = "all"
         if entity.state:
             config["state_topic"] = topics.state(key)
         if entity.attributes:
@@ -170,7 +178,7 @@ def state_messages(snapshot: Snapshot, topics: Topics) -> dict[str, bytes]:
         topics.state(STATE): snapshot.state.value,
         topics.state(LAST_HEARD): _fit(snapshot.last_heard),
         topics.state(LAST_REPLY): _fit(snapshot.last_reply),
-        topics.state(BRAIN): snapshot.brain if snapshot.brain in BRAINS else NONE_PAYLOAD,
+        topics.state(BRAIN): snapshot.brain,
         topics.state(UPSTREAM): "ON" if upstream is not None and upstream.connected else "OFF",
         topics.attributes(UPSTREAM): _json({"transport": upstream.transport if upstream else "",
                                             "detail": upstream.detail if upstream else "not tried yet"}),
@@ -180,7 +188,9 @@ def state_messages(snapshot: Snapshot, topics: Topics) -> dict[str, bytes]:
         topics.attributes(GATEWAY_DEVICES): _json({"devices": [
             {"mac": d.mac, "ip": d.ip, "client_id": d.client_id, "in_conversation": d.in_conversation}
             for d in snapshot.gateway_devices]}),
-        topics.state(TIMER): _iso(soonest.ends_at) if soonest is not None else NONE_PAYLOAD,
+        # the value before the presence; without a timer the last end stays retained, behind the presence "OFF"
+        **({topics.state(TIMER): _iso(soonest.ends_at)} if soonest is not None else {}),
+        topics.presence(TIMER): "ON" if soonest is not None else "OFF",
         topics.attributes(TIMER): _json({"timers": [_timer(t) for t in snapshot.timers]}),
     }
     return {topic: value if isinstance(value, bytes) else value.encode() for topic, value in states.items()}
