@@ -28,6 +28,7 @@ APT_DEV_PACKAGES=(
     sox                              # test speech: espeak-ng output padded and resampled
     redis-server                     # the gateways' shared device registry (the system service is disabled)
     systemd                          # systemd-analyze: the unit's verify and security-score tests
+    chromium                         # the household page, driven headless by playwright (never a downloaded browser)
 )
 
 # The Silero VAD model comes from this wheel, installed without its dependencies (see step_install).

@@ -2,7 +2,7 @@
 
 One planner per intent in a dispatch table. A plan says which tool calls to make and whether the reply is
 the package's response template (commands: "Turned on the light") or the tool's own sentence (questions:
-the tool's text carries the state). Intents with no planner (timers, weather, shopping lists) are out of
+the tool's text carries the state). Intents with no planner (weather, shopping lists) are out of
 the local brain's reach: `plan()` returns None and the brain says it cannot do that offline.
 
 Planners speak Home Assistant's actions (`turn_on`, `set_brightness` ...); each driver's `DriverTools`
@@ -23,6 +23,7 @@ from pibuddy.brain.sentences import EVERYTHING
 from pibuddy.brain.vocabulary import BLE_DEVICE, BLE_SENSOR, GPIO, HOMEASSISTANT, MIOT, Thing, Vocabulary
 
 SPEAKER_VOLUME_TOOL: Final = "self.audio_speaker.set_volume"
+TIMER_START_TOOL: Final = "timer_start"
 
 # Domain -> the kind word the tools' name resolution knows ("living room lights" -> every light there).
 _KIND_WORDS: Final = {"light": "lights", "fan": "fans", "cover": "blinds", "switch": "switches", "lock": "locks",
@@ -276,6 +277,34 @@ def _volume(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
     return Plan((ToolCall(SPEAKER_VOLUME_TOOL, {"volume": int(_number(match.value("volume_level")))}),))
 
 
+def _timer_name(match: IntentMatch) -> str:
+    name = match.value("name")
+    return name.strip() if isinstance(name, str) else ""
+
+
+def _start_timer(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
+    """"Set a pasta timer for 8 minutes": the response template answers ("Timer started")."""
+    del vocabulary
+    parts = {unit: int(_number(match.value(unit))) for unit in ("hours", "minutes", "seconds")
+             if match.value(unit) is not None}
+    if not parts:
+        return None
+    return Plan((ToolCall(TIMER_START_TOOL, {**parts, "name": _timer_name(match)}),))
+
+
+def _cancel_timer(every: bool) -> Planner:
+    def planner(match: IntentMatch, vocabulary: Vocabulary) -> Plan:
+        del vocabulary
+        return Plan((ToolCall("timer_cancel", {"name": _timer_name(match), "all": every}),), tool_text=every)
+
+    return planner
+
+
+def _timer_status(match: IntentMatch, vocabulary: Vocabulary) -> Plan:
+    del vocabulary
+    return Plan((ToolCall("timer_status", {"name": _timer_name(match)}),), tool_text=True)
+
+
 def _answered_locally(match: IntentMatch, vocabulary: Vocabulary) -> Plan:
     """No tool: the response template answers (the brain fills slots.time and slots.date)."""
     del match, vocabulary
@@ -296,6 +325,10 @@ PLANNERS: Final[dict[str, Planner]] = {
     "HassGetCurrentTime": _answered_locally,
     "HassGetCurrentDate": _answered_locally,
     "HassNevermind": _answered_locally,
+    "HassStartTimer": _start_timer,
+    "HassCancelTimer": _cancel_timer(every=False),
+    "HassCancelAllTimers": _cancel_timer(every=True),
+    "HassTimerStatus": _timer_status,
 }
 
 

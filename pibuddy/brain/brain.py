@@ -25,7 +25,7 @@ from pibuddy.brain.vocabulary import Vocabulary, VocabularySource, gather_vocabu
 from pibuddy.tools.registry import ToolRegistry, ToolResult
 
 _LOGGER = logging.getLogger(__name__)
-_SAID_SLOTS: Final = frozenset({"name", "area", "floor"})  # templates read these as the user said them
+_SAID_SLOTS: Final = frozenset({"name", "area", "floor", "hours", "minutes", "seconds"})  # as the user said them
 
 
 class Outcome(StrEnum):
@@ -37,7 +37,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     """A tool reported an error; the reply says why."""
     CANNOT = "cannot"
-    """Not a household command the local brain can handle (weather, jokes, timers ...)."""
+    """Not a household command the local brain can handle (weather, jokes ...)."""
     HANDED_OFF = "handed_off"
     """Not a household command, passed on as a `Transcript` to OpenClaw (openclaw.operator_enabled), which
     answers by itself."""

@@ -51,6 +51,7 @@ _LOGGER = logging.getLogger(__name__)
 _MUTE_CONFIRM_SECONDS: Final = 2.0
 _POLL_SECONDS: Final = 2.0  # changes(): how often what is not an event (gateway devices, time left) is compared
 _MAX_ANNOUNCEMENT: Final = 500
+_VOLUME_POLL_SECONDS: Final = 10.0
 ALL_DEVICES: Final = "all"
 _ACTIVE: Final = {DeviceState.LISTENING: AssistantState.LISTENING, DeviceState.THINKING: AssistantState.THINKING,
                   DeviceState.SPEAKING: AssistantState.SPEAKING}
@@ -224,22 +225,38 @@ class Control:
         if service not in names:
             raise ControlError(f"no service {service!r}; the services are: {', '.join(names) or 'none yet'}")
 
-        async def act() -> None:
+        async def act() -> str:
             self._bus.publish(RestartRequested(service))
+            return "restarting"
 
         await self._record(source, "restart", {"service": service}, act)
 
     # --- running ----------------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Record turns and actions from the bus into the history, forever."""
+        """Record turns and actions from the bus into the history, and follow the mixer, forever."""
         with self._bus.subscribe(maxsize=256) as events:
-            async for event in events:
-                match event:
-                    case TurnProgress():
-                        self._recorder.progress(event)
-                    case ActionTaken():
-                        self._recorder.action(event)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._follow_volume(), name="control-volume")
+                async for event in events:
+                    match event:
+                        case TurnProgress():
+                            self._recorder.progress(event)
+                        case ActionTaken():
+                            self._recorder.action(event)
+
+    async def _follow_volume(self) -> None:
+        """Read the mixer now and every `_VOLUME_POLL_SECONDS`: another program (alsamixer, the desktop) may
+        move it, and the snapshot should say what the speaker really does."""
+        if self._volume is None:
+            return
+        while True:
+            try:
+                await self.volume()
+            except PiBuddyError as exc:  # no mixer at all: nothing to follow (said once, by the mixer)
+                _LOGGER.debug("the volume is not followed: %s", exc)
+                return
+            await asyncio.sleep(_VOLUME_POLL_SECONDS)
 
     async def _record(self, source: str, name: str, arguments: Mapping[str, object],
                       act: Callable[[], Awaitable[T]]) -> T:

@@ -13,6 +13,8 @@ from pibuddy.control.server import ControlService
 from pibuddy.events import ActionTaken, EventBus, VolumeChanged
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Service
+from pibuddy.timers.service import TimerService
+from pibuddy.timers.tools import timer_tools
 from pibuddy.tools.volume import SystemVolume
 from pibuddy.wiring.tools import Toolbox, build_toolbox
 
@@ -29,6 +31,10 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
     volume = SystemVolume(speaker=pipeline.speaker if pipeline is not None else None,
                           on_change=lambda percent: bus.publish(VolumeChanged(percent)))
     toolbox = build_toolbox(config, volume=volume)
+    timers = TimerService(bus, StateDir(config.device.resolved_state_dir))
+    if config.tools.builtin:
+        for timer_tool in timer_tools(timers):
+            toolbox.registry.register(timer_tool)
     toolbox.registry.observe(lambda call: bus.publish(ActionTaken(
         call.source, call.name, call.arguments, call.result.text, call.result.is_error, call.seconds)))
     services = tool_services(config, toolbox)
@@ -58,13 +64,18 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
         _LOGGER.warning("nothing is enabled in the config: PiBuddy only answers `pibuddy say` (see config.yaml)")
     from pibuddy.wiring.brain import brain_services  # noqa: PLC0415 (hassil, pocketsphinx: only when run)
 
-    services += brain_services(config, bus, toolbox, pipeline)
+    services += [timers, *brain_services(config, bus, toolbox, pipeline)]
     control = Control(bus, history=History(StateDir(config.device.resolved_state_dir),
                                            capacity=config.control.history_entries),
-                      volume=volume, gateway=gateway, speaker=pipeline is not None)
+                      volume=volume, gateway=gateway, timers=timers,
+                      speaker=pipeline is not None)
     services.append(ControlService(control, service_socket_path(config)))
     if config.homeassistant.mqtt.enabled:
         services += _homeassistant_mqtt(config, control, bus)
+    if config.web.enabled:
+        from pibuddy.web.service import WebService  # noqa: PLC0415 (aiohttp: only when on)
+
+        services.append(WebService(control, config.web))
     return services
 
 

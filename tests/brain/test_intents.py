@@ -128,7 +128,7 @@ def _brain(language: str, household: Vocabulary, registry: ToolRegistry | None =
     ("en", "tell me a joke", Outcome.CANNOT, "Sorry, I can't do that offline."),
     ("en", "what is the meaning of life", Outcome.CANNOT, "Sorry, I can't do that offline."),
     ("en", "what's the weather like", Outcome.CANNOT, "Sorry, I can't do that offline."),  # an intent, no tool
-    ("en", "set a timer for 5 minutes", Outcome.CANNOT, "Sorry, I can't do that offline."),
+    ("en", "add milk to the shopping list", Outcome.CANNOT, "Sorry, I can't do that offline."),
     ("en", "", Outcome.NOT_HEARD, "Sorry, I didn't catch that."),
     ("en", "what time is it", Outcome.ANSWERED, "2:05 PM"),  # from the package's response template
     ("en", "never mind", Outcome.NOTHING, ""),
