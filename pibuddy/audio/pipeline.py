@@ -1,8 +1,9 @@
 """The one microphone-and-speaker pipeline: wake words, uplink Opus, downlink playback.
 
 Its consumers never share a device: the device client reaches it through `PipelineAudioPort`
-(pibuddy/audio/port.py) and the local brain through `PipelineAudio` (pibuddy/brain/audio.py); each accepted
-wake word is published on the bus as `WakeDetected`, where the brain router decides who answers.
+(pibuddy/audio/port.py), and the local brain takes its utterances through the same port (`PipelineAudio`,
+pibuddy/brain/audio.py); each accepted wake word is published on the bus as `WakeDetected`, where the brain
+router decides who answers.
 
     async with AudioPipeline(config.audio, bus) as audio:
         uplink = audio.uplink_opus(preroll=True)              # the wake word audio first, then live

@@ -17,6 +17,7 @@ import numpy as np
 
 from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusDecoder
 from pibuddy.audio.pipeline import MUTED, AudioPipeline
+from pibuddy.audio.port import PipelineAudioPort
 from pibuddy.audio.vad.segmenter import EndReason
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,10 +42,12 @@ class BrainAudio(Protocol):
 
 
 class PipelineAudio:
-    """`BrainAudio` over the shared `AudioPipeline`, which the audio service opens and closes."""
+    """`BrainAudio` over the shared `AudioPipeline`, which the audio service opens and closes; the utterance
+    comes through the same `AudioPort` uplink the device client uses."""
 
     def __init__(self, pipeline: AudioPipeline) -> None:
         self.pipeline = pipeline
+        self._port = PipelineAudioPort(pipeline)
 
     async def open(self) -> None:
         """Wait until the audio service has the microphone open."""
@@ -55,13 +58,13 @@ class PipelineAudio:
 
     async def utterance(self) -> bytes:
         decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
-        stream = self.pipeline.uplink_opus(preroll=False, end_on_silence=True)
+        uplink = self._port.open_uplink(end_on_silence=True)
         try:
-            pcm = b"".join([decoder.decode(packet) async for packet in stream])
+            pcm = b"".join([decoder.decode(packet) async for packet in uplink])
         finally:  # an aborted turn must not leave the microphone encoding for nobody
-            self.pipeline.stop_uplink()
-        if stream.end_reason in _NOTHING_SAID:
-            _LOGGER.info("no speech heard (%s): nothing to recognise", stream.end_reason)
+            self._port.close_uplink()
+        if uplink.end_reason in _NOTHING_SAID:
+            _LOGGER.info("no speech heard (%s): nothing to recognise", uplink.end_reason)
             return b""
         return pcm
 
@@ -69,4 +72,4 @@ class PipelineAudio:
         self.pipeline.speaker.play_pcm(samples.astype(np.int16).tobytes(), sample_rate)
 
     async def wait_drained(self) -> None:
-        await self.pipeline.wait_drained()
+        await self._port.wait_drained()
