@@ -9,8 +9,10 @@ import pytest
 
 from pibuddy.config import Config, HomeAssistantMqttConfig, load_config
 from pibuddy.errors import ConfigError
+from pibuddy.probe import ProbeResult
 from pibuddy.wiring.check import format_table, run_probes
-from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, free_tcp_port, mosquitto_binary
+from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, TlsListener, free_tcp_port, mosquitto_binary
+from tests.peers.tls_certs import make_server_certificate
 
 
 def _load(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Config:
@@ -83,3 +85,18 @@ async def test_check_reports_the_broker_row_ok_refused_login_and_unreachable(tmp
     rows = await run_probes(_config(closed))
     assert not dict(rows)["homeassistant mqtt"].ok
     assert f"cannot reach the MQTT broker at {closed}" in format_table(rows)
+
+
+@needs_mosquitto
+async def test_check_over_mqtts_verifies_the_brokers_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    certificate = make_server_certificate(tmp_path, "127.0.0.1")
+    tls = TlsListener("127.0.0.1", free_tcp_port(), certificate.cert, certificate.key)
+    async with MosquittoBroker(tmp_path, tls=tls):
+        url = f"mqtts://127.0.0.1:{tls.port}"
+        untrusted = dict(await run_probes(_config(url)))["homeassistant mqtt"]
+        assert not untrusted.ok
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.detail
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate.ca))  # trust the test CA, as a system CA would be
+        trusted = dict(await run_probes(_config(url)))["homeassistant mqtt"]
+        assert trusted == ProbeResult(True, f"{url} accepts PiBuddy (anonymous)")

@@ -1,9 +1,6 @@
 """PiBuddy as a Home Assistant device, end to end: a real mosquitto, the real Home Assistant 2024.3.3 with its
-MQTT integration set up through the config-flow REST API, and PiBuddy's real control layer and bus.
-
-Doubles stand only for what the control layer drives and that needs hardware here: the speaker's mixer, the
-audio pipeline's answer to a mute command, and the gateway's and timers' lists (as `pibuddy status` reads them).
-"""
+MQTT integration set up through the config-flow REST API, and PiBuddy's real control layer, bus and MQTT
+service (`tests.ha_mqtt_helpers`), or `pibuddy run` itself."""
 
 from __future__ import annotations
 
@@ -12,7 +9,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -21,14 +17,8 @@ import aiomqtt
 import pytest
 
 from pibuddy import __version__
-from pibuddy.backoff import Backoff
-from pibuddy.config import HomeAssistantMqttConfig
-from pibuddy.control import ActionRecord, Control, GatewayDevice, History, TimerStatus
+from pibuddy.control import ActionRecord, GatewayDevice, TimerStatus
 from pibuddy.events import (
-    Command,
-    CommandName,
-    DeviceState,
-    EventBus,
     Muted,
     Say,
     TurnProgress,
@@ -36,9 +26,7 @@ from pibuddy.events import (
     UpstreamLink,
     WakeDetected,
 )
-from pibuddy.ha_mqtt.entities import DeviceInfo
-from pibuddy.ha_mqtt.service import HomeAssistantMqttService
-from pibuddy.supervisor import Supervisor
+from tests.ha_mqtt_helpers import Buddy, running_buddy
 from tests.peers.homeassistant import HomeAssistantPeer, homeassistant_peer  # noqa: F401 (fixture)
 from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, mosquitto_binary
 from tests.polling import eventually
@@ -46,81 +34,6 @@ from tests.polling import eventually
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason=SKIP_REASON)
 
 _HA_SECONDS: Final = 30.0  # Home Assistant on a loaded 2-core machine: discovery and states within this
-
-
-class _Mixer:
-    """The speaker's mixer (the real one needs a sound card)."""
-
-    def __init__(self, percent: int) -> None:
-        self.percent = percent
-
-    async def get_volume(self) -> int:
-        return self.percent
-
-    async def set_volume(self, percent: int) -> None:
-        self.percent = percent
-
-
-class _GatewayAndTimers:
-    """What the gateway and the timers report to the control layer (as `pibuddy status` reads them)."""
-
-    def __init__(self) -> None:
-        self.connected: list[GatewayDevice] = []
-        self.running: list[TimerStatus] = []
-
-    def devices(self) -> list[GatewayDevice]:
-        return self.connected
-
-    def timers(self) -> list[TimerStatus]:
-        return self.running
-
-    def alert(self, device: str, text: str) -> None:
-        raise AssertionError("nothing is announced on gateway devices here")
-
-
-async def _answer_mute_commands(bus: EventBus) -> None:
-    """What the audio pipeline, which owns the mute, does with MUTE and UNMUTE."""
-    with bus.subscribe() as events:
-        async for event in events:
-            if isinstance(event, Command) and event.name in (CommandName.MUTE, CommandName.UNMUTE):
-                bus.publish(Muted(event.name == CommandName.MUTE))
-
-
-@dataclass
-class _Buddy:
-    bus: EventBus
-    control: Control
-    mixer: _Mixer
-    lists: _GatewayAndTimers
-    service: HomeAssistantMqttService
-    supervisor: Supervisor
-    entities: dict[str, str] = field(default_factory=dict)
-    """entity key (volume, mute ...) -> Home Assistant entity id."""
-
-
-@contextlib.asynccontextmanager
-async def _running_buddy(broker: MosquittoBroker, device_id: str, name: str) -> AsyncIterator[_Buddy]:
-    bus = EventBus()
-    bus.publish(Muted(False))
-    bus.set_state(DeviceState.IDLE)
-    bus.publish(UpstreamLink(True, "mqtt", "connected"))
-    mixer, lists = _Mixer(40), _GatewayAndTimers()
-    control = Control(bus, history=History(None), volume=mixer, gateway=lists, timers=lists)
-    await control.volume()  # as the audio service does at start: the mixer's level goes on the bus
-    service = HomeAssistantMqttService(HomeAssistantMqttConfig(broker=f"mqtt://{broker.host}:{broker.port}"),
-                                       control=control, bus=bus,
-                                       device=DeviceInfo.for_buddy(device_id, name, __version__))
-    service.backoff = Backoff(initial=0.2, maximum=0.5)
-    supervisor = Supervisor([service], bus=bus)
-    tasks = [asyncio.create_task(coro) for coro in (_answer_mute_commands(bus), control.serve(), supervisor.run())]
-    try:
-        yield _Buddy(bus, control, mixer, lists, service, supervisor)
-    finally:
-        supervisor.request_stop()
-        await asyncio.wait_for(tasks[2], 10)
-        for task in tasks[:2]:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
@@ -180,7 +93,7 @@ async def _call(peer: HomeAssistantPeer, domain: str, service: str, data: dict[s
 async def test_entities_appear_with_the_buddys_states_and_follow_its_changes(
         homeassistant_peer: HomeAssistantPeer, tmp_path: Path) -> None:  # noqa: F811
     peer = homeassistant_peer
-    async with MosquittoBroker(tmp_path) as broker, _running_buddy(broker, "aa:bb:cc:00:00:01", "Kitchen") as buddy:
+    async with MosquittoBroker(tmp_path) as broker, running_buddy(broker, "aa:bb:cc:00:00:01", "Kitchen") as buddy:
         await asyncio.sleep(0.5)  # PiBuddy first: Home Assistant finds the retained discovery when it connects
         async with _home_assistant_on(peer, broker):
             entities = buddy.entities = await _entities(peer, buddy.service.device.node_id)
@@ -245,7 +158,7 @@ async def test_home_assistant_service_calls_act_on_the_buddy_as_the_cli_does(
         homeassistant_peer: HomeAssistantPeer, tmp_path: Path) -> None:  # noqa: F811
     peer = homeassistant_peer
     async with MosquittoBroker(tmp_path) as broker, _home_assistant_on(peer, broker), \
-            _running_buddy(broker, "aa:bb:cc:00:00:02", "Study") as buddy:
+            running_buddy(broker, "aa:bb:cc:00:00:02", "Study") as buddy:
         # Home Assistant first: PiBuddy's discovery arrives live
         buddy.entities = await _entities(peer, buddy.service.device.node_id)
         await _ha_state(peer, buddy.entities, "volume", _known)
@@ -273,7 +186,7 @@ async def test_bad_commands_are_one_log_line_and_the_buddy_survives_broker_and_h
     peer = homeassistant_peer
     caplog.set_level(logging.INFO)
     async with MosquittoBroker(tmp_path) as broker, _home_assistant_on(peer, broker), \
-            _running_buddy(broker, "aa:bb:cc:00:00:03", "Hall") as buddy:
+            running_buddy(broker, "aa:bb:cc:00:00:03", "Hall") as buddy:
         buddy.entities = await _entities(peer, buddy.service.device.node_id)
         await _ha_state(peer, buddy.entities, "volume", _known)
         base = buddy.service.topics.base
@@ -314,7 +227,7 @@ async def test_bad_commands_are_one_log_line_and_the_buddy_survives_broker_and_h
     assert "Traceback" not in caplog.text
 
 
-async def _call_until_accepted(peer: HomeAssistantPeer, buddy: _Buddy, percent: int) -> None:
+async def _call_until_accepted(peer: HomeAssistantPeer, buddy: Buddy, percent: int) -> None:
     """number.set_value until PiBuddy's mixer has it: both sides reconnect on their own schedules."""
     deadline = time.monotonic() + _HA_SECONDS
     while time.monotonic() < deadline:

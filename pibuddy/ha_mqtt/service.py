@@ -45,6 +45,12 @@ _STOP_SECONDS: Final = 2.0
 _BIRTH: Final = ONLINE.encode()
 
 
+class LoginRefused(PiBuddyError):
+    """The broker refused the user name or password; retrying will not help until the user fixes them."""
+
+    log_level = logging.ERROR
+
+
 class HomeAssistantMqttService(Service):
     """Args:
     settings: the homeassistant.mqtt section (its broker is set).
@@ -77,9 +83,12 @@ class HomeAssistantMqttService(Service):
             max_queued_incoming_messages=_MAX_QUEUED_MESSAGES)
         try:
             await client.__aenter__()
+        except aiomqtt.MqttCodeError as exc:
+            raise LoginRefused(f"the MQTT broker at {self._where} refused PiBuddy's login: {exc} (check "
+                               "homeassistant.mqtt.username and password)") from exc
         except aiomqtt.MqttError as exc:
-            raise ConnectionLost(f"cannot connect to the MQTT broker at {self._where}: {exc} (check "
-                                 "homeassistant.mqtt.broker, username and password)") from exc
+            raise ConnectionLost(f"cannot connect to the MQTT broker at {self._where}: {exc} (is it running? "
+                                 "check homeassistant.mqtt.broker)") from exc
         self._client = client
         with contextlib.suppress(PiBuddyError):  # no mixer: the volume stays unknown
             await self._control.volume()  # the mixer's level now, before it goes to Home Assistant
