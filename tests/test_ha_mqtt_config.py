@@ -11,6 +11,7 @@ from pibuddy.config import Config, HomeAssistantMqttConfig, load_config
 from pibuddy.errors import ConfigError
 from pibuddy.probe import ProbeResult
 from pibuddy.wiring.check import format_table, run_probes
+from pibuddy.wiring.services import household_page_url
 from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, TlsListener, free_tcp_port, mosquitto_binary
 from tests.peers.tls_certs import make_server_certificate
 
@@ -100,3 +101,14 @@ async def test_check_over_mqtts_verifies_the_brokers_certificate(tmp_path: Path,
         monkeypatch.setenv("SSL_CERT_FILE", str(certificate.ca))  # trust the test CA, as a system CA would be
         trusted = dict(await run_probes(_config(url)))["homeassistant mqtt"]
         assert trusted == ProbeResult(True, f"{url} accepts PiBuddy (anonymous)")
+
+
+@pytest.mark.parametrize(("web", "expected"), [
+    ({"enabled": True, "host": "192.0.2.7", "port": 8088, "token": "t"}, "http://192.0.2.7:8088/"),
+    ({"enabled": True, "host": "2001:db8::7", "port": 9000, "token": "t"}, "http://[2001:db8::7]:9000/"),
+    ({"enabled": True, "host": "127.0.0.1"}, None),  # Home Assistant's link would point at the viewer's machine
+    ({"enabled": False, "host": "192.0.2.7", "token": "t"}, None),
+])
+def test_the_device_links_to_the_household_page_where_others_can_reach_it(web: dict[str, object],
+                                                                         expected: str | None) -> None:
+    assert household_page_url(Config.model_validate({"web": web})) == expected

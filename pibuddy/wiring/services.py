@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from pibuddy import netinfo
 from pibuddy.audio.contract import AudioPort
-from pibuddy.config import Config
+from pibuddy.config import Config, is_loopback
 from pibuddy.control import Control, History
 from pibuddy.control.paths import service_socket_path
 from pibuddy.control.server import ControlService
@@ -92,8 +93,24 @@ def _homeassistant_mqtt(config: Config, control: Control, bus: EventBus) -> list
     except IdentityError as exc:
         _LOGGER.error("Home Assistant MQTT is off: %s", exc)
         return []
-    device = DeviceInfo.for_buddy(identity.device_id, config.device.name, __version__)
+    device = DeviceInfo.for_buddy(identity.device_id, config.device.name, __version__,
+                                  configuration_url=household_page_url(config))
     return [HomeAssistantMqttService(config.homeassistant.mqtt, control=control, bus=bus, device=device)]
+
+
+def household_page_url(config: Config) -> str | None:
+    """The household page as another machine reaches it (Home Assistant links the device to it); None when it
+    is off or only on loopback."""
+    web = config.web
+    if not web.enabled or is_loopback(web.host):
+        return None
+    host = web.host
+    if host in ("", "0.0.0.0", "::"):
+        interface = netinfo.primary_interface()
+        host = (netinfo.ipv4_address(interface.name) if interface else None) or ""
+    if not host:
+        return None
+    return f"http://{f'[{host}]' if ':' in host else host}:{web.port}/"
 
 
 def _audio_pipeline(config: Config, bus: EventBus) -> AudioPipeline | None:
