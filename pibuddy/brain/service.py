@@ -88,6 +88,8 @@ class LocalBrainService(Service):
         self.last_timings: TurnTimings | None = None
         self._turn: asyncio.Task[Reply] | None = None
         self._triggers: asyncio.Queue[str] = asyncio.Queue(1)
+        self._preparing: asyncio.Task[None] | None = None
+        """The recogniser's model loading, started when the local brain first becomes the one that answers."""
 
     async def start(self) -> None:
         """Nothing to open here: the audio service owns the devices (serve() waits for the microphone)."""
@@ -203,6 +205,10 @@ class LocalBrainService(Service):
             match event:
                 case ActiveBrain(brain=brain) if brain != BRAIN_LOCAL:
                     self._notice_due = self._offline_notice  # re-armed whenever the server takes over again
+                case ActiveBrain():  # ours now: the recogniser loads before the first wake needs it
+                    if self._preparing is None:
+                        self._preparing = asyncio.create_task(asyncio.to_thread(self._asr.prepare),
+                                                              name="brain-asr-load")
                 case WakeDetected(wake_word=word):  # every accepted wake: the router says who answers
                     self._trigger(word)
                 case Command(name=CommandName.LISTEN_START):

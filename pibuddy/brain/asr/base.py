@@ -51,6 +51,10 @@ class AsrEngine(ABC):
     def set_vocabulary(self, vocabulary: Vocabulary) -> None:  # noqa: B027 - optional for free-form engines
         """Adapt to the current device names (grammar engines rebuild their grammar when they change)."""
 
+    def prepare(self) -> None:  # noqa: B027 - engines that load everything in their constructor
+        """Load now what the first utterance would otherwise wait for (called when the local brain becomes
+        the one that answers)."""
+
 
 def get_asr_engine(config: BrainConfig, language: str, backend: AsrBackend | None = None) -> AsrEngine:
     """Build the configured recogniser for `language` (a home-assistant-intents code); `backend` overrides

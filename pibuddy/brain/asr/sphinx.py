@@ -91,19 +91,35 @@ class PocketsphinxAsr(AsrEngine):
         if language.split("-", maxsplit=1)[0] != "en":
             raise BrainUnavailable(f"pocketsphinx only knows English; for {language} set brain.asr: vosk "
                                    "and brain.vosk_model_path")
-        # No lattice rescoring (bestpath): for these small grammars it doubled the CPU and did not help (measured),
-        # and its posterior (hyp().prob) did not tell them apart either (commands 0.01-0.09, nonsense 0.01-0.48).
-        self._decoder = Decoder(lm=None, loglevel="FATAL", bestpath=False)
-        self._decoder.add_allphone_file(_PHONES)  # no phone language model: every phone sequence is as likely
-        self._log = self._decoder.get_logmath()
+        # The decoder (acoustic model and dictionary: 25 MB of RSS, 0.3-0.8 s to load here) is made by
+        # prepare() or at first use: with a reachable xiaozhi server the local brain may never be needed.
+        self._decoder: Decoder | None = None
+        self._load_lock = threading.Lock()
         self._floor = confidence_floor
         self._model = model
         self._lock = threading.Lock()
         self._fingerprint: str | None = None
         self.sentences: Sentences | None = None
 
+    def prepare(self) -> None:
+        self._loaded()
+
+    def _loaded(self) -> Decoder:
+        decoder = self._decoder
+        if decoder is None:
+            with self._load_lock:
+                if self._decoder is None:
+                    # No lattice rescoring (bestpath): for these small grammars it doubled the CPU and did not
+                    # help (measured), and its posterior (hyp().prob) did not tell them apart either (commands
+                    # 0.01-0.09, nonsense 0.01-0.48).
+                    fresh = Decoder(lm=None, loglevel="FATAL", bestpath=False)
+                    fresh.add_allphone_file(_PHONES)  # no phone language model: every phone sequence as likely
+                    self._decoder = fresh
+                decoder = self._decoder
+        return decoder
+
     def known(self, word: str) -> bool:
-        return self._decoder.lookup_word(word) is not None
+        return self._loaded().lookup_word(word) is not None
 
     def set_vocabulary(self, vocabulary: Vocabulary) -> None:
         """Rebuild the grammar or language model when names, rooms or domains changed (about a second)."""
@@ -117,7 +133,7 @@ class PocketsphinxAsr(AsrEngine):
                 if ngram:
                     self._add_language_model(arpa(sentences.sample(_SAMPLED_SENTENCES)))
                 else:
-                    self._decoder.add_jsgf_string(_COMMANDS, sentences.jsgf())
+                    self._loaded().add_jsgf_string(_COMMANDS, sentences.jsgf())
             except RuntimeError as exc:  # pocketsphinx's only error type; keep the previous model
                 _LOGGER.error("pocketsphinx rejected the command %s: %s", self._model, exc)
                 return
@@ -130,7 +146,7 @@ class PocketsphinxAsr(AsrEngine):
         with tempfile.NamedTemporaryFile("w", suffix=".lm", prefix="pibuddy-") as file:  # pocketsphinx reads files
             file.write(text)
             file.flush()
-            self._decoder.add_lm_file(_COMMANDS, file.name)
+            self._loaded().add_lm_file(_COMMANDS, file.name)
 
     def recognise(self, pcm: bytes) -> Recognition:
         """The grammar sentence heard, with its confidence: the log-likelihood ratio per speech frame of the
@@ -166,7 +182,7 @@ class PocketsphinxAsr(AsrEngine):
         return margin >= _TWIN_MARGIN
 
     def _decode(self, search: str | None, pcm: bytes, *, align: str | None = None) -> _Path | None:
-        decoder = self._decoder
+        decoder = self._loaded()
         if align is not None:
             try:
                 decoder.set_align_text(align)  # a word the dictionary lacks raises
@@ -182,8 +198,9 @@ class PocketsphinxAsr(AsrEngine):
             return None
         # The Python API hands scores back as 1.0001 ** score; the decoder's logmath turns them back exactly.
         acoustic, speech = 0, 0
+        log = decoder.get_logmath()
         for segment in decoder.seg():
-            acoustic += self._log.log(segment.ascore)
+            acoustic += log.log(segment.ascore)
             if not segment.word.startswith(_NOT_SPEECH):
                 speech += segment.end_frame - segment.start_frame + 1
         return _Path(" ".join(hypothesis.hypstr.split()), acoustic, speech)
