@@ -179,6 +179,7 @@ async def run_appliance(args: argparse.Namespace) -> dict[str, Any]:
                 result["idle_core_percent"] = round(
                     100 * (cpu_seconds(process.pid) - cpu_before) / (time.monotonic() - idle_from), 2)
                 result["after_idle"] = rss_mb(process.pid)
+                result["idle_parts"] = {part: rss_mb(process.pid, part) for part in ("RssAnon", "RssFile", "RssShmem")}
                 if not args.gateway_only:
                     phrase = speech("okay nahboo", pad=1.0)  # then 10 uplink frames of room silence end the turn
                     for _ in range(args.turns):
@@ -214,7 +215,9 @@ def appliance_report(args: argparse.Namespace) -> list[str]:
     if "after_turns" in r:
         lines.append(f"| after {args.turns} turns | {r['after_turns']:.1f} |")
     lines.append(f"| peak (VmHWM) | {r['peak']:.1f} |")
-    lines += ["", f"Idle: {r['idle_core_percent']} % of one core over the {args.idle:g} s idle window."]
+    parts = ", ".join(f"{name.removeprefix('Rss').lower()} {mb:.1f}" for name, mb in r["idle_parts"].items())
+    lines += ["", f"After idling, RSS by kind (MB): {parts}.",
+              f"Idle: {r['idle_core_percent']} % of one core over the {args.idle:g} s idle window."]
     return lines
 
 
