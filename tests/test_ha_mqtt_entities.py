@@ -48,6 +48,11 @@ def test_only_pibuddys_own_command_topics_are_commands() -> None:
     assert TOPICS.command_key("pibuddy/aabbcc000001/volume") is None
 
 
+def test_the_birth_message_is_heard_on_the_prefix_and_on_home_assistants_default() -> None:
+    assert TOPICS.ha_status == ("homeassistant/status",)
+    assert Topics("pibuddy/x", "ha").ha_status == ("ha/status", "homeassistant/status")
+
+
 def test_discovery_names_one_device_and_gives_each_entity_its_topics() -> None:
     device = DeviceInfo.for_buddy("AA:BB:CC:00:00:01", "Kitchen", "1.2.3", configuration_url="http://192.0.2.5:8007/")
     messages = {topic: json.loads(payload) for topic, payload in discovery_messages(device, TOPICS).items()}

@@ -212,7 +212,7 @@ async def test_bad_commands_are_one_log_line_and_the_buddy_survives_broker_and_h
         async with aiomqtt.Client(broker.host, broker.port) as raw:
             await raw.publish(topics.discovery("number", node, "volume"), b"", qos=1, retain=True)
             await eventually(lambda: "volume" not in _registered(peer, node), _HA_SECONDS)
-            await raw.publish(topics.ha_status, b"online", qos=1)
+            await raw.publish("homeassistant/status", b"online", qos=1)
         buddy.entities = await _entities(peer, node)
         await _ha_state(peer, buddy.entities, "volume", lambda s: _known(s) and float(s["state"]) == 55)
 

@@ -46,7 +46,8 @@ class HomeAssistantMqttConfig(Section):
     password: SecretStr | None = None
     """Broker password. Secret; or PIBUDDY_HOMEASSISTANT_MQTT_PASSWORD."""
     discovery_prefix: str = Field(default="homeassistant", pattern=_TOPIC_SEGMENTS)
-    """Home Assistant's MQTT discovery prefix (its birth message comes on <prefix>/status)."""
+    """Home Assistant's MQTT discovery prefix (its birth message is heard on <prefix>/status and on
+    homeassistant/status)."""
     base_topic: str | None = Field(default=None, pattern=_TOPIC_SEGMENTS)
     """Where PiBuddy's states and commands live; empty: pibuddy/<device id without colons>."""
 

@@ -85,9 +85,10 @@ class Topics:
         return f"{self.base}/availability"
 
     @property
-    def ha_status(self) -> str:
-        """Home Assistant's birth ("online") and last will ("offline")."""
-        return f"{self.prefix}/status"
+    def ha_status(self) -> tuple[str, ...]:
+        """Where Home Assistant's birth ("online") and last will ("offline") come: `<prefix>/status`, and
+        Home Assistant's default `homeassistant/status` (its birth topic is a setting of its own)."""
+        return tuple(dict.fromkeys((f"{self.prefix}/status", "homeassistant/status")))
 
     @property
     def command_filter(self) -> str:

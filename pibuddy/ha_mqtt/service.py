@@ -93,7 +93,8 @@ class HomeAssistantMqttService(Service):
         with contextlib.suppress(PiBuddyError):  # no mixer: the volume stays unknown
             await self._control.volume()  # the mixer's level now, before it goes to Home Assistant
         try:
-            await client.subscribe(self.topics.ha_status, qos=1)
+            for status in self.topics.ha_status:
+                await client.subscribe(status, qos=1)
             await client.subscribe(self.topics.command_filter, qos=1)
             await self._publish_device()
         except aiomqtt.MqttError as exc:
@@ -161,7 +162,7 @@ class HomeAssistantMqttService(Service):
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
             topic = message.topic.value
-            if topic == self.topics.ha_status:
+            if topic in self.topics.ha_status:
                 if payload == _BIRTH:
                     _LOGGER.info("Home Assistant (re)started: publishing the device again")
                     await self._publish_device()
