@@ -90,8 +90,6 @@ class HomeAssistantMqttService(Service):
             raise ConnectionLost(f"cannot connect to the MQTT broker at {self._where}: {exc} (is it running? "
                                  "check homeassistant.mqtt.broker)") from exc
         self._client = client
-        with contextlib.suppress(PiBuddyError):  # no mixer: the volume stays unknown
-            await self._control.volume()  # the mixer's level now, before it goes to Home Assistant
         try:
             for status in self.topics.ha_status:
                 await client.subscribe(status, qos=1)
