@@ -89,6 +89,8 @@ class GatewayService(Service):
         self.ota: WebApp | None = None
         self.advertised_host = ""
         self.admission: Admission
+        self.hello_deadlines: dict[DeviceSession, asyncio.TimerHandle] = {}
+        """Sessions of devices not known yet (open admission), closed unless they say hello in time."""
         """Which devices are served (set by start())."""
         self.mdns: MdnsAdvertiser | None = None
         """The mDNS advertisement, while it runs."""
@@ -127,12 +129,11 @@ class GatewayService(Service):
             return identity
 
         def on_connect(connection: DeviceConnection) -> DeviceSession:
-            session = DeviceSession(connection, context, on_closed=self._forget,
-                                    on_greeted=lambda s: admission.remember(s.connection.identity.mac))
+            session = DeviceSession(connection, context, on_closed=self._forget, on_greeted=self._greeted)
             self.sessions[connection.identity.client_id] = session
             if not admission.known(connection.identity.mac):  # open admission: it must say hello to stay
-                asyncio.get_running_loop().call_later(admission_rules.NO_HELLO_SECONDS, self._close_unproven,
-                                                      session)
+                self.hello_deadlines[session] = asyncio.get_running_loop().call_later(
+                    admission_rules.NO_HELLO_SECONDS, self._close_unproven, session)
             if self.device_registry is not None:
                 self.device_registry.connected(connection.identity.client_id)
             return session
@@ -195,13 +196,25 @@ class GatewayService(Service):
             await self.relay.stop()
             self.relay = None
 
+    def _greeted(self, session: DeviceSession) -> None:
+        """A hello: the device has proved itself (open admission remembers it)."""
+        self.admission.remember(session.connection.identity.mac)
+        self._cancel_hello_deadline(session)
+
+    def _cancel_hello_deadline(self, session: DeviceSession) -> None:
+        deadline = self.hello_deadlines.pop(session, None)
+        if deadline is not None:  # a closed or greeted session is not kept alive by its timer
+            deadline.cancel()
+
     def _close_unproven(self, session: DeviceSession) -> None:
+        self.hello_deadlines.pop(session, None)
         if not session.connection.closed and not self.admission.known(session.connection.identity.mac):
             _LOGGER.info("gateway: device %s said no hello in %.0f s and is not known; disconnected",
                          session.client_id, admission_rules.NO_HELLO_SECONDS)
             session.connection.close()
 
     def _forget(self, session: DeviceSession) -> None:
+        self._cancel_hello_deadline(session)
         if self.sessions.get(session.client_id) is session:  # a takeover may have put a newer one there
             del self.sessions[session.client_id]
             if self.device_registry is not None:

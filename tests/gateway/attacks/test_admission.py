@@ -24,6 +24,7 @@ from tests.gateway.conftest import SIGNATURE_KEY, GatewayFactory, connect_device
 from tests.gateway.test_bad_input import still_serving
 from tests.peers.firmware_device import connect_packet
 from tests.peers.xiaozhi_server import XiaozhiTestServer
+from tests.polling import eventually
 
 KNOWN_MAC = "aa:bb:cc:dd:ee:01"
 
@@ -118,7 +119,7 @@ async def test_a_live_device_is_not_taken_over_from_another_address(
 async def test_open_admission_serves_anyone_but_squatters_without_hello_are_closed(
     start_gateway: GatewayFactory, upstream: XiaozhiTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(admission_rules, "NO_HELLO_SECONDS", 0.5)
+    monkeypatch.setattr(admission_rules, "NO_HELLO_SECONDS", 1.5)
     gateway = await start_gateway([gateway_url(upstream)], admission="open", pairing_minutes=0)
     talker = await connect_device(gateway, 1)
     await talker.hello()
@@ -126,10 +127,14 @@ async def test_open_admission_serves_anyone_but_squatters_without_hello_are_clos
     for squatter in squatters:
         squatter.keepalive = 0
         assert await squatter.connect() == 0
+    leaver = await connect_device(gateway, 20)  # leaves by itself: its timer goes with it
+    await leaver.close()
+    await eventually(lambda: len(gateway.hello_deadlines) == len(squatters), within=1.0)
     for squatter in squatters:
-        await asyncio.wait_for(squatter.closed.wait(), 2)
+        await asyncio.wait_for(squatter.closed.wait(), 3)
         await squatter.close()
     assert not talker.closed.is_set()
+    assert not gateway.hello_deadlines
     await still_serving(talker, upstream)
     assert StateDir(tmp_path / "state").read_json(KNOWN_DEVICES_FILE) == {"devices": [KNOWN_MAC]}
     await talker.close()
