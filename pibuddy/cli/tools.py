@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from pibuddy.cli.common import json_object_arg, load_or_exit
 
 if TYPE_CHECKING:
-    from pibuddy.tools.registry import Tool
+    from pibuddy.config import Config
+    from pibuddy.tools.registry import Tool, ToolRegistry
 
 NAME = "tools"
 HELP = "list the tools offered to the LLM, or call one with JSON arguments"
@@ -40,12 +41,28 @@ def run(args: argparse.Namespace) -> int:
     arguments = json_object_arg(args.arguments, "the arguments", example=", e.g. '{\"volume\": 40}'")
     if arguments is None:
         return 1
-    result = asyncio.run(registry.call(args.name, arguments, source="cli"))
-    if result.is_error:
-        print(f"pibuddy: {result.text}", file=sys.stderr)
+    text, is_error = _call(config, registry, args.name, arguments)
+    if is_error:
+        print(f"pibuddy: {text}", file=sys.stderr)
         return 1
-    print(result.text)
+    print(text)
     return 0
+
+
+def _call(config: Config, registry: ToolRegistry, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
+    """Through the running service when there is one (its drivers are connected, and the call lands in its
+    history), else in this process."""
+    from pibuddy.control.client import ControlRefused, NotRunning, request  # noqa: PLC0415
+    from pibuddy.control.paths import client_socket_paths  # noqa: PLC0415
+
+    try:
+        answer = request(client_socket_paths(config), "call_tool", name=name, arguments=arguments)
+    except NotRunning:
+        result = asyncio.run(registry.call(name, arguments, source="cli"))
+        return result.text, result.is_error
+    except ControlRefused as exc:
+        return str(exc), True
+    return str(answer["text"]), bool(answer["is_error"])
 
 
 def format_table(tools: list[Tool]) -> str:

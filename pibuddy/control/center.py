@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from pibuddy.control.history import History, HistoryEntry
 from pibuddy.control.model import AssistantState, ControlError, GatewayDevice, Snapshot, TimerStatus, UpstreamStatus
@@ -77,6 +77,23 @@ class GatewayView(Protocol):
         """Show `text` on the device (client id or MAC); raises ControlError for an unknown device."""
 
 
+class ToolOutcome(Protocol):
+    """A tool's answer (`tools.registry.ToolResult`)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def is_error(self) -> bool: ...
+
+
+class ToolCaller(Protocol):
+    """The tool registry (`tools.registry.ToolRegistry`): it records and logs each call with its source."""
+
+    async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
+                   source: str = ...) -> ToolOutcome: ...
+
+
 class TimerView(Protocol):
     """What the control layer needs of the timers (`timers.service.TimerService`)."""
 
@@ -90,17 +107,20 @@ class Control:
     volume: the speaker's mixer; None when there is none.
     gateway: the gateway, when it runs.
     timers: the timers, when they run.
+    tools: the tool registry, for `call_tool`.
     speaker: whether PiBuddy has a speaker of its own (audio enabled) to announce on.
     """
 
     def __init__(self, bus: EventBus, *, history: History, volume: VolumeControl | None = None,
-                 gateway: GatewayView | None = None, timers: TimerView | None = None, speaker: bool = True) -> None:
+                 gateway: GatewayView | None = None, timers: TimerView | None = None,
+                 tools: ToolCaller | None = None, speaker: bool = True) -> None:
         self._bus = bus
         self._history = history
         self._recorder = TurnRecorder(history)
         self._volume = volume
         self._gateway = gateway
         self._timers = timers
+        self._tools = tools
         self._speaker = speaker
 
     # --- reading ----------------------------------------------------------------------------------
@@ -218,6 +238,12 @@ class Control:
 
         arguments = {"text": text} | ({"device": device} if device else {})
         return await self._record(source, "announce", arguments, act)
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any], *, source: str) -> ToolOutcome:
+        """Call one of the service's tools (its drivers are connected); the registry records the call."""
+        if self._tools is None:
+            raise ControlError("this PiBuddy offers no tools")
+        return await self._tools.call(name, arguments, source=source)
 
     async def restart(self, service: str, *, source: str) -> None:
         """Ask the supervisor to restart `service` (a name from the snapshot's services)."""

@@ -57,7 +57,7 @@ class ControlService(Service):
         self._connections = 0
         self._ops: dict[str, Callable[[Params], Awaitable[Any]]] = {
             "status": self._status, "volume": self._volume, "mute": self._mute, "announce": self._announce,
-            "history": self._history, "restart": self._restart,
+            "history": self._history, "restart": self._restart, "call_tool": self._call_tool,
         }
 
     async def start(self) -> None:
@@ -162,6 +162,13 @@ class ControlService(Service):
     async def _history(self, params: Params) -> Any:
         count = _int_param(params, "count", 20)
         return {"entries": [entry_to_json(e) for e in self.control.history(max(count, 0))]}
+
+    async def _call_tool(self, params: Params) -> Any:
+        name, arguments = params.get("name"), params.get("arguments", {})
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            raise ControlError("call_tool needs a tool name and an arguments object")
+        result = await self.control.call_tool(name, arguments, source=_SOURCE)
+        return {"text": result.text, "is_error": result.is_error}
 
     async def _restart(self, params: Params) -> Any:
         service = params.get("service")

@@ -68,7 +68,7 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
     services += [timers, *brain_services(config, bus, toolbox, pipeline)]
     control = Control(bus, history=History(StateDir(config.device.resolved_state_dir),
                                            capacity=config.control.history_entries),
-                      volume=volume, gateway=gateway, timers=timers,
+                      volume=volume, gateway=gateway, timers=timers, tools=toolbox.registry,
                       speaker=pipeline is not None)
     services.append(ControlService(control, service_socket_path(config)))
     if config.homeassistant.mqtt.enabled:

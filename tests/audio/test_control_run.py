@@ -97,6 +97,9 @@ async def test_cli_commands_steer_a_running_pibuddy_and_the_history_survives_a_r
             assert volume.stdout.strip() == "volume 35%"
             assert "35%" in await pulse.pactl("get-sink-volume", "@DEFAULT_SINK@"), "the real mixer moved"
             assert (await cli(config, env, "volume")).stdout.strip() == "volume 35%"
+            called = await cli(config, env, "tools", "call", "self.get_device_status")
+            assert called.returncode == 0, called.stderr
+            assert json.loads(called.stdout)["audio_speaker"]["volume"] == 35, "the service's own tool answered"
 
             assert (await cli(config, env, "mute", "on")).stdout.strip() == "microphone muted"
             status = _status(await cli(config, env, "status", "--json"))
@@ -146,7 +149,7 @@ async def test_cli_commands_steer_a_running_pibuddy_and_the_history_survives_a_r
         assert found["tool"]["source"] == "xiaozhi"
         assert (found["tool"]["name"], found["tool"]["arguments"]) == ("self.audio_speaker.set_volume", {"volume": 45})
         actions = [(e["source"], e["name"]) for e in found["entries"] if e["kind"] == "action"]
-        assert actions == [("cli", "set_volume"), ("cli", "mute"), ("cli", "unmute"), ("cli", "announce"),
+        assert actions == [("cli", "set_volume"), ("cli", "self.get_device_status"), ("cli", "mute"), ("cli", "unmute"), ("cli", "announce"),
                            ("cli", "announce")]
         assert (status["last_heard"], status["last_reply"], status["volume"]) == ("turn on the light",
                                                                                  "The light is on.", 45)
