@@ -149,8 +149,8 @@ async def test_cli_commands_steer_a_running_pibuddy_and_the_history_survives_a_r
         assert found["tool"]["source"] == "xiaozhi"
         assert (found["tool"]["name"], found["tool"]["arguments"]) == ("self.audio_speaker.set_volume", {"volume": 45})
         actions = [(e["source"], e["name"]) for e in found["entries"] if e["kind"] == "action"]
-        assert actions == [("cli", "set_volume"), ("cli", "self.get_device_status"), ("cli", "mute"), ("cli", "unmute"), ("cli", "announce"),
-                           ("cli", "announce")]
+        assert actions == [("cli", "set_volume"), ("cli", "self.get_device_status"), ("cli", "mute"),
+                           ("cli", "unmute"), ("cli", "announce"), ("cli", "announce")]
         assert (status["last_heard"], status["last_reply"], status["volume"]) == ("turn on the light",
                                                                                  "The light is on.", 45)
         assert status["upstream"]["connected"] is True
