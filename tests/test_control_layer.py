@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from pibuddy.config import load_config
 from pibuddy.control import ActionRecord, AssistantState, Control, ControlError, History, TurnRecord
 from pibuddy.control.history import HISTORY_FILE
 from pibuddy.control.recorder import TurnRecorder
 from pibuddy.control.server import ControlService, ControlSocketInUse
+from pibuddy.errors import ConfigError
 from pibuddy.events import (
     ActionTaken,
     Command,
@@ -219,3 +221,12 @@ async def test_a_restart_request_on_the_bus_restarts_that_service_at_once_and_is
     assert (service.starts, service.stops) == (2, 2)
     assert "service counting restarting on request" in caplog.text
     assert "crashed" not in caplog.text
+
+
+def test_the_page_off_loopback_needs_a_token(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("web: {enabled: true, host: 0.0.0.0}\n")
+    with pytest.raises(ConfigError) as failed:
+        load_config(config, environ={})
+    assert failed.value.problems == ["web.token: required when host is not a loopback address (got None)"]
+    assert load_config(config, environ={"PIBUDDY_WEB_TOKEN": "s3cret"}).web.token is not None

@@ -6,7 +6,8 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 ENV_PREFIX: Final = "PIBUDDY_"
 DEFAULT_OTA_URL: Final = "https://api.tenclass.net/xiaozhi/ota/"
@@ -24,6 +25,15 @@ class Section(BaseModel):
 
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+def require_token_off_loopback(token: SecretStr | None, info: ValidationInfo, *, enabled: str, host: str
+                               ) -> SecretStr | None:
+    """The validator of a listener's token: required when the listener is `enabled` and its `host` is not a
+    loopback address (nobody else on the LAN may use it without one)."""
+    if info.data.get(enabled) and token is None and not is_loopback(info.data.get(host, "127.0.0.1")):
+        raise PydanticCustomError("token_required", f"required when {host} is not a loopback address")
+    return token
 
 
 def is_loopback(host: str) -> bool:

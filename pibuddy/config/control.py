@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_core import PydanticCustomError
 
-from pibuddy.config.base import Port, Section, is_loopback
+from pibuddy.config.base import Port, Section, require_token_off_loopback
 
 
 class ControlConfig(Section):
@@ -31,7 +30,4 @@ class WebConfig(Section):
     @field_validator("token")
     @classmethod
     def _token_off_loopback(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        host = info.data.get("host", "127.0.0.1")
-        if info.data.get("enabled") and token is None and not is_loopback(host):
-            raise PydanticCustomError("token_required", "required when web.host is not a loopback address")
-        return token
+        return require_token_off_loopback(token, info, enabled="enabled", host="host")

@@ -17,7 +17,7 @@ from pibuddy.config.base import (
     Port,
     Seconds,
     Section,
-    is_loopback,
+    require_token_off_loopback,
 )
 from pibuddy.macaddr import parse_mac
 
@@ -181,10 +181,7 @@ class ToolsConfig(Section):
     @field_validator("mcp_http_token")
     @classmethod
     def _token_off_loopback(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        host = info.data.get("mcp_http_host", "127.0.0.1")
-        if info.data.get("mcp_http_enabled") and token is None and not is_loopback(host):
-            raise PydanticCustomError("token_required", "required when mcp_http_host is not a loopback address")
-        return token
+        return require_token_off_loopback(token, info, enabled="mcp_http_enabled", host="mcp_http_host")
 
 
 class BrainMode(StrEnum):

@@ -19,6 +19,7 @@ import pytest
 
 from tests.audio.conftest import _PULSE_CLIENT_ENV, MonitorRecorder, play_into_microphone
 from tests.audio.test_e2e_xiaozhi import _tone_seconds
+from tests.audio.test_run_e2e import _line_containing
 from tests.peers.pulseaudio import PulseServer
 from tests.peers.speech import speech
 from tests.peers.xiaozhi_server import XiaozhiTestServer
@@ -35,16 +36,6 @@ def _cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
 
 async def cli(config: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(_cli, config, env, *args)
-
-
-async def _line_containing(stream: asyncio.StreamReader, text: str, seen: list[str]) -> None:
-    while True:
-        line = (await stream.readline()).decode(errors="replace")
-        if not line:
-            raise AssertionError(f"pibuddy run exited before logging {text!r}:\n{''.join(seen)}")
-        seen.append(line)
-        if text in line:
-            return
 
 
 @asynccontextmanager
