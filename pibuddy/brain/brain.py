@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from pibuddy.brain.actions import Plan, ToolCall, plan
 from pibuddy.brain.doubt import Doubt, doubt
+from pibuddy.brain.excuses import closest_name, why_not
 from pibuddy.brain.intents import IntentMatch, IntentMatcher, UnknownName
 from pibuddy.brain.responses import Responses, phrase
 from pibuddy.brain.vocabulary import Vocabulary, VocabularySource, gather_vocabulary
@@ -108,8 +109,7 @@ class LocalBrain:
         match = self.matcher.match(text, vocabulary)
         if isinstance(match, UnknownName):
             _LOGGER.info("local brain: %r names no known device (%r)", text, match.name)
-            said = self._responses.error("no_entity", entity=match.name) or self.phrase("unknown_device",
-                                                                                        name=match.name)
+            said = self._why_not(vocabulary) or self._unknown(match.name, vocabulary)
             return Reply(said, Outcome.UNKNOWN_DEVICE, match.intent)
         if match is not None and (question := doubt(match, text, vocabulary)) is not None:
             _LOGGER.info("local brain: %r leaves the target in doubt (%s)", text, question.key)
@@ -117,8 +117,20 @@ class LocalBrain:
         planned = plan(match, vocabulary) if match is not None else None
         if match is None or planned is None:
             _LOGGER.info("local brain: %r is beyond what it can do offline", text)
-            return Reply(self.phrase("cannot_offline"), Outcome.CANNOT, match.intent if match else None)
+            said = self._why_not(vocabulary) or self.phrase("cannot_offline")
+            return Reply(said, Outcome.CANNOT, match.intent if match else None)
         return await self._carry_out(match, planned)
+
+    def _why_not(self, vocabulary: Vocabulary) -> str | None:
+        return why_not(vocabulary, drivers=len(self._sources), language=self.language)
+
+    def _unknown(self, name: str, vocabulary: Vocabulary) -> str:
+        said = self._responses.error("no_entity", entity=name) or self.phrase("unknown_device", name=name)
+        closest = closest_name(name, vocabulary)
+        if closest is None:
+            return said
+        ended = said if said.endswith((".", "!", "?", "。", "！", "？")) else f"{said}."  # HA's template has no stop
+        return f"{ended} {self.phrase('did_you_mean', name=closest)}"
 
     def _ask(self, question: Doubt) -> str:
         if question.package_error:

@@ -27,6 +27,10 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "one_or_all": "Sorry, one {one} or all the {every}?",
         "unknown_device": "Sorry, I don't know a device called {name}.",
         "failed": "Sorry, that did not work. {reason}",
+        "did_you_mean": "Did you mean {name}?",
+        "unreachable": "Sorry, I can't reach {what} right now.",
+        "token_refused": "Sorry, {what} refused my access token.",
+        "no_driver": "Sorry, I have no devices set up to do that.",
     },
     "zh": {
         "offline": "我现在离线了，不过还能控制家里的设备。",
@@ -36,6 +40,10 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "one_or_all": "抱歉，是一个{one}还是所有{every}？",
         "unknown_device": "抱歉，我不知道叫{name}的设备。",
         "failed": "抱歉，没有成功。{reason}",
+        "did_you_mean": "你是说{name}吗？",
+        "unreachable": "抱歉，现在连不上{what}。",
+        "token_refused": "抱歉，{what}拒绝了我的访问令牌。",
+        "no_driver": "抱歉，还没有设置可以做这件事的设备。",
     },
 }
 

@@ -80,10 +80,21 @@ class Place:
 
 
 @dataclass(frozen=True, slots=True)
+class Unavailable:
+    """A source that could not list its devices just now, and why (said to the user instead of "I can't")."""
+
+    source: str
+    """What the user knows it as: "Home Assistant", "the Mi devices" ..."""
+    error: DriverError
+
+
+@dataclass(frozen=True, slots=True)
 class Vocabulary:
     things: tuple[Thing, ...] = ()
     areas: tuple[Place, ...] = ()
     floors: tuple[Place, ...] = ()
+    unavailable: tuple[Unavailable, ...] = ()
+    """Sources left out because they could not answer (not part of the fingerprint: no names come from them)."""
 
     @property
     def fingerprint(self) -> str:
@@ -116,7 +127,7 @@ class Vocabulary:
         """All parts' things; a room several drivers name is listed once (as the first driver names it)."""
         parts = list(parts)
         return cls(tuple(t for p in parts for t in p.things), _unique(a for p in parts for a in p.areas),
-                   _unique(f for p in parts for f in p.floors))
+                   _unique(f for p in parts for f in p.floors), tuple(u for p in parts for u in p.unavailable))
 
 
 def _unique(places: Iterable[Place]) -> tuple[Place, ...]:
@@ -137,6 +148,9 @@ def _fold(text: str) -> str:
 class VocabularySource(Protocol):
     """A driver that knows names: its vocabulary now (raises `DriverError` when it cannot tell)."""
 
+    label: str
+    """What the user calls the driver ("Home Assistant"), for "I can't reach Home Assistant"."""
+
     async def vocabulary(self) -> Vocabulary: ...
 
 
@@ -154,6 +168,8 @@ def from_homeassistant(index: Index) -> Vocabulary:
 
 class HomeAssistantVocabulary:
     """The live index of a `HomeAssistantService` as a vocabulary."""
+
+    label = "Home Assistant"
 
     def __init__(self, service: HomeAssistantService) -> None:
         self._service = service
@@ -191,6 +207,8 @@ def _vocabulary(things: Iterable[Thing]) -> Vocabulary:
 class MiotVocabulary:
     """The MIoT driver's devices (saved cloud list and config), typed by their cached spec or model."""
 
+    label = "the Mi devices"
+
     def __init__(self, driver: MiotDriver) -> None:
         self._driver = driver
 
@@ -201,6 +219,8 @@ class MiotVocabulary:
 
 class BleVocabulary:
     """The configured BLE sensors (read by `ble_read_sensor`) and GATT devices (driven by `ble_control`)."""
+
+    label = "Bluetooth"
 
     def __init__(self, config: BleConfig) -> None:
         self._config = config
@@ -219,6 +239,8 @@ class BleVocabulary:
 
 class RelayVocabulary:
     """The GPIO relays `gpio_switch` drives."""
+
+    label = "the relays"
 
     def __init__(self, relays: Sequence[RelayConfig]) -> None:
         self._relays = relays
@@ -250,5 +272,7 @@ async def gather_vocabulary(sources: Sequence[VocabularySource]) -> Vocabulary:
         try:
             parts.append(await source.vocabulary())
         except DriverError as exc:
-            _LOGGER.warning("the local brain cannot list the devices of %s: %s", type(source).__name__, exc.message)
+            label = getattr(source, "label", type(source).__name__)
+            _LOGGER.warning("the local brain cannot list the devices of %s: %s", label, exc.message)
+            parts.append(Vocabulary(unavailable=(Unavailable(label, exc),)))
     return Vocabulary.merge(parts)

@@ -16,6 +16,7 @@ from tests.peers.pulseaudio import PulseServer, pulseaudio_server
 
 _PACER_LATENCY_MS = 100
 _CLIP_MARGIN_MS = 500  # buffer beyond the clip, so PulseAudio holds all of it before it plays
+_MAX_BUFFER_MS = 3000  # a longer clip plays through this much buffer (asking for more skipped part of a 50 s clip)
 _PULSE_CLIENT_ENV = ("PULSE_SERVER", "PULSE_RUNTIME_PATH", "XDG_RUNTIME_DIR", "HOME")
 
 
@@ -150,9 +151,10 @@ async def play_into_microphone(server: PulseServer, samples: np.ndarray, rate: i
     The whole clip is buffered in PulseAudio before it plays (a stream latency longer than the clip): with a
     short buffer, pacat starved for CPU on a loaded machine underran and PulseAudio skipped the audio it
     wrote late, so tests heard a mangled command (best-lag correlation 0.44-0.87 in 5 of 12 plays, measured
-    under load; 0.97-1.0 in 12 of 12 with the clip buffered).
+    under load; 0.97-1.0 in 12 of 12 with the clip buffered). A clip longer than `_MAX_BUFFER_MS` plays
+    through that much buffer: asked for the whole of a 50 s clip, PulseAudio skipped 16 s of it.
     """
-    latency_ms = round(samples.size / rate * 1000) + _CLIP_MARGIN_MS
+    latency_ms = min(round(samples.size / rate * 1000) + _CLIP_MARGIN_MS, _MAX_BUFFER_MS)
     process = await asyncio.create_subprocess_exec(
         "pacat", "--playback", "-d", server.mic_feed, "--raw", "--format=s16le", f"--rate={rate}", "--channels=1",
         f"--latency-msec={latency_ms}",

@@ -132,3 +132,34 @@ def test_pibuddy_say_prints_what_it_did(ha: HomeAssistantPeer, tmp_path: Path, p
                              capture_output=True, text=True, env=pibuddy_env, timeout=60, check=False)
     assert unknown.returncode == 1
     assert "reply:   Sorry, I am not aware of any device called toaster" in unknown.stdout
+
+
+def _say(python: str, env: dict[str, str], path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([python, "-m", "pibuddy", "say", "--config", str(path), text], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+
+
+def test_pibuddy_say_tells_why_it_cannot_a_refused_token_an_unknown_name_then_home_assistant_stopped(
+        ha: HomeAssistantPeer, tmp_path: Path, pibuddy_env: dict[str, str], python: str) -> None:
+    good, wrong = tmp_path / "good.yaml", tmp_path / "wrong.yaml"
+    good.write_text(yaml.safe_dump({"homeassistant": {"enabled": True, "url": ha.url, "token": ha.token}}))
+    wrong.write_text(yaml.safe_dump({"homeassistant": {"enabled": True, "url": ha.url, "token": "not-the-token"}}))
+    refused = _say(python, pibuddy_env, wrong, "turn on the big lamp")
+    near = _say(python, pibuddy_env, good, "turn on the big lamb")
+    ha.stop()  # the `ha` fixture starts it again for the next test
+    stopped = _say(python, pibuddy_env, good, "turn on the big lamp")
+    assert "reply:   Sorry, Home Assistant refused my access token.\n" in refused.stdout
+    assert "cannot list the devices of Home Assistant" in refused.stderr, "the detail is in the log"
+    assert "reply:   Sorry, I am not aware of any device called big lamb. Did you mean big lamp?\n" in near.stdout
+    assert "reply:   Sorry, I can't reach Home Assistant right now.\n" in stopped.stdout
+    assert "cannot list the devices of Home Assistant" in stopped.stderr
+    assert [r.returncode for r in (refused, near, stopped)] == [1, 1, 1]
+
+
+def test_pibuddy_say_with_no_drivers_says_none_are_set_up(tmp_path: Path, pibuddy_env: dict[str, str],
+                                                          python: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("audio: {enabled: false}\nupstream: {enabled: false}\ngateway: {enabled: false}\n")
+    result = _say(python, pibuddy_env, path, "turn on the light")
+    assert "reply:   Sorry, I have no devices set up to do that.\n" in result.stdout
+    assert result.returncode == 1
