@@ -146,6 +146,8 @@ class CommandName(StrEnum):
     """Mute or unmute the microphone (the audio pipeline owns the mute)."""
     MUTE = "mute"
     UNMUTE = "unmute"
+    OPEN_PAIRING = "open_pairing"
+    """Let the gateway accept new devices for `gateway.pairing_minutes` (a button's long press)."""
 
 
 @dataclass(frozen=True, slots=True)

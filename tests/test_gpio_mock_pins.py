@@ -58,6 +58,7 @@ async def _commands_within(events: Subscription, within: float) -> None:
 @pytest.mark.parametrize(("hold_action", "long_press"), [
     ("toggle_mute", ["listen_start", "abort", "toggle_mute"]),
     ("abort", ["listen_start", "abort"]),
+    ("pair", ["listen_start", "abort", "open_pairing"]),
 ])
 async def test_button_sequences_become_commands(factory: MockFactory, hold_action: str,
                                                 long_press: list[str]) -> None:

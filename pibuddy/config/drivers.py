@@ -249,6 +249,7 @@ class BleConfig(Section):
 class ButtonHoldAction(StrEnum):
     ABORT = "abort"
     TOGGLE_MUTE = "toggle_mute"
+    PAIR = "pair"
     NONE = "none"
 
 
@@ -262,7 +263,8 @@ class ButtonConfig(Section):
     hold_seconds: Seconds = 2.0
     """Seconds held that make a long press."""
     hold_action: ButtonHoldAction = ButtonHoldAction.TOGGLE_MUTE
-    """What a long press does: toggle_mute, abort, or none (a long press is just a long push-to-talk)."""
+    """What a long press does: toggle_mute, abort, pair (the gateway accepts new devices for a while), or
+    none (a long press is just a long push-to-talk)."""
 
 
 class LightEffect(StrEnum):

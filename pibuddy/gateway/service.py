@@ -10,6 +10,7 @@ from typing import Final
 from pibuddy import netinfo
 from pibuddy.config import Config, GatewayConfig
 from pibuddy.control.model import ControlError, GatewayDevice
+from pibuddy.events import Command, CommandName, EventBus
 from pibuddy.gateway import admission as admission_rules
 from pibuddy.gateway.admission import Admission
 from pibuddy.gateway.api import ManagementApi
@@ -71,13 +72,15 @@ class GatewayService(Service):
     state_dir: where a generated signature key is kept.
     registry: PiBuddy's tools, offered to devices when `config.host_tools` is on.
     mdns_interfaces: limit mDNS to these addresses (tests: ["127.0.0.1"]); None means all.
+    bus: where a button's `open_pairing` command comes from (None: no such command).
     """
 
     name = "gateway"
 
     def __init__(self, config: GatewayConfig, *, state_dir: StateDir, registry: ToolRegistry | None = None,
-                 mdns_interfaces: list[str] | None = None) -> None:
+                 mdns_interfaces: list[str] | None = None, bus: EventBus | None = None) -> None:
         self.config = config
+        self._bus = bus
         self._state_dir = state_dir
         self._registry = registry
         self._mdns_interfaces = mdns_interfaces
@@ -98,10 +101,20 @@ class GatewayService(Service):
         """Where this gateway's devices are written for the others (gateway.registry_url), while it runs."""
 
     @classmethod
-    def from_config(cls, config: Config, registry: ToolRegistry) -> GatewayService:
+    def from_config(cls, config: Config, registry: ToolRegistry, bus: EventBus | None = None) -> GatewayService:
         """The service `pibuddy run` starts; `registry` is PiBuddy's one tool registry."""
         return cls(config.gateway, state_dir=StateDir(config.device.resolved_state_dir),
-                   registry=registry if config.gateway.host_tools else None)
+                   registry=registry if config.gateway.host_tools else None, bus=bus)
+
+    async def serve(self) -> None:
+        """Open pairing when a button asks (`open_pairing` on the bus); otherwise the servers run by themselves."""
+        if self._bus is None:
+            await super().serve()
+            return
+        with self._bus.subscribe() as events:
+            async for event in events:
+                if isinstance(event, Command) and event.name == CommandName.OPEN_PAIRING:
+                    self.admission.open_pairing(self.config.pairing_minutes * 60)
 
     async def start(self) -> None:
         config = self.config

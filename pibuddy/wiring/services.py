@@ -55,7 +55,7 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
     if config.gateway.enabled:
         from pibuddy.gateway.service import GatewayService  # noqa: PLC0415 (aiohttp, zeroconf: only when on)
 
-        gateway = GatewayService.from_config(config, toolbox.registry)
+        gateway = GatewayService.from_config(config, toolbox.registry, bus)
         services.append(gateway)
     if config.openclaw.enabled or config.openclaw.bridge_enabled:
         from pibuddy.wiring.openclaw import openclaw_services  # noqa: PLC0415

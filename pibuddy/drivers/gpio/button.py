@@ -19,6 +19,7 @@ from pibuddy.events import Command, CommandName, EventBus
 _HOLD_COMMANDS: Final = {
     ButtonHoldAction.ABORT: (CommandName.ABORT,),
     ButtonHoldAction.TOGGLE_MUTE: (CommandName.ABORT, CommandName.TOGGLE_MUTE),
+    ButtonHoldAction.PAIR: (CommandName.ABORT, CommandName.OPEN_PAIRING),
     ButtonHoldAction.NONE: (),
 }
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from pibuddy.events import Command, CommandName, EventBus
 from pibuddy.gateway import admission as admission_rules
 from pibuddy.gateway.admission import KNOWN_DEVICES_FILE
 from pibuddy.gateway.credentials import daily_api_token, issue_mqtt_credentials
 from pibuddy.gateway.service import GatewayService
 from pibuddy.statedir import StateDir
 from tests.gateway.attacks.helpers import ATTACKER, bounded_log, close_all, open_idle
-from tests.gateway.conftest import SIGNATURE_KEY, GatewayFactory, connect_device, gateway_url
+from tests.gateway.conftest import SIGNATURE_KEY, GatewayFactory, connect_device, gateway_config, gateway_url
 from tests.gateway.test_bad_input import still_serving
 from tests.peers.firmware_device import connect_packet
 from tests.peers.xiaozhi_server import XiaozhiTestServer
@@ -99,6 +100,23 @@ async def test_pair_opens_a_window_that_admits_and_remembers_new_devices(
     assert StateDir(tmp_path / "state").read_json(KNOWN_DEVICES_FILE) == {"devices": ["aa:bb:cc:dd:ee:02"]}
     await still_serving(device, upstream)
     await device.close()
+
+
+async def test_a_long_button_press_opens_pairing(tmp_path: Path) -> None:
+    bus = EventBus()
+    gateway = GatewayService(gateway_config([], pairing_minutes=0.02), state_dir=StateDir(tmp_path / "state"),
+                             bus=bus)
+    await gateway.start()
+    serving = asyncio.create_task(gateway.serve())
+    try:
+        await asyncio.sleep(0.02 * 60 + 0.1)
+        assert await ota_status(gateway, "aa:bb:cc:dd:ee:05") == 403
+        bus.publish(Command(CommandName.OPEN_PAIRING))  # what gpio.button.hold_action: pair sends
+        await eventually(lambda: gateway.admission.pairing_remaining() > 0)
+        assert await ota_status(gateway, "aa:bb:cc:dd:ee:05") == 200
+    finally:
+        serving.cancel()
+        await gateway.stop()
 
 
 async def test_a_live_device_is_not_taken_over_from_another_address(
