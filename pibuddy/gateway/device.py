@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pibuddy.events import TurnProgress, TurnStage
 from pibuddy.gateway.bridge import (
     MAX_UNSENT_TEXT,
     Bridge,
@@ -43,7 +44,20 @@ from pibuddy.gateway.mqtt_server import DeviceConnection
 from pibuddy.gateway.udp_relay import UdpRelay, UdpRoute
 from pibuddy.xiaozhi.const import AES_KEY_SIZE, HELLO_VERSION_MQTT, MQTT_MAX_PACKET_SIZE, UDP_ENCRYPTION, Role
 from pibuddy.xiaozhi.errors import InvalidMessage, RemoteProtocolError
-from pibuddy.xiaozhi.messages import Error, Goodbye, Hello, Mcp, UdpTimeout, parse_message
+from pibuddy.xiaozhi.messages import (
+    Error,
+    Goodbye,
+    Hello,
+    Listen,
+    ListenState,
+    Mcp,
+    Message,
+    Stt,
+    Tts,
+    TtsState,
+    UdpTimeout,
+    parse_message,
+)
 from pibuddy.xiaozhi.session import Session
 from pibuddy.xiaozhi.states import State
 from pibuddy.xiaozhi.udp_codec import UdpParams, make_nonce
@@ -66,9 +80,12 @@ class GatewayContext:
     host_tools: HostTools | None
     max_tools: int
     mcp_timeout: float
+    on_turn: Callable[[TurnProgress], None] | None = None
+    """Told each device's turn stages (the history's per-device latencies); None: nobody listens."""
 
 
 ALERT_STATUS: Final = "PiBuddy"
+TURN_BRAIN: Final = "xiaozhi"  # a gateway device's turns are answered by its chat server
 
 
 class DeviceSession:
@@ -88,6 +105,7 @@ class DeviceSession:
         self._on_closed = on_closed
         self._on_greeted = on_greeted
         self._opening: asyncio.Task[None] | None = None
+        self._reply_audio_heard = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._spawn(self.mcp.discover())
 
@@ -103,6 +121,10 @@ class DeviceSession:
     def session_id(self) -> str | None:
         """The id the device was given in the hello answer ("" when the chat server gave none), while bridged."""
         return self.protocol.session_id if self.bridge is not None else None
+
+    def _turn(self, stage: TurnStage, text: str = "") -> None:
+        if self._context.on_turn is not None:
+            self._context.on_turn(TurnProgress(stage, TURN_BRAIN, text, microphone=self.connection.identity.mac))
 
     def alert(self, text: str) -> None:
         """Show `text` on the device. A stock firmware cannot be made to speak it: it plays audio only in a
@@ -121,6 +143,9 @@ class DeviceSession:
                 return
             _LOGGER.warning("device %s sent a bad message (%s); dropped", self.client_id, exc.reason)
             return
+        if isinstance(message, Listen) and message.state is ListenState.START:
+            self._reply_audio_heard = False
+            self._turn(TurnStage.LISTEN_START)
         match message:
             case Hello():
                 self._on_hello(message)
@@ -152,6 +177,7 @@ class DeviceSession:
         if self._on_greeted is not None:
             self._on_greeted(self)
         self._end_session("new hello", say_goodbye=False)
+        self._turn(TurnStage.WAKE)
         self.protocol.receive(hello, time.monotonic())
         self._opening = self._spawn(self._run_session(hello))
 
@@ -186,6 +212,7 @@ class DeviceSession:
         # firmware then keeps "" as its session id, which our goodbye for this session carries.
         self.protocol.accept_hello(server_hello.session_id, udp=udp, audio_params=server_hello.audio_params)
         self._flush()
+        self._turn(TurnStage.HELLO)
         _LOGGER.info("device %s session %s bridged to %s", self.client_id, server_hello.session_id or "(no id)",
                      display_url(bridge.server.url))
         bridge.start()
@@ -227,6 +254,7 @@ class DeviceSession:
         bridge, session_id = self.bridge, self.session_id
         self.bridge, self.route, self._opening = None, None, None
         if bridge is not None:
+            self._turn(TurnStage.END)
             _LOGGER.info("device %s session %s ended (%s)", self.client_id, session_id, reason)
             self._spawn(bridge.close())
         # The device hears goodbye (with its session id) only for a session it was told about.
@@ -238,6 +266,9 @@ class DeviceSession:
     def _audio_from_server(self, bridge: Bridge, frame: bytes) -> None:
         route = self.route
         if route is not None and bridge is self.bridge:
+            if not self._reply_audio_heard:
+                self._reply_audio_heard = True
+                self._turn(TurnStage.FIRST_AUDIO)
             route.to_device(frame)
 
     def _text_from_server(self, bridge: Bridge, text: str) -> None:
@@ -253,6 +284,7 @@ class DeviceSession:
             return
         if isinstance(message, Hello):
             return
+        self._note_turn(message)
         if isinstance(message, Mcp):
             action = self.mcp.classify_server_request(message.payload)
             if action is ServerRequest.ANSWER:
@@ -268,6 +300,16 @@ class DeviceSession:
         if request.session_id is not None:
             reply = {"session_id": request.session_id, **reply}
         bridge.send_text(_compact(reply))
+
+    def _note_turn(self, message: Message) -> None:
+        """The stages the chat server's messages mark: what was heard, each sentence, the end of the reply."""
+        match message:
+            case Stt(text=text):
+                self._turn(TurnStage.HEARD, text or "")
+            case Tts(state=TtsState.SENTENCE_START, text=text):
+                self._turn(TurnStage.REPLY, text or "")
+            case Tts(state=TtsState.STOP):
+                self._turn(TurnStage.END)
 
     # --- helpers ---------------------------------------------------------------------------------------
 

@@ -72,7 +72,8 @@ class GatewayService(Service):
     state_dir: where a generated signature key is kept.
     registry: PiBuddy's tools, offered to devices when `config.host_tools` is on.
     mdns_interfaces: limit mDNS to these addresses (tests: ["127.0.0.1"]); None means all.
-    bus: where a button's `open_pairing` command comes from (None: no such command).
+    bus: where a button's `open_pairing` command comes from, and where each device's turn stages go
+        (`TurnProgress`, microphone = its MAC, for the history); None: neither.
     """
 
     name = "gateway"
@@ -128,6 +129,7 @@ class GatewayService(Service):
             server_secret=config.server_secret.get_secret_value() if config.server_secret else None,
             host_tools=HostTools(self._registry) if self._registry is not None else None,
             max_tools=config.max_tools_count, mcp_timeout=_MCP_TIMEOUT_SECONDS,
+            on_turn=self._bus.publish if self._bus is not None else None,
         )
 
         admission = self.admission = Admission(self._state_dir, mode=config.admission,
