@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import pwd
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pibuddy.errors import PiBuddyError
 
@@ -34,6 +35,32 @@ class StatePermissionError(PiBuddyError, PermissionError):
         return str(self.strerror)
 
 
+class StateStorageError(PiBuddyError, OSError):
+    """The state dir's filesystem refuses a write (full, read-only, over quota); says how to fix it. The user
+    must act, so the supervisor says it once as an ERROR."""
+
+    log_level = logging.ERROR
+    _FIXES: ClassVar[dict[int, str]] = {
+        errno.ENOSPC: "no space left on that filesystem; free some space (df -h {dir})",
+        errno.EDQUOT: "the disk quota is used up; free some space",
+        errno.EROFS: "the filesystem is read-only; remount it read-write",
+    }
+
+    def __init__(self, code: int, path: Path, state_dir: Path, setting: str = "device.state_dir") -> None:
+        fix = self._FIXES[code].format(dir=state_dir)
+        super().__init__(code, f"cannot write {path}: {fix}, or set {setting} to a writable place", str(path))
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    @classmethod
+    def of(cls, exc: OSError, path: Path, state_dir: Path, setting: str = "device.state_dir") -> OSError:
+        """This error for a full or read-only filesystem, else `exc` itself (to be raised as it was)."""
+        if exc.errno is not None and exc.errno in cls._FIXES:
+            return cls(exc.errno, path, state_dir, setting)
+        return exc
+
+
 class StateDir:
     """Reads and atomically writes small files in the state dir; created 0700, files 0600."""
 
@@ -49,6 +76,8 @@ class StateDir:
                 _adopt_owner(created, created.parent)
         except PermissionError:
             raise StatePermissionError(self.path, self.path, "create") from None
+        except OSError as exc:
+            raise StateStorageError.of(exc, self.path, self.path) from None
         return self.path
 
     def read_text(self, name: str) -> str | None:
@@ -68,11 +97,16 @@ class StateDir:
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mkstemp creates 0600
         except PermissionError:
             raise StatePermissionError(target, directory, "write") from None
+        except OSError as exc:
+            raise StateStorageError.of(exc, target, directory) from None
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 _adopt_owner(handle.fileno(), directory)
                 handle.write(text)
             os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise StateStorageError.of(exc, target, directory) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -23,6 +23,7 @@ from pibuddy.control.center import Control
 from pibuddy.control.history import entry_to_json
 from pibuddy.control.model import ControlError
 from pibuddy.errors import PiBuddyError
+from pibuddy.statedir import StateStorageError
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,10 +63,13 @@ class ControlService(Service):
 
     async def start(self) -> None:
         await self._take_over_stale_socket()
-        self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        self._server = await asyncio.start_unix_server(self._handle, path=str(self.path),
-                                                       limit=protocol.MAX_LINE_BYTES)
-        os.chmod(self.path, 0o660)  # the unit's UMask=0077 would leave it 0600: the group may use it too
+        try:
+            self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path),
+                                                           limit=protocol.MAX_LINE_BYTES)
+            os.chmod(self.path, 0o660)  # the unit's UMask=0077 would leave it 0600: the group may use it too
+        except OSError as exc:  # a full or read-only filesystem: one line with the fix, not a traceback per retry
+            raise StateStorageError.of(exc, self.path, self.path.parent, setting="control.socket") from None
         _LOGGER.info("control socket at %s", self.path)
 
     async def serve(self) -> None:
