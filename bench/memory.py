@@ -48,7 +48,7 @@ _IMPORT_GROUPS: Final = (
     ("pibuddy.config (pydantic, yaml)", ["pibuddy.config", "pibuddy.config.loader"]),
     ("supervisor, events, wiring", ["pibuddy.supervisor", "pibuddy.wiring.services"]),
     ("tools (builtin)", ["pibuddy.wiring.tools"]),
-    ("gateway (aiohttp, websockets, zeroconf)", ["pibuddy.gateway.service"]),
+    ("gateway (aiohttp, websockets; zeroconf only with mDNS)", ["pibuddy.gateway.service"]),
     ("audio pipeline (numpy, sounddevice, soxr, opus)", ["pibuddy.audio.pipeline"]),
     ("device client", ["pibuddy.device_client.service"]),
     ("local brain wiring (hassil, pocketsphinx)", ["pibuddy.wiring.brain"]),
