@@ -14,12 +14,15 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 VOSK_BASE_URL: Final = "https://alphacephei.com/vosk/models/"
 PIPER_BASE_URL: Final = "https://huggingface.co/rhasspy/piper-voices/resolve/v1.0.0/"
+_TIMEOUT_SECONDS: Final = 30.0
+_READ_TIMEOUT_SECONDS: Final = 60.0
 # The small (≈40-50 MB, Raspberry Pi sized) vosk model per language, from alphacephei.com/vosk/models.
 VOSK_SMALL_MODELS: Final = {
     "zh-CN": "vosk-model-small-cn-0.22",
@@ -31,7 +34,6 @@ VOSK_SMALL_MODELS: Final = {
     "ja-JP": "vosk-model-small-ja-0.22",
 }
 MAX_DOWNLOAD_BYTES: Final = 2 * 1024**3  # the largest vosk models are ~1.8 GB; anything bigger is not a model
-_TIMEOUT: Final = httpx.Timeout(30.0, read=60.0)
 _CHUNK: Final = 1 << 16
 
 Progress = Callable[[int, int | None], None]
@@ -106,12 +108,22 @@ def fetch_piper(voice: str, models_dir: Path, *, base_url: str = PIPER_BASE_URL,
     return Fetched(model, downloaded=True)
 
 
+def _timeout() -> httpx.Timeout:
+    import httpx  # noqa: PLC0415 (see download)
+
+    return httpx.Timeout(_TIMEOUT_SECONDS, read=_READ_TIMEOUT_SECONDS)
+
+
 def download(url: str, target: Path, *, progress: Progress | None = None,
              max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
     """Stream `url` into `target` (replaced only once complete); FetchError on any failure."""
+    # httpx is imported here: `pibuddy models` names VOSK_SMALL_MODELS in its --help, so every command (`pibuddy
+    # run` too) imports this module, and httpx brings its CLI's rich, click and pygments with it (5 MB of RSS).
+    import httpx  # noqa: PLC0415
+
     partial = target.with_name(f".{target.name}.part")
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=_TIMEOUT) as response:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=_timeout()) as response:
             if response.status_code != httpx.codes.OK:
                 raise FetchError(f"{url}: HTTP {response.status_code} (check the name, or the mirror with --base-url)")
             total = _content_length(response)
