@@ -335,7 +335,7 @@ async def test_the_same_through_mosquitto_and_the_bridge(
         bus = EventBus()
         events = bus.subscribe(256)
         services = build_services(config, bus)
-        assert [s.name for s in services] == ["openclaw-bridge", "openclaw-node", "brain-router"]
+        assert [s.name for s in services] == ["openclaw-bridge", "openclaw-node", "timers", "brain-router", "control"]
         async with _admin(openclaw_gateway) as admin, _running(services, bus):
             node_id = await _pair(openclaw_gateway, admin, tmp_path, events)
             result = await admin.invoke(node_id, "system.notify", {"body": "over MQTT"}, timeout_ms=5000)
