@@ -43,6 +43,7 @@ WORK=""
 CURRENT_STEP=""
 STEP_NAMES=()
 STEP_MILLIS=()
+STEP_CPU_MILLIS=()
 
 usage() {
     cat <<EOF
@@ -71,19 +72,28 @@ die() {
 }
 
 now_ms() { date +%s%3N; }
+# CPU time of this script's finished child processes (and theirs), in ms: unlike wall time, it hardly
+# depends on what else the machine is running.
+cpu_ms() {
+    local fields
+    read -ra fields <"/proc/$$/stat"
+    echo $(((fields[15] + fields[16]) * 1000 / $(getconf CLK_TCK)))
+}
 seconds() { printf '%d.%d s' $(($1 / 1000)) $(($1 % 1000 / 100)); }
 
-# Run step "$1" (a description) as the command that follows, and record its duration.
+# Run step "$1" (a description) as the command that follows, and record its wall and CPU time.
 step() {
-    local name="$1" started
+    local name="$1" started started_cpu
     shift
     CURRENT_STEP="$name"
     say "$name"
     started=$(now_ms)
+    started_cpu=$(cpu_ms)
     "$@"
     STEP_NAMES+=("$name")
     STEP_MILLIS+=($(($(now_ms) - started)))
-    info "$(seconds "${STEP_MILLIS[-1]}")"
+    STEP_CPU_MILLIS+=($(($(cpu_ms) - started_cpu)))
+    info "$(seconds "${STEP_MILLIS[-1]}") (CPU $(seconds "${STEP_CPU_MILLIS[-1]}"))"
 }
 
 # ---- The host: tools, binfmt_misc, the cached root filesystem --------------------------------------------
@@ -259,14 +269,18 @@ core_tests() {
 }
 
 summary() {
-    local i total=0
+    local i total=0 total_cpu=0
     CURRENT_STEP=""
     say "arm64 check passed (emulated timings: relative cost only, not a Raspberry Pi's speed)"
+    printf '    %10s  %10s  %s\n' wall CPU step
     for i in "${!STEP_NAMES[@]}"; do
-        printf '    %10s  %s\n' "$(seconds "${STEP_MILLIS[i]}")" "${STEP_NAMES[i]}"
+        printf '    %10s  %10s  %s\n' "$(seconds "${STEP_MILLIS[i]}")" "$(seconds "${STEP_CPU_MILLIS[i]}")" \
+            "${STEP_NAMES[i]}"
         total=$((total + STEP_MILLIS[i]))
+        total_cpu=$((total_cpu + STEP_CPU_MILLIS[i]))
     done
-    printf '    %10s  total\n' "$(seconds "$total")"
+    printf '    %10s  %10s  total (load average now: %s)\n' "$(seconds "$total")" "$(seconds "$total_cpu")" \
+        "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 cleanup() {
