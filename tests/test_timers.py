@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pibuddy.brain import LocalBrain, Outcome
+from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.events import Command, CommandName, EventBus, Say, WakeDetected
 from pibuddy.statedir import StateDir
 from pibuddy.timers.book import TimerBook, TimerError
@@ -83,3 +85,35 @@ async def _next_say(events: object) -> Say:
     while not isinstance(event := await events.get(), Say):  # type: ignore[attr-defined]
         pass
     return event
+
+
+async def test_the_issues_timer_phrasings_work_offline_through_the_local_brain(tmp_path: Path) -> None:
+    """What `pibuddy say` runs: text -> hassil (the package's templates plus PiBuddy's) -> planner -> timer tools.
+    "set a pasta timer for 8 minutes" and a bare "how much time is left" had no template."""
+    now = [1000.0]
+    service = TimerService(EventBus(), StateDir(tmp_path), clock=lambda: now[0])
+    registry = ToolRegistry()
+    for timer_tool in timer_tools(service):
+        registry.register(timer_tool)
+    brain = LocalBrain(registry, [], language="en")
+    turns = [
+        ("set a timer for five minutes", Outcome.DONE, "Timer set for five minutes",
+         ("timer_start", {"minutes": 5, "name": ""}), [("", 300)]),
+        ("set a pasta timer for 8 minutes", Outcome.DONE, "Timer set for 8 minutes named pasta",
+         ("timer_start", {"minutes": 8, "name": "pasta"}), [("", 270), ("pasta", 480)]),
+        ("how much time is left on the pasta timer", Outcome.ANSWERED,
+         "The pasta timer has 7 minutes and 30 seconds left.", ("timer_status", {"name": "pasta"}),
+         [("", 240), ("pasta", 450)]),
+        ("how much time is left", Outcome.ANSWERED,
+         "The timer has 3 minutes and 30 seconds left. The pasta timer has 7 minutes left.",
+         ("timer_status", {"name": ""}), [("", 210), ("pasta", 420)]),
+        ("cancel the pasta timer", Outcome.DONE, "Timer cancelled", ("timer_cancel", {"name": "pasta", "all": False}),
+         [("", 180)]),
+        ("cancel the timer", Outcome.DONE, "Timer cancelled", ("timer_cancel", {"name": "", "all": False}), []),
+    ]
+    for text, outcome, said, call, running in turns:
+        reply = await brain.handle(text, Vocabulary())
+        assert (reply.outcome, reply.text) == (outcome, said), text
+        assert [(r.call.tool, dict(r.call.arguments)) for r in reply.calls] == [call], text
+        assert [(t.name, t.remaining) for t in service.timers()] == running, text
+        now[0] += 30

@@ -4,7 +4,8 @@ generated from them (`pibuddy.brain.grammar`), so whatever the brain understands
 
 PiBuddy's phrasings are what people say that the package lacks: dim/brighten to a level, start/stop, a device
 unique by its kind ("open the blinds", "set the thermostat to 21 degrees"), a room's thermostat, "everything in
-the kitchen", "all the lights" (`slots.everything` marks the switchable devices of a room).
+the kitchen", "all the lights" (`slots.everything` marks the switchable devices of a room), "set a pasta timer for
+8 minutes", "how much time is left".
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ EVERYTHING: Final = "everything"
 
 _LIGHTS: Final = {"requires_context": {"domain": "light"}}
 _SWITCHABLE: Final = {"requires_context": {"domain": ["fan", "switch", "input_boolean", "media_player", "vacuum"]}}
+
+# "8 minutes", "1 hour and 30 minutes", "2 minutes 30 seconds": the package's slot lists, in its order.
+_TIMER_LENGTH: Final = ("({timer_hours:hours}( |-)hour[s] [[and] {timer_minutes:minutes}( |-)minute[s]]"
+                        "|{timer_minutes:minutes}( |-)minute[s] [[and] {timer_seconds:seconds}( |-)second[s]]"
+                        "|{timer_seconds:seconds}( |-)second[s])")
 
 _PHRASINGS: Final[dict[str, dict[str, Any]]] = {
     "en": {
@@ -57,6 +63,13 @@ _PHRASINGS: Final[dict[str, dict[str, Any]]] = {
                  "slots": {"domain": "cover"}},
                 {"sentences": ["turn off everything in [the] {area}", "turn everything off in [the] {area}"],
                  "slots": {EVERYTHING: True}},
+            ]},
+            "HassStartTimer": {"data": [
+                {"sentences": ["<timer_set> [a|an|my] {timer_name:name} timer for <timer_length>"],
+                 "expansion_rules": {"timer_length": _TIMER_LENGTH}},
+            ]},
+            "HassTimerStatus": {"data": [
+                {"sentences": ["(how much time|how long) [is] left", "how much time [do] (I|we) have left"]},
             ]},
             "HassClimateSetTemperature": {"data": [
                 {"sentences": ["set [the] (thermostat|heating|temperature) to {temperature} [degrees]",

@@ -51,6 +51,14 @@ def test_the_sentences_hold_every_name_room_number_and_politeness(sentences: Sen
         assert re.search(rf"\b{re.escape(spoken(phrase))}\b", said), phrase
 
 
+def test_the_timer_phrasings_without_a_free_name_can_be_heard(sentences: Sentences) -> None:
+    """A timer's name is free text (a wildcard), which a closed grammar cannot hold; the rest is heard."""
+    grammar = sentences.jsgf()
+    for template in ("( how much time | how long ) [ is ] left",
+                     "( start | set | create ) [ a | an | the | my ] timer for <number"):
+        assert template in grammar, template
+
+
 @pytest.mark.parametrize(("text", "calls"), [
     ("dim the bedroom light to 40%", [{"target": "light.bedroom_light", "action": "set_brightness",
                                        "brightness": 40}]),
