@@ -30,6 +30,8 @@ _KIND_WORDS: Final = {"light": "lights", "fan": "fans", "cover": "blinds", "swit
                       "climate": "thermostat", "media_player": "speaker", "vacuum": "vacuum", "sensor": "sensor"}
 _TEMPERATURE: Final = "temperature"
 _MEASURING_DOMAINS: Final = frozenset({"sensor", "climate"})
+# The device classes a device of a domain without a class of its own answers to.
+_CLASSLESS: Final = {"cover": frozenset({"blind", "curtain", "shade", "shutter", "awning"})}
 # "Everything in the kitchen": what is switched on and off, never locks, covers or heating.
 _SWITCHED_OFF_BY_EVERYTHING: Final = frozenset({"light", "switch", "fan", "input_boolean", "media_player"})
 
@@ -191,7 +193,11 @@ def _targets(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | Non
     def fits(thing: Thing) -> bool:
         if kind == _TEMPERATURE and thing.domain not in _MEASURING_DOMAINS:
             return False
-        return domain in (None, thing.domain) and device_class in (None, thing.device_class)
+        if domain not in (None, thing.domain):
+            return False
+        # A cover that states no class is a blind, not a garage door: "the bedroom blind" names it.
+        return device_class in (None, thing.device_class) or (
+            thing.device_class is None and device_class in _CLASSLESS.get(thing.domain, ()))
 
     candidates = [t for t in (vocabulary.in_area(area) if area else vocabulary.things) if fits(t)]
     targets: list[Target] = []

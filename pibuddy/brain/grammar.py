@@ -41,6 +41,7 @@ from pibuddy.brain.vocabulary import Place, Vocabulary
 _MAX_PERMUTED: Final = 4  # a;b;c;d -> 24 orders; longer permutations are not in the templates
 _RULE: Final = re.compile(r"[^a-z0-9_]")
 _SKIP_CHANCE: Final = 0.15  # how often a sampled sentence opens or closes with a skip word ("please")
+_LONGEST_WORD: Final = 8  # characters of the longest Chinese dictionary word tried when segmenting
 
 Known = Callable[[str], bool]
 """Whether the recogniser's dictionary has a word."""
@@ -209,9 +210,15 @@ class _Compiler:
         return None
 
     def words(self, text: str) -> Words | None:
-        """A text chunk as dictionary words (none for whitespace); None if a word is unknown."""
-        words = tuple(spoken(text, self._language).split())
-        return Words(words) if all(self._known(w) for w in words) else None
+        """A text chunk as dictionary words (none for whitespace); None if a word is unknown. Chinese has no
+        spaces: a run of characters becomes the dictionary's words, longest first (打开客厅的灯: 打开 客厅 的 灯)."""
+        words: list[str] = []
+        for token in spoken(text, self._language).split():
+            found = [token] if self._known(token) else _segment(token, self._known)
+            if found is None:
+                return None
+            words += found
+        return Words(tuple(words))
 
     @staticmethod
     def alternatives(parts: list[Node | None], *, optional: bool = False) -> Node | None:
@@ -310,6 +317,25 @@ def _suffixes(item: Expression, *, phrases: bool = False) -> list[str] | None:
             return None
         texts.append(text)
     return [*texts, ""] if item.is_optional and "" not in texts else texts
+
+
+def _segment(token: str, known: Known) -> list[str] | None:
+    """A run of CJK characters as known words, longest match first; None if it cannot be covered."""
+    if not all(_is_cjk(ch) for ch in token):
+        return None
+    words, start = [], 0
+    while start < len(token):
+        end = next((e for e in range(min(len(token), start + _LONGEST_WORD), start, -1) if known(token[start:e])),
+                   None)
+        if end is None:
+            return None
+        words.append(token[start:end])
+        start = end
+    return words
+
+
+def _is_cjk(character: str) -> bool:
+    return "\u3400" <= character <= "\u9fff"
 
 
 def _speaks(node: Node) -> bool:

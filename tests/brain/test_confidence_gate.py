@@ -46,6 +46,12 @@ class OneUtterance:
     async def wait_drained(self) -> None: ...
 
 
+def _built(asr: PocketsphinxAsr, household: Vocabulary) -> PocketsphinxAsr:
+    """The engine with its model built, as the service builds it before the first wake."""
+    asr.set_vocabulary(household)
+    return asr
+
+
 async def _turn(asr: PocketsphinxAsr, household: Vocabulary, pcm: bytes) -> tuple[Reply, OneUtterance]:
     brain = LocalBrain(ToolRegistry(), [FixedVocabulary(household)], language="en")
     audio = OneUtterance(pcm)
@@ -55,7 +61,8 @@ async def _turn(asr: PocketsphinxAsr, household: Vocabulary, pcm: bytes) -> tupl
 
 async def test_nonsense_gets_a_spoken_not_heard_and_no_tool_call(household: Vocabulary) -> None:
     # The old grammar made a switching command of this audio; the language model hears words matching none.
-    reply, audio = await _turn(PocketsphinxAsr("en"), household, in_a_room(FORCED_ONTO_A_COMMAND[0]))
+    reply, audio = await _turn(_built(PocketsphinxAsr("en"), household), household,
+                               in_a_room(FORCED_ONTO_A_COMMAND[0]))
     assert (reply.outcome, reply.text, reply.calls) == (Outcome.NOT_HEARD, "Sorry, I didn't catch that.", ())
     assert len(audio.played) == 1
     assert np.abs(audio.played[0]).max() > 3000, "the reply was not spoken"
@@ -64,9 +71,9 @@ async def test_nonsense_gets_a_spoken_not_heard_and_no_tool_call(household: Voca
 async def test_audio_scoring_below_the_floor_against_the_phone_loop_is_not_acted_on(household: Vocabulary) -> None:
     command = in_a_room("turn on the floor lamp")
     strict = PocketsphinxAsr("en", confidence_floor=0.0)  # no real speech fits as well as the best phone string
-    reply, _ = await _turn(strict, household, command)
+    reply, _ = await _turn(_built(strict, household), household, command)
     assert (reply.outcome, reply.calls) == (Outcome.NOT_HEARD, ())
-    reply, _ = await _turn(PocketsphinxAsr("en"), household, command)
+    reply, _ = await _turn(_built(PocketsphinxAsr("en"), household), household, command)
     assert [record.call.tool for record in reply.calls] == ["ha_control_device"]
 
 

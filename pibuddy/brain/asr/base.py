@@ -69,7 +69,7 @@ def get_asr_engine(config: BrainConfig, language: str, backend: AsrBackend | Non
             case AsrBackend.VOSK:
                 from pibuddy.brain.asr.vosk_asr import VoskAsr  # noqa: PLC0415
 
-                return VoskAsr(config.vosk_model_path)
+                return VoskAsr(config.vosk_model_path, language=language)
     except ImportError as exc:
         raise BrainUnavailable(f"speech recogniser {chosen} needs the {exc.name} package (./setup.sh)") from None
     raise BrainUnavailable(f"unknown speech recogniser {chosen!r}")

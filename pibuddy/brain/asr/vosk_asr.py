@@ -1,9 +1,12 @@
 """vosk free-form recognition for languages pocketsphinx has no model for (Chinese and others).
 
 The model directory comes from config (setup.sh offers to download a small one on a real Pi); vosk's own
-download-by-language is never used. No grammar: the audio-stack reference measured that a grammar-limited
-vosk forces any audio into the grammar's words, so the intent matcher gets what vosk's language model heard.
-The confidence gate is the mean of vosk's word confidences (lattice posteriors, with `SetWords`).
+download-by-language is never used. The recogniser's phrase list comes from the intent matcher's own templates
+(`grammar.compile_sentences`, Chinese segmented into the model's words), plus vosk's "[unk]": the audio-stack
+reference measured that a grammar-limited vosk forces any audio into the grammar's words, and "[unk]" is where
+speech outside them goes instead. Models built without a runtime graph (the big ones) ignore the list and decode
+with their own language model. The confidence gate is the mean of vosk's word confidences (lattice posteriors,
+with `SetWords`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from vosk import KaldiRecognizer, Model, SetLogLevel
 from pibuddy.audio.frames import SAMPLE_RATE
 from pibuddy.brain.asr.base import AsrEngine, Recognition
 from pibuddy.brain.errors import BrainUnavailable
+from pibuddy.brain.grammar import Sentences, compile_sentences
+from pibuddy.brain.sentences import load_intents
+from pibuddy.brain.vocabulary import Vocabulary
 
 _LOGGER = logging.getLogger(__name__)
 _UNKNOWN = ("[unk]", "<UNK>")  # vosk's unknown-word tokens differ per model
@@ -25,6 +31,7 @@ _UNKNOWN = ("[unk]", "<UNK>")  # vosk's unknown-word tokens differ per model
 # calls its word confidences "not very reliable"; right words are usually near 1. A mean below 0.6 means
 # several words were guesses, so the text is not acted on. Unknown-word tokens count with their confidence.
 _CONFIDENCE_FLOOR: Final = 0.6
+_PHRASES: Final = 5000  # sentences drawn for the phrase list (duplicates merge)
 
 
 class VoskAsr(AsrEngine):
@@ -33,8 +40,12 @@ class VoskAsr(AsrEngine):
     confidence_floor: The lowest mean word confidence (0-1) acted on; None turns the gate off.
     """
 
-    def __init__(self, model_path: Path | None, *, confidence_floor: float | None = _CONFIDENCE_FLOOR) -> None:
+    def __init__(self, model_path: Path | None, *, language: str = "zh-CN",
+                 confidence_floor: float | None = _CONFIDENCE_FLOOR) -> None:
         self._floor = confidence_floor
+        self._language = language
+        self._fingerprint: str | None = None
+        self.phrases: list[str] = []
         if model_path is None or not model_path.is_dir():
             raise BrainUnavailable(f"brain.vosk_model_path must be a vosk model directory (got {model_path})")
         SetLogLevel(-1)
@@ -43,11 +54,32 @@ class VoskAsr(AsrEngine):
         except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
             raise BrainUnavailable(f"vosk cannot load {model_path}: {exc}") from None
 
+    def known(self, word: str) -> bool:
+        return bool(self._model.vosk_model_find_word(word) >= 0)
+
+    def set_vocabulary(self, vocabulary: Vocabulary) -> None:
+        """The phrase list for the current names (rebuilt when they change)."""
+        if vocabulary.fingerprint == self._fingerprint:
+            return
+        self.phrases = phrases(compile_sentences(load_intents(self._language)[0], vocabulary, self._language,
+                                                 self.known))
+        self._fingerprint = vocabulary.fingerprint
+        _LOGGER.info("vosk phrase list rebuilt: %d phrases", len(self.phrases))
+
     def recognise(self, pcm: bytes) -> Recognition:
-        recognizer = KaldiRecognizer(self._model, SAMPLE_RATE)
+        if self.phrases:
+            recognizer = KaldiRecognizer(self._model, SAMPLE_RATE, json.dumps([*self.phrases, _UNKNOWN[0]],
+                                                                              ensure_ascii=False))
+        else:
+            recognizer = KaldiRecognizer(self._model, SAMPLE_RATE)
         recognizer.SetWords(True)
         recognizer.AcceptWaveform(pcm)
         return judge(recognizer.FinalResult(), self._floor)
+
+
+def phrases(sentences: Sentences) -> list[str]:
+    """Distinct sentences drawn from `sentences`, as vosk's phrase list (words separated by spaces)."""
+    return sorted({" ".join(words) for words in sentences.sample(_PHRASES)})
 
 
 def judge(result: str, floor: float | None = _CONFIDENCE_FLOOR) -> Recognition:
