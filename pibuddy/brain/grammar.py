@@ -40,6 +40,7 @@ from pibuddy.brain.vocabulary import Place, Vocabulary
 
 _MAX_PERMUTED: Final = 4  # a;b;c;d -> 24 orders; longer permutations are not in the templates
 _RULE: Final = re.compile(r"[^a-z0-9_]")
+_FRACTION: Final = re.compile(r"\d\s*/\s*\d")
 _SKIP_CHANCE: Final = 0.15  # how often a sampled sentence opens or closes with a skip word ("please")
 _LONGEST_WORD: Final = 8  # characters of the longest Chinese dictionary word tried when segmenting
 
@@ -212,6 +213,8 @@ class _Compiler:
     def words(self, text: str) -> Words | None:
         """A text chunk as dictionary words (none for whitespace); None if a word is unknown. Chinese has no
         spaces: a run of characters becomes the dictionary's words, longest first (打开客厅的灯: 打开 客厅 的 灯)."""
+        if _FRACTION.search(text):
+            return None  # "1/2" would be said "one two"; the templates also say "half"
         words: list[str] = []
         for token in spoken(text, self._language).split():
             found = [token] if self._known(token) else _segment(token, self._known)
