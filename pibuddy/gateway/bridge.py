@@ -45,6 +45,7 @@ _MAX_EARLY_MESSAGES: Final = 64
 MAX_UNSENT_TEXT: Final = 512 * 1024
 """A chat server with this much of our output unread is hung: device text to it ends the session."""
 _CLOSE_TIMEOUT_SECONDS: Final = 2.0
+_SAID_BEFORE_HELLO_CHARS: Final = 100
 
 
 class ChatServerUnavailable(ConnectionLost):
@@ -133,6 +134,7 @@ class Bridge:
         self._counted = False
         self._hello: asyncio.Future[ServerHello] = asyncio.get_running_loop().create_future()
         self._early: list[str] = []
+        self._said_before_hello = ""
         self._uplink_drops = DropCounter("uplink audio frames (chat server not reading)", _LOGGER)
 
     async def open(self, headers: dict[str, str], device_hello: Hello) -> ServerHello:
@@ -156,7 +158,9 @@ class Bridge:
         finally:
             closed.cancel()
         if not self._hello.done():
-            raise ChatServerUnavailable("closed before its hello")
+            # A refusing server (xiaozhi-server on a bad token) says why in a text message, then closes.
+            said = f", saying {self._said_before_hello!r}" if self._said_before_hello else ""
+            raise ChatServerUnavailable(f"closed before its hello{said}")
         return self._hello.result()
 
     def start(self) -> None:
@@ -174,11 +178,10 @@ class Bridge:
             return
         try:
             parsed = parse_message(text)
-        except RemoteProtocolError as exc:
-            _LOGGER.info("chat server %s said before its hello: %s", display_url(self.server.url), exc.reason)
-            return
-        if not isinstance(parsed, Hello):
-            _LOGGER.debug("server message before its hello ignored: %s", parsed.TYPE)
+        except RemoteProtocolError:
+            parsed = None
+        if not isinstance(parsed, Hello):  # kept for the failure's log line, should the server now close
+            self._said_before_hello = text[:_SAID_BEFORE_HELLO_CHARS]
         else:  # any hello will do, as with the reference gateway: version, session id, transport unread
             self._hello.set_result(ServerHello(parsed.session_id, parsed.audio_params))
 
@@ -232,7 +235,8 @@ class Bridge:
             return
         ws.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ws.wait_closed(), _CLOSE_TIMEOUT_SECONDS)
+            async with asyncio.timeout(_CLOSE_TIMEOUT_SECONDS):  # not wait_for: it can swallow a racing cancel
+                await ws.wait_closed()
 
 
 def _ignore(frame: bytes) -> None:

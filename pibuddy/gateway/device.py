@@ -233,7 +233,10 @@ class DeviceSession:
             share = (deadline - time.monotonic()) / (len(candidates) - index)  # later servers keep their turn
             bridge = Bridge(server, on_text=self._text_from_server, on_audio=self._audio_from_server)
             try:
-                server_hello = await asyncio.wait_for(bridge.open(headers, hello), max(share, 0.1))
+                # Not wait_for: on 3.11 it swallows a cancel (a goodbye or a new hello superseding this one)
+                # that races with the server's refusal, and this stale hello would then be rejected or bridged.
+                async with asyncio.timeout(max(share, 0.1)):
+                    server_hello = await bridge.open(headers, hello)
             except (ChatServerUnavailable, TimeoutError) as exc:
                 await bridge.close()
                 pool.mark_failed(server, str(exc) or "no hello in time")

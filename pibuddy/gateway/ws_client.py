@@ -114,8 +114,12 @@ class WsClient(asyncio.Protocol):
         try:
             await loop.create_connection(lambda: client, uri.host, uri.port,
                                          ssl=ssl.create_default_context() if uri.secure else None)
-        except OSError as exc:
-            raise WsConnectFailed(f"cannot connect: {exc.strerror or exc}") from None
+        except BaseException as exc:
+            # Nobody will wait for the handshake: a late connection_lost must not leave an unretrieved error.
+            client._handshake.cancel()
+            if isinstance(exc, OSError):
+                raise WsConnectFailed(f"cannot connect: {exc.strerror or exc}") from None
+            raise
         client.start_handshake(headers)
         try:
             await client.wait_open()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
 
 from pibuddy.gateway.service import GatewayService
 from pibuddy.xiaozhi.session import HELLO_REJECTED_TEXT
+from pibuddy.xiaozhi.states import State
 from tests.gateway.conftest import DeviceFactory, GatewayFactory, connect_device, gateway_url
 from tests.peers.firmware_device import FirmwareDevice
 from tests.peers.opus_audio import OpusFrameDecoder, encode_tone
@@ -171,6 +173,46 @@ async def test_chat_server_down_at_hello_gives_error_then_failover(
     dead_stats, live_stats = gateway.pool.servers
     assert (dead_stats.failures, live_stats.sessions_total) == (1, 2)
     await device.close()
+
+
+_HELLO = {"type": "hello", "version": 3, "transport": "udp", "audio_params": {"format": "opus"}}
+_LOOP_PASSES = 40
+"""How many event-loop passes after the chat server's refusal the device's next message is swept over."""
+
+
+@pytest.mark.parametrize("then", ["goodbye", "hello"])
+async def test_a_refused_hello_the_device_ends_or_repeats_meanwhile_gets_one_answer_and_no_traceback(
+    start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture, then: str
+) -> None:
+    """Seen: 'LocalProtocolError: no hello to reject while idle' (a traceback, and no answer to the device)
+    when a chat server refused a hello just as the device said goodbye or hello again: asyncio.wait_for on
+    3.11 swallowed the cancel that raced with the refusal, and the stale hello was rejected anyway."""
+    caplog.set_level(logging.INFO)
+    async with XiaozhiTestServer(auth_key="Srv-Secret9") as server:  # refuses our token: says why, closes
+        gateway = await start_gateway([gateway_url(server)], server_secret="Wrong-Secret9")
+        device = await connect_device(gateway, 1)
+        session = gateway.sessions[device.client_id]
+        for passes in range(_LOOP_PASSES):
+            server.bad_input_seen.clear()
+            device.publish(_HELLO)
+            await asyncio.wait_for(server.bad_input_seen.wait(), 5)
+            for _ in range(passes):
+                await asyncio.sleep(0)
+            if then == "goodbye":
+                device.publish({"type": "goodbye", "session_id": ""})
+                await eventually(lambda: session.state is State.IDLE)
+            else:  # the repeated hello is refused too: whatever happened to the first, this one is answered
+                device.publish(_HELLO)
+                assert (await device.next_message(of_type="error"))["message"] == HELLO_REJECTED_TEXT
+                await eventually(lambda: session.state is State.IDLE)
+        device.publish(_HELLO)  # still served after all that
+        assert (await device.next_message(of_type="error"))["message"] == HELLO_REJECTED_TEXT
+        await asyncio.sleep(0.3)  # a stale hello's task would fail by now
+        await device.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
+    refusals = [r.getMessage() for r in caplog.records if r.name == "pibuddy.gateway.bridge"]
+    assert refusals
+    assert all("closed before its hello, saying '认证失败'" in line for line in refusals)
 
 
 async def test_new_sessions_go_to_the_least_busy_server(start_gateway: GatewayFactory) -> None:
