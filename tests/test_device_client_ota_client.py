@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -61,6 +63,23 @@ def drain(subscription_queue: asyncio.Queue[Event]) -> list[Event]:
 async def ota_pair(dev: OtaDevice, **server_options: object) -> AsyncIterator[tuple[XiaozhiTestServer, OtaClient]]:
     async with XiaozhiTestServer(**server_options) as server, OtaClient(server.ota_url, dev) as client:  # type: ignore[arg-type]
         yield server, client
+
+
+async def test_the_ca_bundle_is_never_loaded_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading it takes 0.2-1.4 s of CPU: on the loop, every OTA attempt stalled the audio and every service."""
+    loop_thread, on_loop = threading.get_ident(), []
+    load = ssl.SSLContext.load_verify_locations
+
+    def recorded(context: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        if threading.get_ident() == loop_thread:
+            on_loop.append(args or kwargs)
+        load(context, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", recorded)
+    for _ in range(2):  # a retry after a failed attempt builds a new client
+        async with ota_pair(device()) as (_, client):
+            assert (await client.check_version()).websocket is not None
+    assert on_loop == []
 
 
 async def test_check_version_without_activation() -> None:

@@ -25,6 +25,7 @@ import httpx
 
 from pibuddy.device_client.settings import UpstreamSettingsStore
 from pibuddy.events import ActivationCode, DeviceState, EventBus, Say
+from pibuddy.tls import client_tls_context
 from pibuddy.xiaozhi.ota import (
     MAX_RESPONSE_BYTES,
     OtaDevice,
@@ -101,7 +102,7 @@ class OtaClient:
     async def __aenter__(self) -> Self:
         if self._http is not None:
             raise RuntimeError("OtaClient is not reentrant")
-        self._http = httpx.AsyncClient(timeout=self.timeout)
+        self._http = httpx.AsyncClient(timeout=self.timeout, verify=await client_tls_context())
         return self
 
     async def __aexit__(
