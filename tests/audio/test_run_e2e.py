@@ -26,13 +26,18 @@ _STEP = 10.0
 
 
 async def _line_containing(stream: asyncio.StreamReader, text: str, seen: list[str]) -> None:
-    while True:
+    await _lines_containing(stream, (text,), seen)
+
+
+async def _lines_containing(stream: asyncio.StreamReader, texts: tuple[str, ...], seen: list[str]) -> None:
+    """Until each of `texts` was logged, in any order."""
+    missing = set(texts)
+    while missing:
         line = (await stream.readline()).decode(errors="replace")
         if not line:
-            raise AssertionError(f"pibuddy run exited before logging {text!r}:\n{''.join(seen)}")
+            raise AssertionError(f"pibuddy run exited before logging {sorted(missing)}:\n{''.join(seen)}")
         seen.append(line)
-        if text in line:
-            return
+        missing = {text for text in missing if text not in line}
 
 
 async def test_pibuddy_run_answers_a_spoken_wake_word_through_the_server(
@@ -53,7 +58,12 @@ async def test_pibuddy_run_answers_a_spoken_wake_word_through_the_server(
         log: list[str] = []
         try:
             async with MonitorRecorder(pulse, rate=16000) as recorder:
-                await asyncio.wait_for(_line_containing(process.stderr, "microphone open", log), 30)
+                # Up (systemd's READY=1) and listening: a stall on the way leaves one of them unlogged.
+                try:
+                    await asyncio.wait_for(_lines_containing(process.stderr, ("microphone open", "PiBuddy is up"), log),
+                                           30)
+                except TimeoutError:
+                    raise AssertionError(f"pibuddy run stalled starting up:\n{''.join(log)}") from None
                 await asyncio.sleep(1.0)  # some pre-roll before the wake word
                 await play_into_microphone(pulse, wake)
                 for milestone in (server.hello_received, server.listen_detect):
