@@ -122,6 +122,19 @@ class ErrorOccurred(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class WakeHandedOver(Event):
+    """`brain.mode: auto`: the server did not answer this wake (or button press) in time, so the local brain
+    answers it, from the audio held since the wake (`AudioPort.open_uplink(since_wake=True)`)."""
+
+    woken_by: str
+    """The wake word, or `BUTTON`."""
+
+
+BUTTON: Final = "the button"
+"""What woke PiBuddy when it was a button press (push-to-talk), as logs and `WakeHandedOver` name it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Say(Event):
     """Something PiBuddy wants spoken to the user (activation codes, pairing hints, announcements)."""
 

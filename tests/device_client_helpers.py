@@ -47,7 +47,8 @@ class ScriptedAudio:
     def uplink_active(self) -> bool:
         return self._uplink is not None and self._uplink.end_reason is None
 
-    def open_uplink(self, *, end_on_silence: bool) -> ScriptedUplink:
+    def open_uplink(self, *, end_on_silence: bool, since_wake: bool = False) -> ScriptedUplink:
+        del since_wake  # the scripted microphone holds nothing back
         self.end_on_silence = end_on_silence
         if self._uplink is None:
             self.uplink_changes.append((time.monotonic(), True))
@@ -119,10 +120,11 @@ class ScriptedUplink:
             yield frame
 
 
-def device_config(tmp_path: Path, ota_url: str, **upstream: object) -> Config:
+def device_config(tmp_path: Path, ota_url: str, *, microphone: bool = False, **upstream: object) -> Config:
+    """microphone: audio on, so in `brain.mode: auto` (the default) a local brain would listen."""
     return Config.model_validate({
         "device": {"state_dir": str(tmp_path / "state"), "device_id": "02:11:22:33:44:55"},
-        "audio": {"enabled": False},
+        "audio": {"enabled": microphone},
         "upstream": {"ota_url": ota_url, **upstream},
     })
 

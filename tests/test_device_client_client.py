@@ -12,7 +12,18 @@ from pathlib import Path
 import pytest
 
 from pibuddy.device_client.service import DeviceClientService
-from pibuddy.events import ActiveBrain, Command, ErrorOccurred, Event, EventBus, Muted, Say, Subscription, UpstreamLink
+from pibuddy.events import (
+    ActiveBrain,
+    Command,
+    ErrorOccurred,
+    Event,
+    EventBus,
+    Muted,
+    Say,
+    Subscription,
+    UpstreamLink,
+    WakeHandedOver,
+)
 from pibuddy.tools.registry import Tool, ToolResult
 from pibuddy.wiring.tools import build_registry
 from pibuddy.xiaozhi import ListenMode, State
@@ -41,8 +52,9 @@ async def server(transport: str, mosquitto: MosquittoBroker) -> AsyncIterator[Xi
 
 
 async def _service(tmp_path: Path, server: XiaozhiTestServer, audio: ScriptedAudio,
-                   bus: EventBus | None = None, **upstream: object) -> DeviceClientService:
-    config = device_config(tmp_path, server.ota_url, **upstream)
+                   bus: EventBus | None = None, *, microphone: bool = False, **upstream: object
+                   ) -> DeviceClientService:
+    config = device_config(tmp_path, server.ota_url, microphone=microphone, **upstream)
     service = DeviceClientService(config, bus=bus or EventBus(), registry=build_registry(config), audio=audio)
     await service.start()
     return service
@@ -403,5 +415,39 @@ async def test_a_wake_that_cannot_open_a_conversation_plays_the_error_tone(
         assert told == [ErrorOccurred("upstream", "could not start a conversation with the server"),  # lights
                         Say("Sorry, I can't reach the server right now.")]  # and one short spoken line
         assert not audio.uplink_changes
+    finally:
+        await service.stop()
+
+
+@pytest.mark.parametrize("microphone", [False, True], ids=["no local brain", "auto mode with a microphone"])
+async def test_a_server_that_never_answers_hello_gets_the_wake_answered_without_it_within_2_seconds(
+    server: XiaozhiTestServer, tmp_path: Path, microphone: bool
+) -> None:
+    """Up but stuck: waiting out the 10 s hello timeout kept the user in silence. After 2 s the wake is answered
+    without the server: the error tone and the spoken line, or, where a local brain listens (`brain.mode:
+    auto` and a microphone), handed to it (no tone: the microphone is about to be heard)."""
+    server.settings.answer_hello = False
+    audio = ScriptedAudio()
+    bus = EventBus()
+    service = await _service(tmp_path, server, audio, bus, microphone=microphone)
+    client = service.client
+    assert client is not None
+    try:
+        with bus.subscribe() as events:
+            woke = time.monotonic()
+            assert not await client.wake(WAKE_WORD)
+            waited = time.monotonic() - woke
+            told = [e for e in _pending(events) if isinstance(e, ErrorOccurred | Say | WakeHandedOver)]
+        assert server.hello_received.is_set(), "the server heard the hello"
+        assert 2.0 <= waited < 3.0, "answered 2 s after the wake, not at the 10 s hello timeout"
+        error = ErrorOccurred("upstream", "could not start a conversation with the server")
+        if microphone:
+            assert told == [error, WakeHandedOver(WAKE_WORD)]
+            assert audio.cues == []
+        else:
+            assert told == [error, Say("Sorry, I can't reach the server right now.")]
+            assert audio.cues == ["error"]
+        assert client.session.state is State.CONNECTING, "the link's own hello timeout still runs"
+        assert not audio.uplink_changes, "the server got no audio: whoever answers takes it from the pipeline"
     finally:
         await service.stop()

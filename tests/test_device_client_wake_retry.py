@@ -12,7 +12,16 @@ from pathlib import Path
 
 from pibuddy.backoff import Backoff
 from pibuddy.device_client.service import DeviceClientService
-from pibuddy.events import ErrorOccurred, EventBus, Say, ServiceStatus, Subscription, UpstreamLink, WakeDetected
+from pibuddy.events import (
+    ErrorOccurred,
+    EventBus,
+    Say,
+    ServiceStatus,
+    Subscription,
+    UpstreamLink,
+    WakeDetected,
+    WakeHandedOver,
+)
 from pibuddy.supervisor import Supervisor
 from pibuddy.wiring.tools import build_registry
 from tests.device_client_helpers import ScriptedAudio, device_config
@@ -31,18 +40,25 @@ async def _next(subscription: Subscription, wanted: type, within: float = 15.0, 
                 return event
 
 
+def _delivered(subscription: Subscription) -> list[object]:
+    delivered = []
+    while not subscription.queue.empty():
+        delivered.append(subscription.queue.get_nowait())
+    return delivered
+
+
 @contextlib.asynccontextmanager
-async def _server_gone_away(mosquitto: MosquittoBroker, tmp_path: Path
+async def _server_gone_away(mosquitto: MosquittoBroker, tmp_path: Path, *, microphone: bool = False
                             ) -> AsyncIterator[tuple[XiaozhiTestServer, EventBus, Subscription]]:
     """The device client connected, then the server and its broker stopped; yields once the client is waiting
-    out its (long) backoff."""
+    out its (long) backoff. microphone: `brain.mode: auto` with audio on, so a local brain listens."""
     bus = EventBus()
     events = bus.subscribe(maxsize=1024)
     server = XiaozhiTestServer(mqtt=MqttBrokerInfo(mosquitto.host, mosquitto.port), tts_frames=3,
                                tts_frame_interval=0.01)
     await server.start()
     await asyncio.wait_for(server.mqtt_ready.wait(), 5)
-    config = device_config(tmp_path, server.ota_url)
+    config = device_config(tmp_path, server.ota_url, microphone=microphone)
     service = DeviceClientService(config, bus=bus, registry=build_registry(config), audio=ScriptedAudio())
     supervisor = Supervisor([service], bus=bus, backoff_factory=lambda: Backoff(
         initial=_LONG_BACKOFF, maximum=_LONG_BACKOFF, rng=random.Random(5)))
@@ -91,4 +107,22 @@ async def test_a_wake_while_the_server_is_still_away_is_told_so_within_3_seconds
     assert said.text == "Sorry, I can't reach the server right now."
     assert isinstance(error, ErrorOccurred)
     assert error.source == "upstream"
+    assert not server.hello_received.is_set()
+
+
+async def test_a_wake_while_the_server_is_away_goes_to_the_local_brain_in_auto_mode(
+        mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+    """The router still gives wakes to the server (its deadline has not run out), so the device client takes
+    this one; unanswered, it is handed to the local brain instead of being dropped."""
+    async with _server_gone_away(mosquitto, tmp_path, microphone=True) as (server, bus, events):
+        loop = asyncio.get_running_loop()
+        woke = loop.time()
+        bus.publish(WakeDetected(_WAKE))
+        await _next(events, ErrorOccurred, within=3.0)  # the error light
+        handed = await _next(events, WakeHandedOver, within=0.1)
+        told = loop.time() - woke
+        said = [e for e in _delivered(events) if isinstance(e, Say)]
+    assert told < 3.0
+    assert handed == WakeHandedOver(_WAKE)
+    assert said == [], "the local brain answers; the line is not said over it"
     assert not server.hello_received.is_set()

@@ -37,11 +37,14 @@ class AudioPort(Protocol):
         """
         ...
 
-    def open_uplink(self, *, end_on_silence: bool) -> Uplink:
+    def open_uplink(self, *, end_on_silence: bool, since_wake: bool = False) -> Uplink:
         """The microphone from now on, until `close_uplink` (encoding happens only while one is open).
 
         Calling it again while the uplink is open returns the same one with `end_on_silence` updated.
         end_on_silence: end the stream when the user stops talking, or at the VAD timeout (manual turns).
+        since_wake: a new uplink that starts with what was said after the last wake word or button press
+            (the wake word itself left out): a turn that opens late, after the server did not answer, still
+            gets the whole command.
         """
         ...
 
@@ -87,8 +90,8 @@ class NoAudio:
     def wake_audio(self) -> list[bytes]:
         return []
 
-    def open_uplink(self, *, end_on_silence: bool) -> Uplink:
-        del end_on_silence
+    def open_uplink(self, *, end_on_silence: bool, since_wake: bool = False) -> Uplink:
+        del end_on_silence, since_wake
         return _NoUplink()
 
     def close_uplink(self) -> None:

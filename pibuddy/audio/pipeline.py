@@ -154,7 +154,8 @@ class AudioPipeline:
         while True:
             yield await self._wakes.get()
 
-    def uplink_opus(self, *, preroll: bool = True, end_on_silence: bool = False) -> UplinkStream:
+    def uplink_opus(self, *, preroll: bool = True, end_on_silence: bool = False,
+                    since_wake: bool = False) -> UplinkStream:
         """Start streaming microphone Opus; replaces (stops) any previous uplink.
 
         Args:
@@ -162,6 +163,9 @@ class AudioPipeline:
                 before now, with no recent wake), as the firmware sends its wake word audio.
             end_on_silence: End the stream at the end of the user's utterance (manual mode, or to stop
                 streaming once the user is quiet).
+            since_wake: Start with what was said after the last wake word or button press (held in the
+                pre-roll ring while the server was tried), through the VAD like live audio: a command said
+                before the uplink opened is kept whole, and may even have ended already.
         """
         self.stop_uplink()
         uplink = UplinkStream(self._encoder(), max_packets=self._config.opus.uplink_queue_frames,
@@ -175,7 +179,12 @@ class AudioPipeline:
                 uplink.feed(pcm)
         self._voice.reset()
         self._eou.reset()
-        self._uplink = uplink
+        if since_wake and self._wake_index is not None:
+            start, self._wake_index = self._wake_index, None
+            for pcm in self._preroll.take(since=start + 1):
+                self._feed_uplink(uplink, pcm, speaking=False)  # held frames: PiBuddy was quiet while trying
+        if not uplink.finished:
+            self._uplink = uplink
         return uplink
 
     def wake_audio_opus(self) -> list[bytes]:
@@ -226,6 +235,8 @@ class AudioPipeline:
                 match event:
                     case Command(name=CommandName.TOGGLE_MUTE):
                         self.set_muted(not self._muted, "button")
+                    case Command(name=CommandName.LISTEN_START):  # a wake without a wake word
+                        self._wake_index = self._last_index
                     case Command(name=CommandName.MUTE | CommandName.UNMUTE as name):
                         self.set_muted(name == CommandName.MUTE, "control command")
 
@@ -297,15 +308,18 @@ class AudioPipeline:
                 self._publish_wake(WakeDetected(detection.phrase, round(detection.score, 3),
                                                 round(loudness_dbfs(self._preroll.recent(_LOUDNESS_FRAMES)), 1)))
             uplink = self._uplink
-            if uplink is None or uplink.finished:
-                continue
-            uplink.feed(frame.pcm)
-            if uplink.end_on_silence:
-                half_duplex = speaking and not self.microphone.echo_cancelled
-                reason = self._eou.process(FRAME_SECONDS, not half_duplex and self._voice.is_speech(frame.pcm))
-                if reason is not None:
-                    _LOGGER.debug("utterance ended: %s after %.1f s", reason, self._eou.elapsed)
-                    uplink.finish(reason)
+            if uplink is not None and not uplink.finished:
+                self._feed_uplink(uplink, frame.pcm, speaking=speaking)
+
+    def _feed_uplink(self, uplink: UplinkStream, pcm: bytes, *, speaking: bool) -> None:
+        """One microphone frame into the open uplink, ending it at the end of the utterance if it segments."""
+        uplink.feed(pcm)
+        if uplink.end_on_silence:
+            half_duplex = speaking and not self.microphone.echo_cancelled
+            reason = self._eou.process(FRAME_SECONDS, not half_duplex and self._voice.is_speech(pcm))
+            if reason is not None:
+                _LOGGER.debug("utterance ended: %s after %.1f s", reason, self._eou.elapsed)
+                uplink.finish(reason)
 
     def _publish_wake(self, event: WakeDetected) -> None:
         _LOGGER.info("wake word %r (score %.2f, %.0f dBFS)", event.wake_word, event.score, event.loudness_dbfs)

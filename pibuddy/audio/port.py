@@ -22,10 +22,11 @@ class PipelineAudioPort:
         self._uplink = self._pipeline.uplink_opus(preroll=False)
         return frames
 
-    def open_uplink(self, *, end_on_silence: bool) -> UplinkStream:
+    def open_uplink(self, *, end_on_silence: bool, since_wake: bool = False) -> UplinkStream:
         uplink = self._uplink
-        if uplink is None:
-            uplink = self._uplink = self._pipeline.uplink_opus(preroll=False)
+        if since_wake or uplink is None:
+            uplink = self._uplink = self._pipeline.uplink_opus(preroll=False, end_on_silence=end_on_silence,
+                                                               since_wake=since_wake)
         uplink.end_on_silence = end_on_silence  # read per frame: segmenting starts with the next one
         return uplink
 

@@ -30,9 +30,10 @@ class BrainAudio(Protocol):
 
     async def close(self) -> None: ...
 
-    async def utterance(self) -> bytes:
+    async def utterance(self, *, since_wake: bool = False) -> bytes:
         """16 kHz mono int16 PCM of what the user says now, until the end of their utterance; b"" when no
-        speech was heard (nothing to recognise)."""
+        speech was heard (nothing to recognise). since_wake: from the end of the last wake word on, for a wake
+        the server was tried with first (`AudioPort.open_uplink`)."""
         ...
 
     def play(self, samples: np.ndarray, sample_rate: int) -> None:
@@ -56,9 +57,9 @@ class PipelineAudio:
     async def close(self) -> None:
         """Nothing to release: the pipeline belongs to the audio service."""
 
-    async def utterance(self) -> bytes:
+    async def utterance(self, *, since_wake: bool = False) -> bytes:
         decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
-        uplink = self._port.open_uplink(end_on_silence=True)
+        uplink = self._port.open_uplink(end_on_silence=True, since_wake=since_wake)
         try:
             pcm = b"".join([decoder.decode(packet) async for packet in uplink])
         finally:  # an aborted turn must not leave the microphone encoding for nobody

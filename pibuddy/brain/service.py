@@ -5,9 +5,11 @@ A turn runs only for wakes the router gave to the local brain (`ActiveBrain`). A
 turn. The release (`listen_stop`) is ignored: the VAD ends the utterance, so a short tap is enough. Wakes and
 presses during a turn are dropped. The device state on the bus follows the turn (listening, thinking,
 speaking, idle) like a conversation with the server would. The first local turn after the server went away
-starts with the offline notice. With `hand_off`, text that is not a household command is published as a
-`Transcript` for OpenClaw's operator brain, which speaks its own reply. Recognition runs in a worker thread;
-the grammar is rebuilt there first when the devices changed.
+starts with the offline notice. In `auto` mode a wake the server did not answer in time (`WakeHandedOver`) is
+answered here too, from the audio held since the wake, and always starts with the offline notice. With
+`hand_off`, text that is not a household command is published as a `Transcript` for OpenClaw's operator brain,
+which speaks its own reply. Recognition runs in a worker thread; the grammar is rebuilt there first when the
+devices changed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
 from pibuddy.events import (
     BRAIN_LOCAL,
+    BUTTON,
     ActiveBrain,
     Command,
     CommandName,
@@ -37,14 +40,15 @@ from pibuddy.events import (
     Transcript,
     TurnProgress,
     TurnStage,
+    UpstreamLink,
     WakeDetected,
+    WakeHandedOver,
     answers_wakes,
 )
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
 _TURN_TIMEOUT_SECONDS: Final = 30.0  # the VAD ends an utterance by itself long before this
-_BUTTON: Final = "the button"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,8 @@ class LocalBrainService(Service):
         self.last_reply: Reply | None = None
         self.last_timings: TurnTimings | None = None
         self._turn: asyncio.Task[Reply] | None = None
-        self._triggers: asyncio.Queue[str] = asyncio.Queue(1)
+        self._triggers: asyncio.Queue[tuple[str, bool]] = asyncio.Queue(1)
+        """(woken by, handed over by the device client)."""
         self._preparing: asyncio.Task[None] | None = None
         """The recogniser's model loading, started when the local brain first becomes the one that answers."""
 
@@ -113,15 +118,21 @@ class LocalBrainService(Service):
     def health(self) -> Health:
         return Health(True, f"{self._turns} local turns")
 
-    async def turn(self, wake_word: str = "") -> Reply:
-        """One local conversation turn: listen, understand, act, answer."""
-        _LOGGER.info("local brain listening (woken by %r)", wake_word)
+    async def turn(self, wake_word: str = "", *, handed_over: bool = False) -> Reply:
+        """One local conversation turn: listen, understand, act, answer.
+
+        handed_over: the server was tried first: the utterance starts at the wake, and the offline notice says
+        why the local brain answers.
+        """
+        _LOGGER.info("local brain listening (woken by %r%s)", wake_word, ", handed over" if handed_over else "")
+        if handed_over:
+            self._notice_due = self._offline_notice
         self._progress(TurnStage.WAKE)
         self._bus.set_state(DeviceState.LISTENING, "local brain")
         self._progress(TurnStage.LISTEN_START)
         try:
             async with asyncio.timeout(_TURN_TIMEOUT_SECONDS):
-                pcm = await self._audio.utterance()
+                pcm = await self._audio.utterance(since_wake=handed_over)
                 speech_ended, cpu_start = time.monotonic(), time.process_time()
                 self._bus.set_state(DeviceState.THINKING, "local brain")
                 reply, recognised, acted = await self._understand(pcm)
@@ -140,6 +151,8 @@ class LocalBrainService(Service):
     async def _understand(self, pcm: bytes) -> tuple[Reply, float, float]:
         if not pcm:  # the VAD heard no speech: noise must never reach a recogniser that forces it onto a command
             return Reply(self._brain.phrase("not_heard"), Outcome.NOT_HEARD), time.monotonic(), time.monotonic()
+        if self._preparing is not None:  # one grammar build at a time: the turn's would repeat the warm-up's
+            await asyncio.wait([self._preparing])
         vocabulary = await self._brain.vocabulary()
         text = await asyncio.to_thread(self._transcribe, vocabulary, pcm)
         recognised = time.monotonic()
@@ -178,6 +191,7 @@ class LocalBrainService(Service):
             text = f"{self._brain.phrase('offline')} {text}".strip()
         if not text:
             return
+        _LOGGER.info("buddy (local brain): %s", text)
         self._progress(TurnStage.REPLY, text)
         try:
             samples, rate = await self._voice.synthesize(text)
@@ -190,8 +204,8 @@ class LocalBrainService(Service):
     async def _run_turns(self) -> None:
         """One turn at a time; an aborted turn is logged, a failed one fails the service."""
         while True:
-            woken_by = await self._triggers.get()
-            turn = self._turn = asyncio.create_task(self.turn(woken_by), name="brain-turn")
+            woken_by, handed_over = await self._triggers.get()
+            turn = self._turn = asyncio.create_task(self.turn(woken_by, handed_over=handed_over), name="brain-turn")
             try:
                 await asyncio.wait([turn])
             finally:
@@ -208,15 +222,29 @@ class LocalBrainService(Service):
                 case ActiveBrain(brain=brain) if brain != BRAIN_LOCAL:
                     self._notice_due = self._offline_notice  # re-armed whenever the server takes over again
                 case ActiveBrain():  # ours now: the recogniser loads before the first wake needs it
-                    if self._preparing is None:
-                        self._preparing = asyncio.create_task(asyncio.to_thread(self._asr.prepare),
-                                                              name="brain-asr-load")
+                    self._prepare()
+                case UpstreamLink(connected=False):  # the server's wakes may be handed over from now on
+                    self._prepare()
                 case WakeDetected(wake_word=word):  # every accepted wake: the router says who answers
                     self._trigger(word)
+                case WakeHandedOver(woken_by=word):  # the server's wake, which it did not answer in time
+                    self._prepare()
+                    self._trigger(word, handed_over=True)
                 case Command(name=CommandName.LISTEN_START):
                     self._button_pressed()
                 case Command(name=CommandName.ABORT) if self._turn is not None:
                     self._turn.cancel()
+
+    def _prepare(self) -> None:
+        """Load the recogniser and build its grammar for the devices in a worker thread, once, ahead of the
+        first local turn (loading and building took 1-8 s on a loaded machine: more than a turn may take)."""
+        if self._preparing is None:
+            self._preparing = asyncio.create_task(self._warm_up(), name="brain-asr-load")
+
+    async def _warm_up(self) -> None:
+        await asyncio.to_thread(self._asr.prepare)
+        vocabulary = await self._brain.vocabulary()
+        await asyncio.to_thread(self._asr.set_vocabulary, vocabulary)
 
     def _progress(self, stage: TurnStage, text: str = "") -> None:
         self._bus.publish(TurnProgress(stage, BRAIN_LOCAL, text))
@@ -226,13 +254,14 @@ class LocalBrainService(Service):
         if isinstance(muted, Muted) and muted.muted and answers_wakes(self._bus, BRAIN_LOCAL):
             _LOGGER.info("button pressed while the microphone is muted: no turn")
             return
-        self._trigger(_BUTTON)
+        self._trigger(BUTTON)
 
-    def _trigger(self, woken_by: str) -> None:
-        """Start a turn for a wake word or the button, if the local brain answers and is not busy."""
-        if not answers_wakes(self._bus, BRAIN_LOCAL):
+    def _trigger(self, woken_by: str, *, handed_over: bool = False) -> None:
+        """Start a turn for a wake word or the button, if the local brain answers (or was handed the wake) and
+        is not busy."""
+        if not handed_over and not answers_wakes(self._bus, BRAIN_LOCAL):
             return
         if self._turn is not None or self._triggers.full():
             _LOGGER.debug("local brain busy: ignoring %s", woken_by)
             return
-        self._triggers.put_nowait(woken_by)
+        self._triggers.put_nowait((woken_by, handed_over))

@@ -25,6 +25,7 @@ from pibuddy.drops import DropCounter
 from pibuddy.errors import ConnectionLost
 from pibuddy.events import (
     BRAIN_UPSTREAM,
+    BUTTON,
     Command,
     CommandName,
     DeviceState,
@@ -37,6 +38,7 @@ from pibuddy.events import (
     TurnStage,
     UpstreamLink,
     WakeDetected,
+    WakeHandedOver,
     answers_wakes,
 )
 from pibuddy.tools.mcp import McpServer
@@ -68,10 +70,31 @@ from pibuddy.xiaozhi.messages import Mcp
 _LOGGER = logging.getLogger(__name__)
 UNREACHABLE_LINE: Final = "Sorry, I can't reach the server right now."
 """Spoken when a wake or button press finds no server (the error light flashes with it)."""
+WAKE_ANSWER_SECONDS: Final = 2.0
+"""How long a wake or button press waits for the server (connect and hello) before PiBuddy answers without
+it: the line above, or in `auto` mode the local brain. With recognition and speech synthesis after it, the user
+hears something within 3 s of the end of speech. The hello timeout proper (10 s, §5.3) still decides when the
+link counts as down; a hello that comes later than this just opens a conversation nobody speaks in."""
 _DRAIN_TIMEOUT_SECONDS: Final = 10.0  # longest a reply's tail may play before the mic reopens
 _TIMER_MAX_SLEEP_SECONDS: Final = 1.0
 _MAX_UNKNOWN_KINDS_LOGGED: Final = 32  # each unknown type or tts state is logged once, up to this many
 BRAIN: Final = "xiaozhi"  # who answers, as the history names it
+
+
+def answer_without_server(bus: EventBus, audio: AudioPort, woken_by: str, *, hand_over: bool) -> None:
+    """A wake or button press the server did not answer in time: the error light, then in `auto` mode
+    (`hand_over`) the local brain answers it (it says it is offline first), otherwise the error tone and
+    one spoken line."""
+    _LOGGER.warning("the server did not answer %s in time: %s", woken_by,
+                    "the local brain answers it" if hand_over else "saying so")
+    bus.publish(ErrorOccurred("upstream", "could not start a conversation with the server"))
+    if hand_over:
+        bus.publish(WakeHandedOver(woken_by))
+        return
+    audio.error_tone()
+    bus.publish(Say(UNREACHABLE_LINE))
+
+
 _BUS_STATE: Final = {
     State.IDLE: DeviceState.IDLE,
     State.CONNECTING: DeviceState.CONNECTING,
@@ -91,6 +114,8 @@ class DeviceClient:
         mcp: the device-side MCP server answering the server's tool calls.
         listen_mode: the mode of wake-word turns (auto or realtime; manual ends them at the end of utterance).
         hello_timeout, channel_timeout: seconds (§5.3).
+        hand_over: `brain.mode: auto`: a wake the server does not answer in time goes to the local brain.
+        answer_within: seconds a wake waits for the server's hello (`WAKE_ANSWER_SECONDS`).
         clock: monotonic seconds; tests may pass their own.
     """
 
@@ -104,6 +129,8 @@ class DeviceClient:
         listen_mode: ListenMode = ListenMode.AUTO,
         hello_timeout: float = HELLO_TIMEOUT_SECONDS,
         channel_timeout: float = CHANNEL_TIMEOUT_SECONDS,
+        hand_over: bool = False,
+        answer_within: float = WAKE_ANSWER_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.channel = channel
@@ -114,6 +141,8 @@ class DeviceClient:
         self._audio = audio
         self._mcp = mcp
         self._clock = clock
+        self._hand_over = hand_over
+        self._answer_within = answer_within
         self._turn_mode = self.session.listen_mode  # the mode of the last listen start we sent
         self._send_lock = asyncio.Lock()
         self._state_changed = asyncio.Event()
@@ -155,12 +184,15 @@ class DeviceClient:
 
     # --- intents ---------------------------------------------------------------------------------
 
-    async def wake(self, wake_word: str) -> bool:
-        """The wake word was heard: open a channel if needed, chime, send its audio, start listening (§5.1)."""
+    async def wake(self, wake_word: str, *, since: float | None = None) -> bool:
+        """The wake word was heard: open a channel if needed, chime, send its audio, start listening (§5.1).
+
+        since: when it was heard (monotonic, default now): the server gets `answer_within` from then.
+        """
         if self.session.state is State.SPEAKING:
             self._silence()  # barge-in: silence first, then tell the server
         self._progress(TurnStage.WAKE)
-        if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
+        if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel(wake_word, since):
             self._progress(TurnStage.END)
             return False
         if self.session.state is State.OPEN:  # a new turn (not a barge-in, which stays silent): chime
@@ -172,12 +204,12 @@ class DeviceClient:
         await self._act_now()
         return True
 
-    async def start_listening(self, mode: ListenMode = ListenMode.MANUAL) -> bool:
-        """Push-to-talk pressed (or a turn started by other means)."""
+    async def start_listening(self, mode: ListenMode = ListenMode.MANUAL, *, since: float | None = None) -> bool:
+        """Push-to-talk pressed (or a turn started by other means); `since` as for `wake`."""
         if self.session.state is State.SPEAKING:
             self._silence()
         self._progress(TurnStage.WAKE)
-        if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel():
+        if self.session.state in (State.IDLE, State.CONNECTING) and not await self._open_channel(BUTTON, since):
             self._progress(TurnStage.END)
             return False
         self._turn_mode = mode
@@ -247,16 +279,16 @@ class DeviceClient:
 
     # --- internals -------------------------------------------------------------------------------
 
-    async def _open_channel(self) -> bool:
-        """Send hello and wait for the server's; False (logged, error tone) when it does not come."""
-        if await self._channel_opened():
+    async def _open_channel(self, woken_by: str, since: float | None) -> bool:
+        """Send hello and wait for the server's, up to `answer_within` after `since`; False when it does not
+        come in time, and the user is answered without the server."""
+        answer_by = (self._clock() if since is None else since) + self._answer_within
+        if await self._channel_opened(answer_by):
             return True
-        self._audio.error_tone()
-        self._bus.publish(ErrorOccurred("upstream", "could not start a conversation with the server"))
-        self._bus.publish(Say(UNREACHABLE_LINE))
+        answer_without_server(self._bus, self._audio, woken_by, hand_over=self._hand_over)
         return False
 
-    async def _channel_opened(self) -> bool:
+    async def _channel_opened(self, answer_by: float) -> bool:
         if self.session.state is State.IDLE:
             try:
                 await self.channel.begin()
@@ -268,11 +300,12 @@ class DeviceClient:
             await self._handle_events()
             await self._flush()
         try:
-            # The session's own hello timeout (driven by the timer task) ends the wait in time.
+            # The session's own hello timeout (driven by the timer task) may end the wait sooner.
             now = self._clock()
-            async with asyncio.timeout(max((self.session.deadline or now) - now, 0.0) + 1.0):
+            async with asyncio.timeout(max(min((self.session.deadline or now) + 1.0, answer_by) - now, 0.0)):
                 await self.wait_state(State.OPEN, State.LISTENING, State.SPEAKING, State.IDLE)
         except TimeoutError:
+            _LOGGER.warning("the server did not answer hello within %g s of the wake", self._answer_within)
             return False
         return self.session.state is not State.IDLE
 
@@ -466,22 +499,23 @@ class DeviceClient:
             async for event in events:
                 await self._act_on(event)
 
-    async def _act_on(self, event: object) -> None:
+    async def _act_on(self, event: object, since: float | None = None) -> None:
         try:
-            await self._on_bus_event(event)
+            await self._on_bus_event(event, since)
         except (LocalProtocolError, ConnectionLost) as exc:
             _LOGGER.warning("could not act on %s: %s", event, exc)
 
-    def answer_later(self, event: WakeDetected | Command) -> None:
-        """Act on a wake or button press that came before this client was connected (it triggered the connect)."""
-        self._spawn(self._act_on(event), "earlier-wake")
+    def answer_later(self, event: WakeDetected | Command, since: float) -> None:
+        """Act on a wake or button press that came (at `since`) before this client was connected (it triggered
+        the connect)."""
+        self._spawn(self._act_on(event, since), "earlier-wake")
 
-    async def _on_bus_event(self, event: object) -> None:
+    async def _on_bus_event(self, event: object, since: float | None = None) -> None:
         match event:
             case WakeDetected(wake_word=word) if self._answers_wakes():
-                await self.wake(word)
+                await self.wake(word, since=since)
             case Command(name=CommandName.LISTEN_START) if self._answers_wakes() and not self._muted():
-                await self.start_listening(ListenMode.MANUAL)
+                await self.start_listening(ListenMode.MANUAL, since=since)
             case Command(name=CommandName.LISTEN_STOP):
                 await self.stop_listening()
             case Command(name=CommandName.ABORT):

@@ -9,25 +9,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Final
+import time
 
 from pibuddy import __version__
 from pibuddy.audio.contract import AudioPort
-from pibuddy.config import Config, Transport
+from pibuddy.config import BrainMode, Config, Transport
 from pibuddy.device_client.channels import Channel, MqttChannel, WsChannel
-from pibuddy.device_client.client import UNREACHABLE_LINE, DeviceClient
+from pibuddy.device_client.client import WAKE_ANSWER_SECONDS, DeviceClient, answer_without_server
 from pibuddy.device_client.identity import Identity, load_identity
 from pibuddy.device_client.ota_client import DEFAULT_TIMINGS, ActivationTimings, OtaClient, fetch_upstream_settings
 from pibuddy.device_client.settings import UpstreamSettingsStore
 from pibuddy.device_client.sysinfo import build_ota_device
 from pibuddy.events import (
     BRAIN_UPSTREAM,
+    BUTTON,
     Command,
     CommandName,
     DeviceState,
-    ErrorOccurred,
     EventBus,
-    Say,
+    Subscription,
     WakeDetected,
     answers_wakes,
 )
@@ -39,9 +39,6 @@ from pibuddy.xiaozhi import ListenMode
 from pibuddy.xiaozhi.ota_response import MqttSettings, OtaResponse, choose_transport
 
 _LOGGER = logging.getLogger(__name__)
-_WAKE_ANSWER_SECONDS: Final = 2.0
-"""A wake while the server is away: connected and answering within this, or PiBuddy says it cannot reach it
-(the user hears something within 3 s of the end of speech)."""
 
 
 async def provision(config: Config, bus: EventBus, timings: ActivationTimings = DEFAULT_TIMINGS
@@ -64,6 +61,14 @@ def make_channel(config: Config, identity: Identity, response: OtaResponse) -> C
                      timeout=config.upstream.hello_timeout)
 
 
+_Wake = tuple[WakeDetected | Command, float]
+"""A wake word or button press, and when it came (monotonic seconds)."""
+
+
+def _is_wake(event: object) -> bool:
+    return isinstance(event, WakeDetected) or (isinstance(event, Command) and event.name == CommandName.LISTEN_START)
+
+
 def _wake_turn_mode(configured: str) -> ListenMode:
     """Wake-word turns run auto or realtime; `manual` (push-to-talk) applies to button turns, which
     are always manual, so a manual config still ends wake-word turns by the server's VAD."""
@@ -83,38 +88,68 @@ class DeviceClientService(Service):
         self._mcp = McpServer(registry, server_name=config.upstream.board_type, server_version=__version__)
         self._timings = timings
         self._client: DeviceClient | None = None
-        self._asked: WakeDetected | Command | None = None
-        """The wake or button press that cut the last backoff short, for the next start to answer."""
+        self._hand_over = config.brain.mode is BrainMode.AUTO and config.audio.enabled
+        """A wake the server does not answer in time goes to the local brain, which listens only with a
+        microphone (pibuddy/wiring/brain.py)."""
+        self._asked: _Wake | None = None
+        """The wake or button press that cut the last backoff short, and when, for the next start to answer."""
 
     @property
     def client(self) -> DeviceClient | None:
         return self._client
 
     async def start(self) -> None:
-        """Connect; when a wake or button press cut the backoff short, answer it or say why not in time."""
-        asked, self._asked = self._asked, None
-        if asked is None:
-            await self._connect()
-            return
-        said = False
+        """Connect. A wake or button press that cut the backoff short, or that comes while connecting, is
+        answered by the server once connected, or without it when that takes more than `WAKE_ANSWER_SECONDS`."""
+        heard: list[_Wake] = [self._asked] if self._asked is not None else []
+        self._asked = None
+        with self._bus.subscribe() as events:
+            watcher = asyncio.create_task(self._answer_when_late(events, heard), name="upstream-wake-watch")
+            try:
+                await self._connect()
+            except Exception:
+                watcher.cancel()
+                wake = self._unanswered(watcher, heard, events)
+                if wake is not None:  # failed before the time was up: say so now
+                    self._answer_without_server(wake[0])
+                raise
+            finally:
+                watcher.cancel()
+            # No await since the client subscribed: what `events` holds came before, and only here.
+            wake = self._unanswered(watcher, heard, events)
+        if wake is not None and self._client is not None:
+            self._client.answer_later(*wake)
 
-        def say_unreachable() -> None:
-            nonlocal said
-            said = True
-            self._bus.publish(ErrorOccurred("upstream", "the xiaozhi server is unreachable"))
-            self._bus.publish(Say(UNREACHABLE_LINE))
+    def _unanswered(self, watcher: asyncio.Task[None], heard: list[_Wake], events: Subscription) -> _Wake | None:
+        """The first wake heard while not connected, unless the watcher has answered it already."""
+        if watcher.done() and not watcher.cancelled():
+            return None
+        while heard == [] and not events.queue.empty():
+            wake = self._as_wake(events.queue.get_nowait())
+            if wake is not None:
+                heard.append(wake)
+        return heard[0] if heard else None
 
-        timer = asyncio.get_running_loop().call_later(_WAKE_ANSWER_SECONDS, say_unreachable)
-        try:
-            await self._connect()
-        except BaseException:
-            timer.cancel()
-            if not said:  # failed before the timer: say it now
-                say_unreachable()
-            raise
-        timer.cancel()
-        if not said and self._client is not None:
-            self._client.answer_later(asked)
+    async def _answer_when_late(self, events: Subscription, heard: list[_Wake]) -> None:
+        """Wait for a wake (unless one is in `heard`), then answer it without the server once its time is up."""
+        while not heard:
+            wake = self._as_wake(await events.get())
+            if wake is not None:
+                heard.append(wake)
+        event, since = heard[0]
+        await asyncio.sleep(max(since + WAKE_ANSWER_SECONDS - time.monotonic(), 0.0))
+        self._answer_without_server(event)
+
+    def _as_wake(self, event: object) -> _Wake | None:
+        """`event` with the time now, if it is a wake or button press the server is to answer."""
+        if _is_wake(event) and answers_wakes(self._bus, BRAIN_UPSTREAM):
+            assert isinstance(event, WakeDetected | Command)
+            return event, time.monotonic()
+        return None
+
+    def _answer_without_server(self, event: WakeDetected | Command) -> None:
+        woken_by = event.wake_word if isinstance(event, WakeDetected) else BUTTON
+        answer_without_server(self._bus, self._audio, woken_by, hand_over=self._hand_over)
 
     async def _connect(self) -> None:
         self._bus.set_state(DeviceState.CONNECTING, f"asking {self._config.upstream.ota_url} how to connect")
@@ -123,7 +158,8 @@ class DeviceClientService(Service):
         upstream = self._config.upstream
         client = DeviceClient(channel, bus=self._bus, audio=self._audio, mcp=self._mcp,
                               listen_mode=_wake_turn_mode(upstream.listen_mode),
-                              hello_timeout=upstream.hello_timeout, channel_timeout=upstream.channel_timeout)
+                              hello_timeout=upstream.hello_timeout, channel_timeout=upstream.channel_timeout,
+                              hand_over=self._hand_over)
         await client.__aenter__()
         self._client = client
         _LOGGER.info("connected as %s over %s; waiting for the wake word", identity.device_id, channel.describe())
@@ -135,11 +171,9 @@ class DeviceClientService(Service):
         with self._bus.subscribe() as events, contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 async for event in events:
-                    if isinstance(event, WakeDetected) or (
-                            isinstance(event, Command) and event.name == CommandName.LISTEN_START):
+                    if _is_wake(event):
                         _LOGGER.info("%s while the server is away: trying it now", type(event).__name__)
-                        if answers_wakes(self._bus, BRAIN_UPSTREAM):
-                            self._asked = event
+                        self._asked = self._as_wake(event)
                         return
 
     async def serve(self) -> None:

@@ -137,6 +137,23 @@ class MonitorRecorder:
         data = b"".join(c for _, c in self._chunks)
         return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2")
 
+    def first_sound_arrival(self, after: float, threshold: int = 200) -> float:
+        """Loop time at which the first chunk holding a sample above `threshold` arrived after `after`."""
+        for arrived, chunk in self._chunks:
+            if arrived > after and np.abs(np.frombuffer(chunk[: len(chunk) // 2 * 2], "<i2")).max(initial=0) \
+                    > threshold:
+                return arrived
+        raise AssertionError(f"nothing above {threshold} was recorded after {after:.2f}")
+
+    def arrival(self, sample: int) -> float:
+        """Loop time at which the chunk holding sample number `sample` of `samples()` arrived."""
+        end = 0
+        for arrived, chunk in self._chunks:
+            end += len(chunk) // 2
+            if sample < end:
+                return arrived
+        raise AssertionError(f"only {end} samples were recorded, not {sample + 1}")
+
     def last_sound_arrival(self, threshold: int = 200) -> float:
         """Loop time at which the last chunk holding a sample above `threshold` arrived."""
         loud = [t for t, c in self._chunks if np.abs(np.frombuffer(c[: len(c) // 2 * 2], "<i2")).max(initial=0)

@@ -207,3 +207,23 @@ async def test_with_an_echo_cancel_module_the_speaker_plays_to_its_sink_the_canc
         await asyncio.wait_for(speaker.wait_drained(), 5)
     assert played_to == "ec_speaker", "the canceller must hear what PiBuddy plays"
     assert os.environ["PULSE_SINK"] == "ec_speaker"
+
+
+async def test_an_uplink_opened_late_since_the_wake_holds_the_whole_command_and_ends_it(pulse: PulseServer) -> None:
+    """A turn that opens its uplink only after the command was said (the server was tried for 2 s first) gets
+    the command from the pre-roll ring, not the wake word, through the VAD, which ends it there."""
+    wake = speech("okay nahboo", pad=0.3)
+    command = speech("turn on the big lamp", pad=0.1)
+    async with AudioPipeline(AudioConfig(), EventBus()) as pipeline:
+        await asyncio.wait_for(pipeline.microphone.opened.wait(), 5)
+        woken = asyncio.create_task(_next_wake(pipeline, 10))
+        await play_into_microphone(pulse, np.concatenate([silence(1.0), wake]))
+        await woken
+        await play_into_microphone(pulse, np.concatenate([command, silence(1.0)]))  # all said and done
+        uplink = pipeline.uplink_opus(preroll=False, end_on_silence=True, since_wake=True)
+        packets = [p async for p in _bounded(uplink, 1.0)]  # nothing live is needed: it ended in the ring
+    assert uplink.end_reason is EndReason.SILENCE
+    decoder = OpusFrameDecoder()
+    heard = np.frombuffer(b"".join(decoder.decode(p) for p in packets), dtype=np.int16)
+    assert best_lag(command, heard)[1] > 0.8, "the whole command"
+    assert best_lag(wake, heard)[1] < 0.5, "not the wake word"

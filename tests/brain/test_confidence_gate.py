@@ -37,7 +37,8 @@ class OneUtterance:
         return
         yield
 
-    async def utterance(self) -> bytes:
+    async def utterance(self, *, since_wake: bool = False) -> bytes:
+        del since_wake
         return self._pcm
 
     def play(self, samples: np.ndarray, sample_rate: int) -> None:

@@ -54,6 +54,8 @@ class ConversationSettings:
     #: Close the session after this many idle seconds (None: never).
     idle_goodbye_seconds: float | None = None
     mcp: bool = True
+    #: False: the hello is heard (``hello_received``) but never answered, as by a server that is up but stuck.
+    answer_hello: bool = True
     #: Pause between the initialize result and tools/list (1 s on the real server).
     mcp_list_delay: float = 0.05
     mcp_timeout: float = 5.0

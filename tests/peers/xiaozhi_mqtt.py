@@ -213,6 +213,9 @@ class MqttUdpSide:
             # The gateway drops the whole MQTT connection; with a broker in between we can only ignore it.
             self._record.note_bad_input(f"mqtt hello with version {hello.get('version')!r}, gateway needs 3")
             return
+        if not self._hub.settings.answer_hello:
+            self._record.hello_received.set()
+            return
         if self._session is not None:
             old, self._session = self._session, None
             await self._hub.end(old.conversation)

@@ -179,6 +179,9 @@ class _WsConnection:
             await self.conversation.on_message(message)
 
     async def _on_hello(self, hello: dict[str, Any]) -> None:
+        if not self._hub.settings.answer_hello:
+            self._record.hello_received.set()
+            return
         await self._hub.end(self.conversation)
         audio_params, features = hello_fields(hello)
         session_id = str(uuid.uuid4())
