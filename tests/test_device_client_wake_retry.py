@@ -126,3 +126,35 @@ async def test_a_wake_while_the_server_is_away_goes_to_the_local_brain_in_auto_m
     assert handed == WakeHandedOver(_WAKE)
     assert said == [], "the local brain answers; the line is not said over it"
     assert not server.hello_received.is_set()
+
+
+async def test_a_wake_while_the_client_is_still_connecting_is_told_so_within_3_seconds(tmp_path: Path) -> None:
+    """Neither backing off nor connected (the OTA request is under way): the wake was lost, nobody answered."""
+    asked = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.set()
+        await reader.read()  # holds the request until the client gives up
+        writer.close()
+
+    ota = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = ota.sockets[0].getsockname()[1]
+    config = device_config(tmp_path, f"http://127.0.0.1:{port}/xiaozhi/ota/")
+    bus = EventBus()
+    service = DeviceClientService(config, bus=bus, registry=build_registry(config), audio=ScriptedAudio())
+    with bus.subscribe() as events:
+        starting = asyncio.create_task(service.start())
+        try:
+            await asyncio.wait_for(asked.wait(), 5)
+            loop = asyncio.get_running_loop()
+            woke = loop.time()
+            bus.publish(WakeDetected(_WAKE))
+            await _next(events, ErrorOccurred, within=3.0)
+            said = await _next(events, Say, within=0.1)
+            told = loop.time() - woke
+        finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            ota.close()
+    assert said == Say("Sorry, I can't reach the server right now.")
+    assert 2.0 <= told < 3.0

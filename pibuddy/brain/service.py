@@ -262,6 +262,6 @@ class LocalBrainService(Service):
         if not handed_over and not answers_wakes(self._bus, BRAIN_LOCAL):
             return
         if self._turn is not None or self._triggers.full():
-            _LOGGER.debug("local brain busy: ignoring %s", woken_by)
+            _LOGGER.log(logging.INFO if handed_over else logging.DEBUG, "local brain busy: ignoring %s", woken_by)
             return
         self._triggers.put_nowait((woken_by, handed_over))
