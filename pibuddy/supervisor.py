@@ -32,6 +32,7 @@ from pibuddy.events import (
     ServiceStatus,
     StateChanged,
 )
+from pibuddy.heap import release_free_heap
 from pibuddy.systemd import Notifier
 
 _LOGGER = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class Supervisor:
             self._notifier.ready()
             names = ", ".join(r.service.name for r in self._runners) or "none"
             _LOGGER.info("PiBuddy is up (services: %s)", names)
+            release_free_heap()  # what start-up freed goes back to the OS now
             self._update_status()
             await self._stop_requested.wait()
         finally:

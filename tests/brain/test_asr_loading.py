@@ -50,6 +50,34 @@ async def test_the_recogniser_loads_once_when_the_local_brain_takes_over() -> No
         await asyncio.gather(serving, return_exceptions=True)
 
 
+class OpenedUtterance(OneUtterance):
+    def __init__(self, pcm: bytes) -> None:
+        super().__init__(pcm)
+        self.opened = asyncio.Event()
+
+    async def open(self) -> None:
+        self.opened.set()
+
+
+async def test_the_command_model_is_built_when_the_local_brain_takes_over_not_at_start() -> None:
+    """Seen: serve() built pocketsphinx's command model (and so loaded its decoder) at start: 35 MB of RSS and
+    seconds of CPU in the first idle minute of an appliance whose xiaozhi server answers every wake."""
+    bus, asr, audio = EventBus(), PocketsphinxAsr("en"), OpenedUtterance(b"")
+    service = LocalBrainService(LocalBrain(ToolRegistry(), [], language="en"), asr, EspeakVoice("en"), audio, bus,
+                                offline_notice=False)
+    bus.publish(ActiveBrain(BRAIN_UPSTREAM, "the xiaozhi server is connected"))
+    serving = asyncio.create_task(service.serve())
+    try:
+        await asyncio.wait_for(audio.opened.wait(), 30)  # serving: listening for wakes from here on
+        await asyncio.sleep(0.3)
+        assert asr.sentences is None
+        bus.publish(ActiveBrain(BRAIN_LOCAL, "the xiaozhi server is away"))
+        await eventually(lambda: asr.sentences is not None, within=30)
+    finally:
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+
+
 def test_pocketsphinx_recognises_without_prepare_and_prepare_twice_is_harmless() -> None:
     """The lazy decoder: first use loads it, prepare() after that (or twice) changes nothing."""
     from tests.peers.speech import speech  # noqa: PLC0415
