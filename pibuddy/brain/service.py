@@ -100,8 +100,6 @@ class LocalBrainService(Service):
         """Nothing to open here: the audio service owns the devices (serve() waits for the microphone)."""
 
     async def serve(self) -> None:
-        # The recogniser's model is built before the first wake (seconds of CPU on a Pi, not inside a turn).
-        await asyncio.to_thread(self._asr.set_vocabulary, await self._brain.vocabulary())
         await self._audio.open()
         self._triggers = asyncio.Queue(1)  # nothing left over from before a restart
         with self._bus.subscribe() as events:
