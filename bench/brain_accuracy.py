@@ -161,22 +161,40 @@ class Tally:
     stages: list[tuple[float, float, float]] = field(default_factory=list)
     """Seconds from the end of speech to: text recognised, tools done, reply audio ready."""
     recogniser_cpu: list[float] = field(default_factory=list)
+    doubt_cpu: list[float] = field(default_factory=list)
+    """After it, the re-scoring that decides whether to ask (0 for most utterances)."""
     turn_cpu: list[float] = field(default_factory=list)
     """Process CPU (all threads) from the end of speech to the reply being ready."""
     wrong: list[str] = field(default_factory=list)
 
 
 class TimedAsr(PocketsphinxAsr):
-    """pocketsphinx, keeping the CPU of its last recognition (both decodes)."""
+    """pocketsphinx, keeping the CPU of its last recognition (both decodes) and of the doubt re-scoring after
+    it (the rival readings' search and the force alignments)."""
 
     last_cpu = 0.0
+    doubt_cpu = 0.0
 
     def recognise(self, pcm: bytes) -> Recognition:
-        start = time.thread_time()
+        start, self.doubt_cpu = time.thread_time(), 0.0
         try:
             return super().recognise(pcm)
         finally:
             self.last_cpu = time.thread_time() - start
+
+    def closest(self, pcm: bytes, readings: list[str]) -> str | None:
+        start = time.thread_time()
+        try:
+            return super().closest(pcm, readings)
+        finally:
+            self.doubt_cpu += time.thread_time() - start
+
+    def sure_of(self, pcm: bytes, heard: str, other: str, *, number: bool = False) -> bool:
+        start = time.thread_time()
+        try:
+            return super().sure_of(pcm, heard, other, number=number)
+        finally:
+            self.doubt_cpu += time.thread_time() - start
 
 
 def _acts(reply: Reply, vocabulary: Vocabulary) -> set[tuple[str, str, object]]:
@@ -264,6 +282,7 @@ async def _spoken(brain: LocalBrain, asr: TimedAsr, vocabulary: Vocabulary, cond
         tally.stages.append((timings.recognised - timings.speech_ended, timings.acted - timings.speech_ended,
                              timings.reply_ready - timings.speech_ended))
         tally.recogniser_cpu.append(asr.last_cpu)
+        tally.doubt_cpu.append(asr.doubt_cpu)
         tally.turn_cpu.append(timings.cpu_seconds)
         if isinstance(item, Command):
             right, wrong = _judge(item, reply, vocabulary)
@@ -334,10 +353,12 @@ def _ms(values: list[float], q: float) -> str:
     return f"{ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000:.0f}" if ordered else "-"
 
 
-async def main(full: bool, record: bool) -> None:
+async def main(full: bool, record: bool, numbers: bool = False) -> None:
     commands = COMMANDS if full else COMMANDS[::4]
     others = [*NON_COMMANDS, *NOISES] if full else [*NON_COMMANDS[::3], *NOISES[::2]]
-    conditions = CONDITIONS if full else [CONDITIONS[0], CONDITIONS[-1]]
+    conditions = CONDITIONS if full or numbers else [CONDITIONS[0], CONDITIONS[-1]]
+    if numbers:  # the commands that carry a number, where a misheard one would act with another value
+        commands, others = [c for c in COMMANDS if isinstance(c.value, int)], []
     with tempfile.TemporaryDirectory(prefix="pibuddy-bench-ha-") as ha_dir, running_peer(Path(ha_dir)) as ha:
         config = Config(upstream=UpstreamConfig(enabled=False),
                         homeassistant=HomeAssistantConfig(enabled=True, url=ha.url, token=ha.token, timeout=10))
@@ -366,7 +387,8 @@ async def main(full: bool, record: bool) -> None:
             for service in toolbox.services:
                 await service.stop()
     lines = [f"{len(commands)} commands, {len(others)} non-commands and noises "
-             f"({sum(o in NOISES for o in others)} noises), {'full size' if full else 'default size'}.", "",
+             f"({sum(o in NOISES for o in others)} noises), "
+             f"{'full size' if full else 'the number-bearing commands' if numbers else 'default size'}.", "",
              "| path | commands right | wrong actions | non-commands (noises) acted on | end of speech -> reply "
              "median / p90 ms | recogniser CPU median / p90 ms |", "|---|---:|---:|---:|---:|---:|", *rows]
     for condition, tally in tallies:
@@ -374,6 +396,9 @@ async def main(full: bool, record: bool) -> None:
                      f"{tally.acted_on_non_commands} / {tally.non_commands} ({tally.acted_on_noises} / "
                      f"{tally.noises}) | {_ms(tally.latency, 0.5)} / {_ms(tally.latency, 0.9)} | "
                      f"{_ms(tally.recogniser_cpu, 0.5)} / {_ms(tally.recogniser_cpu, 0.9)} |")
+    lines += ["", "Doubt re-scoring CPU after the recogniser (rival numbers, light/lights), median / p90 / max ms: "
+              + "; ".join(f"{condition.name} {_ms(tally.doubt_cpu, 0.5)} / {_ms(tally.doubt_cpu, 0.9)} / "
+                          f"{_ms(tally.doubt_cpu, 1.0)}" for condition, tally in tallies)]
     lines += ["", "Process CPU per turn, end of speech -> reply ready, median / p90 ms: " + "; ".join(
         f"{condition.name} {_ms(tally.turn_cpu, 0.5)} / {_ms(tally.turn_cpu, 0.9)}" for condition, tally in tallies)]
     lines += ["", "Median ms after the end of speech (text recognised / tools done / reply audio ready): " + "; ".join(
@@ -390,6 +415,8 @@ async def main(full: bool, record: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="every sentence in every condition (about 15 min)")
+    parser.add_argument("--numbers", action="store_true",
+                        help="only the commands that carry a number, in every condition")
     parser.add_argument("--record", action="store_true", help="append the figures to bench/RESULTS.md")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.full, arguments.record))
+    asyncio.run(main(arguments.full, arguments.record, arguments.numbers))

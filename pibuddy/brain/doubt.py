@@ -6,6 +6,10 @@
 - One device of a kind in a room (or a home) that has several ("turn on the living room lamp" with a ceiling
   light and a floor lamp there, "open the blind"): "light" and "lights" are not the same target, so a singular
   never switches every light.
+
+What the recogniser may have misheard (a kind word one sound away, a number) gives the readings to re-score
+against the audio (`twin`, `other_numbers`); the service asks when they would act differently and the audio does
+not clearly prefer what was written.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pibuddy.brain.intents import IntentMatch
+from pibuddy.brain.spoken import number_words
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.drivers.names import KIND_WORDS, normalize
 
@@ -90,9 +95,23 @@ def twin(text: str) -> Twin | None:
     return None
 
 
+def other_numbers(text: str) -> list[str]:
+    """`text` with its first English number (0-100, in words as a recogniser writes them) said as each other
+    number: the readings a misheard number could have been ("sixty five" <-> "sixty nine"); [] without one."""
+    words = text.split()
+    for i in range(len(words)):
+        for size in (3, 2, 1):  # the longest number at i: "one hundred", "sixty five" before "sixty"
+            value = _NUMBERS.get(" ".join(words[i:i + size]))
+            if value is not None:
+                before, after = " ".join(words[:i]), " ".join(words[i + size:])
+                return [" ".join(filter(None, (before, said, after))) for said, n in _NUMBERS.items() if n != value]
+    return []
+
+
 def _plural(word: str) -> str:
     return f"{word}es" if word.endswith(("ch", "sh", "s", "x")) else f"{word}s"
 
 
 _SINGULAR: Final = frozenset(w for words in KIND_WORDS.values() for w in words if w.isascii() and " " not in w)
 _PLURAL: Final = {_plural(w): w for w in _SINGULAR}
+_NUMBERS: Final = {number_words(n): n for n in range(101)}

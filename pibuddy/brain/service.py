@@ -15,6 +15,7 @@ devices changed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pibuddy.audio.errors import AudioError
 from pibuddy.brain.asr.base import AsrEngine
 from pibuddy.brain.audio import BrainAudio
 from pibuddy.brain.brain import LocalBrain, Outcome, Reply
-from pibuddy.brain.doubt import Twin, twin
+from pibuddy.brain.doubt import other_numbers, twin
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
 from pibuddy.events import (
@@ -156,10 +157,8 @@ class LocalBrainService(Service):
         recognised = time.monotonic()
         _LOGGER.info("local brain heard %r", text)
         self._progress(TurnStage.HEARD, text)
-        other = twin(text) if self._asr.constrained else None
-        if other is not None and await self._doubtful(pcm, text, other, vocabulary):
-            ask = self._brain.phrase("one_or_all", one=other.one, every=other.every)
-            return Reply(ask, Outcome.ASKED), recognised, time.monotonic()
+        if (question := await self._doubt(pcm, text, vocabulary)) is not None:
+            return Reply(question, Outcome.ASKED), recognised, time.monotonic()
         reply = await self._brain.handle(text, vocabulary)
         if reply.outcome is Outcome.CANNOT and self._asr.constrained:
             # A grammar-bound recogniser writes a partial sentence when nothing in its grammar fitted.
@@ -170,13 +169,30 @@ class LocalBrainService(Service):
             reply = Reply("", Outcome.HANDED_OFF, reply.intent)
         return reply, recognised, time.monotonic()
 
-    async def _doubtful(self, pcm: bytes, text: str, other: Twin, vocabulary: Vocabulary) -> bool:
-        """Whether `text` and its twin reading would act on different targets and the audio does not clearly
-        say which ("living room light on" forced onto "living room lights on" switched every light)."""
-        mine, theirs = self._brain.calls(text, vocabulary), self._brain.calls(other.text, vocabulary)
+    async def _doubt(self, pcm: bytes, text: str, vocabulary: Vocabulary) -> str | None:
+        """The question to ask when the audio does not clearly say what a grammar-bound recogniser wrote: a kind
+        word one sound away ("living room light on" forced onto "lights" switched every light in the room), or a
+        number ("sixty five" heard as "sixty nine" set the brightness to 69)."""
+        if not self._asr.constrained:
+            return None
+        other = twin(text)
+        if other is not None and await self._doubtful(pcm, text, other.text, vocabulary):
+            return self._brain.phrase("one_or_all", one=other.one, every=other.every)
+        numbers = other_numbers(text)
+        if numbers and self._brain.calls(text, vocabulary):
+            rival = await asyncio.to_thread(self._asr.closest, pcm, numbers)
+            if rival is not None and await self._doubtful(pcm, text, rival, vocabulary, number=True):
+                return self._brain.phrase("which_number")
+        return None
+
+    async def _doubtful(self, pcm: bytes, text: str, other: str, vocabulary: Vocabulary, *,
+                        number: bool = False) -> bool:
+        """Whether `text` and `other` (a reading one sound away) would act differently and the audio does not
+        clearly say which."""
+        mine, theirs = self._brain.calls(text, vocabulary), self._brain.calls(other, vocabulary)
         if not mine or not theirs or mine == theirs:
             return False
-        return not await asyncio.to_thread(self._asr.sure_of, pcm, text, other.text)
+        return not await asyncio.to_thread(functools.partial(self._asr.sure_of, pcm, text, other, number=number))
 
     def _transcribe(self, vocabulary: Vocabulary, pcm: bytes) -> str:
         self._asr.set_vocabulary(vocabulary)

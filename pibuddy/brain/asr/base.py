@@ -42,11 +42,18 @@ class AsrEngine(ABC):
         """What was said; "" when nothing was heard, or nothing the engine is sure of."""
         return self.recognise(pcm).text
 
-    def sure_of(self, pcm: bytes, heard: str, other: str) -> bool:
+    def sure_of(self, pcm: bytes, heard: str, other: str, *, number: bool = False) -> bool:
         """Whether `heard` fits `pcm` clearly better than `other`, a reading one sound away ("light" and
-        "lights"). Engines that write free text (not forced onto a grammar) trust what they wrote."""
-        del pcm, heard, other
+        "lights"), or with another `number` ("sixty five" and "sixty nine"). Engines that write free text (not
+        forced onto a grammar) trust what they wrote."""
+        del pcm, heard, other, number
         return True
+
+    def closest(self, pcm: bytes, readings: list[str]) -> str | None:
+        """Which of `readings` (the heard sentence with one part said otherwise) fits `pcm` best; None when the
+        engine cannot re-score (engines that write free text trust what they wrote)."""
+        del pcm, readings
+        return None
 
     def set_vocabulary(self, vocabulary: Vocabulary) -> None:  # noqa: B027 - optional for free-form engines
         """Adapt to the current device names (grammar engines rebuild their grammar when they change)."""

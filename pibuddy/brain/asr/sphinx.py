@@ -30,6 +30,7 @@ from pibuddy.brain.vocabulary import Vocabulary
 _LOGGER = logging.getLogger(__name__)
 _COMMANDS: Final = "commands"
 _PHONES: Final = "phones"
+_READINGS: Final = "readings"
 # The gate's floor on (grammar path's acoustic score - phone loop's) / the grammar path's speech frames, in
 # pocketsphinx's own log units (log base 1.0001 of its scaled acoustic scores). Measured 2026-11-22 on espeak-ng
 # en-us and en (British) speech, tests/brain/test_speech.py's sentences and 45 more:
@@ -64,6 +65,12 @@ class SpeechModel(StrEnum):
 # readings led by -0.4 to 1.2 ("turn on the living room lights") or 1.8-5.1 ("living room lights off"). Only a
 # lead above every wrong one measured counts as sure; below it the brain asks.
 _TWIN_MARGIN: Final = 2.5
+# A number against the best other number (0-100) in the same sentence, force-aligned the same way (the test's
+# Opus round trip, the four voices above, 2026-12-07): numbers heard right led by -0.07 to 3.8 per frame (most
+# 0.5-2.1, "forty" over "forty eight" by 0.10 in en-gb); numbers heard wrong ("twenty nine" for 25, "sixty nine"
+# for 65 in the female voice) trailed by 0.24-0.61. Unlike light/lights the two groups barely overlap, so the
+# bar is low: a number must lead its best rival by 0.3, else the brain asks which.
+_NUMBER_MARGIN: Final = 0.3
 _NOT_SPEECH: Final = ("<", "(", "[")  # <sil>, <s>, </s>, (NULL) (an empty arc), [NOISE] and other fillers
 
 
@@ -171,16 +178,39 @@ class PocketsphinxAsr(AsrEngine):
                          confidence, floor)
         return Recognition(command.text, confidence, accepted=accepted)
 
-    def sure_of(self, pcm: bytes, heard: str, other: str) -> bool:
+    def sure_of(self, pcm: bytes, heard: str, other: str, *, number: bool = False) -> bool:
         """`heard` and `other` each force-aligned to `pcm`: sure when `heard`'s acoustic score per speech frame
-        beats `other`'s by `_TWIN_MARGIN`."""
+        beats `other`'s by `_TWIN_MARGIN` (`_NUMBER_MARGIN` for another number)."""
         with self._lock:
             first, second = (self._decode(None, pcm, align=text) for text in (heard, other))
         if first is None or second is None:
             return second is None  # a reading with words the dictionary lacks is no rival
         margin = (first.acoustic - second.acoustic) / max(first.speech_frames, 1)
-        _LOGGER.info("%r over %r: %.2f per frame (sure from %.1f)", heard, other, margin, _TWIN_MARGIN)
-        return margin >= _TWIN_MARGIN
+        needed = _NUMBER_MARGIN if number else _TWIN_MARGIN
+        _LOGGER.info("%r over %r: %.2f per frame (sure from %.1f)", heard, other, margin, needed)
+        return margin >= needed
+
+    def closest(self, pcm: bytes, readings: list[str]) -> str | None:
+        """One decode against a grammar of just `readings`, the words they share said once around the part that
+        differs: the best of them (a number's 100 other values cost one small search, not 100 alignments)."""
+        spoken = [r.split() for r in readings if all(self.known(w) for w in r.split())]
+        if not spoken:
+            return None
+        start = _shared(spoken)
+        end = _shared([r[start:][::-1] for r in spoken])
+        before, after = spoken[0][:start], spoken[0][len(spoken[0]) - end:]
+        middles = sorted({" ".join(r[start:len(r) - end]) for r in spoken})
+        choice = " | ".join(f"( {m} )" if m else "<NULL>" for m in middles)
+        grammar = (f"#JSGF V1.0;\ngrammar {_READINGS};\n"
+                   f"public <s> = {' '.join(before)} ( {choice} ) {' '.join(after)};\n")
+        with self._lock:
+            try:
+                self._loaded().add_jsgf_string(_READINGS, grammar)
+            except RuntimeError as exc:
+                _LOGGER.warning("pocketsphinx rejected the readings grammar: %s", exc)
+                return None
+            best = self._decode(_READINGS, pcm)
+        return best.text if best is not None else None
 
     def _decode(self, search: str | None, pcm: bytes, *, align: str | None = None) -> _Path | None:
         decoder = self._loaded()
@@ -205,3 +235,13 @@ class PocketsphinxAsr(AsrEngine):
             if not segment.word.startswith(_NOT_SPEECH):
                 speech += segment.end_frame - segment.start_frame + 1
         return _Path(" ".join(hypothesis.hypstr.split()), acoustic, speech)
+
+
+def _shared(readings: list[list[str]]) -> int:
+    """How many leading words all `readings` have in common."""
+    count = 0
+    for words in zip(*readings, strict=False):
+        if len(set(words)) > 1:
+            break
+        count += 1
+    return count
