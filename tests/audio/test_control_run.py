@@ -151,7 +151,7 @@ async def test_cli_commands_steer_a_running_pibuddy_and_the_history_survives_a_r
 
         log = []
         async with pibuddy_run(config, env, log):
-            history = await cli(config, env, "history", "-n", "3")
+            history = await cli(config, env, "history", "-n", "100")  # conversation continuations follow the first turn
         assert history.returncode == 0, history.stderr
         assert "heard 'turn on the light'" in history.stdout, "the history survived the restart"
         assert "hello" in history.stdout
