@@ -115,7 +115,13 @@ class LocalBrainService(Service):
         await self._audio.close()
 
     def health(self) -> Health:
-        return Health(True, f"{self._turns} local turns")
+        loading = "; speech recogniser loading" if self._preparing is not None and not self.recogniser_ready else ""
+        return Health(True, f"{self._turns} local turns{loading}")
+
+    @property
+    def recogniser_ready(self) -> bool:
+        """Whether the recogniser is loaded with its grammar (built once the local brain may answer wakes)."""
+        return self._preparing is not None and self._preparing.done()
 
     async def turn(self, wake_word: str = "", *, handed_over: bool = False) -> Reply:
         """One local conversation turn: listen, understand, act, answer.
