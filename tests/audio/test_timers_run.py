@@ -48,7 +48,9 @@ async def test_a_timer_set_by_voice_rings_on_the_speaker_until_the_wake_word(
     env = pibuddy_env | {key: os.environ[key] for key in (*_PULSE_CLIENT_ENV, "PULSE_SOURCE", "PULSE_SINK")}
     log: list[str] = []
     async with pibuddy_run(config, env, log):
-        await asyncio.sleep(2.0)  # the microphone opens
+        # The local brain's recogniser loaded (seconds on a loaded machine) before the wake word is said.
+        await _status_until(config, env, lambda s: not any(
+            "recogniser loading" in service.get("detail", "") for service in s["services"]), 60)
         async with MonitorRecorder(pulse, rate=16000) as speaker:
             await play_into_microphone(pulse, np.concatenate([
                 silence(1.0), speech("okay nahboo", pad=0.3), speech("set a timer for five seconds", pad=0.1),
