@@ -376,21 +376,14 @@ def test_ci_run_calls_test_sh_from_the_root_and_propagates_its_status(layout: Sc
     assert (layout.root / "test.args").read_text().strip() == "-x"
 
 
-@pytest.mark.parametrize(("args", "test_rc", "expect_arm64", "expect_rc"), [
-    ((), 0, True, 4),  # a full run that passed: the arm64 check runs and its status is CI's
-    ((), 7, False, 7),  # a failed suite: no arm64 check
-    (("-k", "config"), 0, False, 0),  # a partial run: no arm64 check
-])
-def test_ci_run_adds_the_arm64_check_only_to_a_full_passing_run(layout: ScriptLayout, args: tuple[str, ...],
-                                                               test_rc: int, expect_arm64: bool,
-                                                               expect_rc: int) -> None:
+@pytest.mark.parametrize(("args", "test_rc"), [((), 0), ((), 7), (("-k", "config"), 0)])
+def test_ci_run_never_starts_the_arm64_check(layout: ScriptLayout, args: tuple[str, ...], test_rc: int) -> None:
+    """The arm64 check from a cold cache (every CI machine) takes over an hour: it is run by hand, not by CI."""
     write_executable(layout.root / "scripts" / "test.sh", f"exit {test_rc}\n")
     write_executable(layout.root / "scripts" / "arm64-check.sh", "pwd > arm64.cwd\nexit 4\n")
-    write_executable(layout.root / "bin" / "sudo", 'exec "$@"\n')
-    env = base_env(PATH=f"{layout.root / 'bin'}:{os.environ['PATH']}")
-    result = run([str(layout.root / ".ci" / "run"), *args], cwd=Path("/"), env=env)
-    assert result.returncode == expect_rc
-    assert (layout.root / "arm64.cwd").exists() == expect_arm64
+    result = run([str(layout.root / ".ci" / "run"), *args], cwd=Path("/"), env=base_env())
+    assert result.returncode == test_rc
+    assert not (layout.root / "arm64.cwd").exists()
 
 
 # ---- setup.sh on a Raspberry Pi: hints from the model and config.txt, which stays untouched ---------------
