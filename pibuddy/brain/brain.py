@@ -109,7 +109,7 @@ class LocalBrain:
         match = self.matcher.match(text, vocabulary)
         if isinstance(match, UnknownName):
             _LOGGER.info("local brain: %r names no known device (%r)", text, match.name)
-            said = self._why_not(vocabulary) or self._unknown(match.name, vocabulary)
+            said = self.excuse(vocabulary) or self._unknown(match.name, vocabulary)
             return Reply(said, Outcome.UNKNOWN_DEVICE, match.intent)
         if match is not None and (question := doubt(match, text, vocabulary)) is not None:
             _LOGGER.info("local brain: %r leaves the target in doubt (%s)", text, question.key)
@@ -117,11 +117,13 @@ class LocalBrain:
         planned = plan(match, vocabulary) if match is not None else None
         if match is None or planned is None:
             _LOGGER.info("local brain: %r is beyond what it can do offline", text)
-            said = self._why_not(vocabulary) or self.phrase("cannot_offline")
+            said = self.excuse(vocabulary) or self.phrase("cannot_offline")
             return Reply(said, Outcome.CANNOT, match.intent if match else None)
         return await self._carry_out(match, planned)
 
-    def _why_not(self, vocabulary: Vocabulary) -> str | None:
+    def excuse(self, vocabulary: Vocabulary) -> str | None:
+        """Why nothing could be acted on when that is not simply "not understood": a driver that could not list
+        its devices (unreachable, token refused) or no driver at all. None when every source answered."""
         return why_not(vocabulary, drivers=len(self._sources), language=self.language)
 
     def _unknown(self, name: str, vocabulary: Vocabulary) -> str:

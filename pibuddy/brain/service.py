@@ -166,9 +166,13 @@ class LocalBrainService(Service):
         if (question := await self._doubt(pcm, text, vocabulary)) is not None:
             return Reply(question, Outcome.ASKED), recognised, time.monotonic()
         reply = await self._brain.handle(text, vocabulary)
-        if reply.outcome is Outcome.CANNOT and self._asr.constrained:
-            # A grammar-bound recogniser writes a partial sentence when nothing in its grammar fitted.
-            reply = Reply(self._brain.phrase("not_heard"), Outcome.NOT_HEARD, reply.intent)
+        if reply.outcome in (Outcome.CANNOT, Outcome.NOT_HEARD) and self._asr.constrained:
+            # A grammar-bound recogniser writes a partial sentence (or none) when nothing in its grammar fitted.
+            # Its grammar holds no device names from a driver that could not list them: say that, not "didn't
+            # catch that", which would send the user repeating a command that cannot work.
+            excuse = self._brain.excuse(vocabulary)
+            reply = (Reply(excuse, Outcome.CANNOT, reply.intent) if excuse
+                     else Reply(self._brain.phrase("not_heard"), Outcome.NOT_HEARD, reply.intent))
         elif reply.outcome is Outcome.CANNOT and self._hand_off:
             _LOGGER.info("not a household command: passing it on to OpenClaw")
             self._bus.publish(Transcript(text))
