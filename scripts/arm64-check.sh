@@ -23,6 +23,10 @@ CORE_TESTS=(
 )
 # Seconds per test: emulation runs Python ~10x slower than the host.
 TEST_TIMEOUT=900
+# How many times slower than native the tests' hang guards allow (tests/timescale.py); the product's own
+# claims, such as a clean stop within 5 s, stay as they are. Measured: `pibuddy run` sent READY=1 after
+# 2.0-2.2 s natively and 20.3-26.4 s emulated on the same loaded machine (10-12x).
+TEST_TIME_SCALE=12
 
 SUITE=bookworm
 # What the root filesystem holds before setup.sh runs: Debian's minbase (apt, dpkg, bash, coreutils) and
@@ -265,7 +269,8 @@ assert PACKET_PATH.startswith(\"native\"), PACKET_PATH
 }
 
 core_tests() {
-    in_arm64 ".venv/bin/python -m pytest -q -p no:cacheprovider -o timeout=$TEST_TIMEOUT ${CORE_TESTS[*]}"
+    in_arm64 "PIBUDDY_TEST_TIME_SCALE=$TEST_TIME_SCALE .venv/bin/python -m pytest -q -p no:cacheprovider \
+        -o timeout=$TEST_TIMEOUT ${CORE_TESTS[*]}"
 }
 
 summary() {

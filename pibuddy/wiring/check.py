@@ -9,6 +9,7 @@ too.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from typing import Final
 
@@ -120,26 +121,30 @@ def _reason(exc: BaseException) -> str:
 
 PROBES: list[Probe] = [
     Probe("state dir", lambda c: True, probe_state_dir),
-    Probe("audio", lambda c: c.audio.enabled, probe_audio),
+    Probe("audio", lambda c: c.audio.enabled, probe_audio, loads=("pibuddy.audio.devices",)),
     Probe("upstream", lambda c: c.upstream.enabled, probe_upstream),
     Probe("homeassistant", lambda c: c.homeassistant.enabled, probe_homeassistant),
-    Probe("homeassistant mqtt", lambda c: c.homeassistant.mqtt.enabled, probe_homeassistant_mqtt),
-    Probe("gateway", lambda c: c.gateway.enabled, probe_gateway),
+    Probe("homeassistant mqtt", lambda c: c.homeassistant.mqtt.enabled, probe_homeassistant_mqtt,
+          loads=("pibuddy.ha_mqtt.probe",)),
+    Probe("gateway", lambda c: c.gateway.enabled, probe_gateway, loads=("pibuddy.gateway.probe",)),
     Probe("mcp http", lambda c: c.tools.mcp_http_enabled, probe_mcp_http),
-    Probe("udp packet path", lambda c: c.upstream.enabled or c.gateway.enabled, probe_packet_path),
-    Probe("bluetooth", lambda c: c.ble.enabled, probe_ble),
+    Probe("udp packet path", lambda c: c.upstream.enabled or c.gateway.enabled, probe_packet_path,
+          loads=("pibuddy.xiaozhi.udp_codec",)),
+    Probe("bluetooth", lambda c: c.ble.enabled, probe_ble, loads=("pibuddy.drivers.ble.probe",)),
 ]
 
 
 async def run_probes(config: Config, probes: list[Probe] | None = None) -> list[tuple[str, ProbeResult]]:
     """Run every applicable probe concurrently; a probe that raises anyway becomes a FAIL row."""
     chosen = [p for p in (PROBES if probes is None else probes) if p.applies(config)]
+    for module in dict.fromkeys(m for p in chosen for m in p.loads):
+        importlib.import_module(module)  # before any deadline starts (see `Probe.loads`)
 
     async def guarded(probe: Probe) -> ProbeResult:
         try:
             return await asyncio.wait_for(probe.run(config), _PROBE_TIMEOUT_SECONDS + 2)
         except TimeoutError:
-            return ProbeResult(False, "probe timed out")
+            return ProbeResult(False, f"probe timed out after {_PROBE_TIMEOUT_SECONDS + 2:.0f} s")
         except Exception as exc:
             return ProbeResult(False, f"probe failed: {type(exc).__name__}: {exc}")
 
