@@ -100,6 +100,7 @@ class AudioPipeline:
             else None
         self._voice = VoiceDetector(vad_engine or _vad_engine(config, vad_backend), threshold=vad.threshold,
                                     pregate=pregate)
+        self._vad_loading: asyncio.Task[None] | None = None
         self._eou = EndOfUtterance(vad.speech_seconds, vad.silence_seconds, vad.timeout_seconds)
         self._preroll = PreRoll(config.preroll_seconds + _CONNECT_MARGIN_SECONDS)
         self._preroll_frames = round(config.preroll_seconds / FRAME_SECONDS)
@@ -138,6 +139,8 @@ class AudioPipeline:
     async def __aexit__(self, *exc: object) -> None:
         for task in self._tasks:
             task.cancel()
+        if self._vad_loading is not None:
+            await asyncio.gather(self._vad_loading, return_exceptions=True)  # a worker thread: not cancellable
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self._uplink is not None:
@@ -168,6 +171,8 @@ class AudioPipeline:
                 before the uplink opened is kept whole, and may even have ended already.
         """
         self.stop_uplink()
+        if end_on_silence:
+            self._load_vad_soon()
         uplink = UplinkStream(self._encoder(), max_packets=self._config.opus.uplink_queue_frames,
                               end_on_silence=end_on_silence)
         if self._muted:
@@ -186,6 +191,16 @@ class AudioPipeline:
         if not uplink.finished:
             self._uplink = uplink
         return uplink
+
+    async def load_vad(self) -> None:
+        """Load the VAD's model (Silero is built lazily: a default turn, segmented by the server, never runs it)
+        in a worker thread, so that the first turn that ends on silence does not stall the frame loop."""
+        if not self._voice.loaded:
+            await asyncio.to_thread(self._voice.load)
+
+    def _load_vad_soon(self) -> None:
+        if not self._voice.loaded and (self._vad_loading is None or self._vad_loading.done()):
+            self._vad_loading = asyncio.create_task(self.load_vad(), name="audio-vad-load")
 
     def wake_audio_opus(self) -> list[bytes]:
         """The pre-roll (up to `preroll_seconds` before the last wake word, and what followed) as Opus frames."""

@@ -59,6 +59,7 @@ class PipelineAudio:
 
     async def utterance(self, *, since_wake: bool = False) -> bytes:
         decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
+        await self.pipeline.load_vad()  # the first turn's held wake audio waits in the pre-roll meanwhile
         uplink = self._port.open_uplink(end_on_silence=True, since_wake=since_wake)
         try:
             pcm = b"".join([decoder.decode(packet) async for packet in uplink])

@@ -152,6 +152,21 @@ def test_missing_silero_model_is_a_clear_error(tmp_path: Path) -> None:
 
 
 @needs_silero
+def test_a_silero_model_onnxruntime_cannot_load_falls_back_to_webrtcvad_at_first_use(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    broken = tmp_path / "silero_vad.onnx"
+    broken.write_bytes(b"not an onnx model")
+    engine = get_vad_engine(VadConfig(silero=SileroVadConfig(model_path=broken)))  # lazy: no error yet
+    assert not engine.loaded
+    detector = VoiceDetector(engine, pregate=WebRtcVad(2))
+    flags = [detector.is_speech(f) for f in frames(speech("turn on the kitchen light", pad=0.5))]
+    assert any(flags)  # the microphone keeps working, webrtcvad deciding
+    assert not all(flags)
+    assert "onnxruntime cannot load" in caplog.text
+    assert "using webrtcvad alone" in caplog.text
+
+
+@needs_silero
 def test_end_of_utterance_on_real_speech() -> None:
     detector = VoiceDetector(get_vad_engine(VadConfig()), pregate=WebRtcVad(2))
     segmenter = EndOfUtterance()

@@ -22,6 +22,14 @@ class VadEngine(ABC):
     def reset(self) -> None:
         """Forget the stream (before an unrelated stretch of audio)."""
 
+    @property
+    def loaded(self) -> bool:
+        """Whether `probability()` runs without loading a model first."""
+        return True
+
+    def load(self) -> None:  # noqa: B027 -- engines without a deferred model have nothing to load
+        """Load what a lazily built engine defers (may block; safe from a worker thread)."""
+
 
 def get_vad_engine(config: VadConfig, backend: VadBackend | None = None) -> VadEngine:
     """Build the configured engine; `backend` overrides `config.backend`. Imports only what it builds."""

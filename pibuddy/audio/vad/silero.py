@@ -2,20 +2,27 @@
 
 The model file comes from config, else from inside the silero-vad wheel, which setup.sh installs with
 `--no-deps` so that torch is never pulled in; the package is located without importing it.
+
+onnxruntime and the session (about 45 MB of RSS together) load at the first `load()` or `probability()`, not
+when the engine is built: only turns that end on silence (the local brain, manual listening) run the VAD, and
+a default appliance whose xiaozhi server segments speech (auto listening) never needs them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import onnxruntime
 
 from pibuddy.audio.errors import EngineUnavailable
 from pibuddy.audio.frames import SAMPLE_RATE
 from pibuddy.audio.vad.base import VadEngine
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 _WINDOW: Final = 512  # 32 ms: what the 16 kHz model takes
 _CONTEXT: Final = 64  # samples of the previous window the model sees before each new one
@@ -40,16 +47,37 @@ class SileroVad(VadEngine):
         if path is None or not path.is_file():
             raise EngineUnavailable(f"no silero_vad.onnx (got {path}); install it with "
                                     "`pip install --no-deps silero-vad` or set vad.silero.model_path")
-        options = onnxruntime.SessionOptions()
-        options.inter_op_num_threads = 1  # one 32 ms window is too small to split; keep the other core free
-        options.intra_op_num_threads = 1
-        try:
-            self._session = onnxruntime.InferenceSession(str(path), sess_options=options,
-                                                         providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types, not exported stably
-            raise EngineUnavailable(f"onnxruntime cannot load {path}: {exc}") from None
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise EngineUnavailable("VAD backend silero needs the onnxruntime package (./setup.sh)")
+        self._path = path
+        self._session: onnxruntime.InferenceSession | None = None
+        self._loading = threading.Lock()
         self._rate = np.array(SAMPLE_RATE, dtype=np.int64)
         self.reset()
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def load(self) -> None:
+        """Import onnxruntime and build the session, once; safe from a worker thread."""
+        self._ready_session()
+
+    def _ready_session(self) -> onnxruntime.InferenceSession:
+        with self._loading:
+            if self._session is not None:
+                return self._session
+            import onnxruntime  # noqa: PLC0415
+
+            options = onnxruntime.SessionOptions()
+            options.inter_op_num_threads = 1  # one 32 ms window is too small to split; keep the other core free
+            options.intra_op_num_threads = 1
+            try:
+                self._session = onnxruntime.InferenceSession(str(self._path), sess_options=options,
+                                                             providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types, not exported stably
+                raise EngineUnavailable(f"onnxruntime cannot load {self._path}: {exc}") from None
+            return self._session
 
     def reset(self) -> None:
         self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
@@ -58,6 +86,7 @@ class SileroVad(VadEngine):
     def probability(self, chunk: bytes) -> float:
         samples = np.frombuffer(chunk, dtype=np.int16).astype(np.float32) / 32768.0
         window = np.concatenate([self._context, samples[None, :]], axis=1)
-        output, self._state = self._session.run(None, {"input": window, "state": self._state, "sr": self._rate})
+        session = self._session or self._ready_session()
+        output, self._state = session.run(None, {"input": window, "state": self._state, "sr": self._rate})
         self._context = window[:, -_CONTEXT:]
         return float(output[0][0])
