@@ -57,7 +57,8 @@ Runs PiBuddy's setup.sh and a core of its tests on arm64 (Raspberry Pi OS's arch
 emulation, in a Debian $SUITE arm64 root filesystem built with mmdebstrap. Tests this checkout's committed
 HEAD, cloned fresh. Needs root (chroot, mounts, binfmt_misc); installs ${HOST_TOOLS[*]} when missing.
 The first run builds the root filesystem (cached for $MAX_AGE_DAYS days) and downloads arm64 packages and
-wheels (cached); later runs reuse them.
+wheels (cached); later runs reuse them and start from the root filesystem as the last run's setup.sh left
+it, as a Pi runs \`git pull && ./setup.sh\` (delete $ROOTFS_CACHE/*-setup-*.tar to run setup.sh from scratch).
 
 Environment:
   PIBUDDY_TEST_CACHE   cache directory (default: ~/.cache/pibuddy-tests)
@@ -168,24 +169,34 @@ rootfs_tarball() {
 
 ROOTFS=""
 SNAPSHOT=""  # the cached root filesystem after setup.sh, for this base and this setup.sh
-SNAPSHOT_USED=0
+STARTED_FROM=base # or "snapshot" (this setup.sh's), or "earlier snapshot" (an older setup.sh's)
 
-# A snapshot is taken after setup.sh has run in a fresh clone; a later run with the same base and setup.sh
-# starts from it and updates the checkout to HEAD, as `git pull && ./setup.sh` does on a Pi.
+# A snapshot is taken after setup.sh has run; a later run with the same base starts from it and updates the
+# checkout to HEAD, as `git pull && ./setup.sh` does on a Pi. A snapshot of an older setup.sh is such a start
+# too (the new setup.sh runs over it), and this run's snapshot then replaces it.
 prepare_rootfs() {
-    local tarball
+    local tarball earlier
     tarball="$(rootfs_tarball)"
     SNAPSHOT="${tarball%.tar}-setup-$(git -C "$REPO" show HEAD:setup.sh | sha256sum | cut -c1-12).tar"
+    earlier="$(find "$ROOTFS_CACHE" -maxdepth 1 -name "$(basename "${tarball%.tar}")-setup-*.tar" | head -n1)"
     ROOTFS="$WORK/rootfs"
     mkdir -p "$ROOTFS"
     if [[ -f $SNAPSHOT ]]; then
-        info "root filesystem after an earlier setup.sh: $SNAPSHOT"
+        info "root filesystem after an earlier run of this setup.sh: $SNAPSHOT"
         tar -xf "$SNAPSHOT" -C "$ROOTFS"
-        SNAPSHOT_USED=1
+        STARTED_FROM=snapshot
+    elif [[ -n $earlier ]]; then
+        info "root filesystem after an older setup.sh (this one runs over it): $earlier"
+        tar -xf "$earlier" -C "$ROOTFS"
+        STARTED_FROM="earlier snapshot"
     else
         info "root filesystem: $tarball"
         tar -xf "$tarball" -C "$ROOTFS"
     fi
+    # No package's service starts in the chroot: it would share this machine's network (ports) and outlive
+    # nothing useful; setup.sh itself only disables services where systemd runs.
+    printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
+    chmod 755 "$ROOTFS/usr/sbin/policy-rc.d"
     cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
     # Trust the host's local CAs too (such as a TLS-inspecting proxy between this machine and PyPI).
     local ca
@@ -204,7 +215,7 @@ prepare_rootfs() {
 clone_checkout() {
     local checkout="$ROOTFS/opt/pibuddy"
     git -C "$REPO" diff --quiet HEAD -- || info "note: uncommitted changes are not tested (HEAD only)"
-    if [[ $SNAPSHOT_USED -eq 1 ]]; then
+    if [[ $STARTED_FROM != base ]]; then
         git -C "$checkout" fetch --quiet "$REPO" HEAD
         git -C "$checkout" checkout --quiet --detach FETCH_HEAD
         info "updated the snapshot's checkout (as git pull on a Pi)"
@@ -216,7 +227,7 @@ clone_checkout() {
 
 # Keep the root filesystem as setup.sh left it, before any test has run in it.
 save_snapshot() {
-    if [[ $SNAPSHOT_USED -eq 1 ]]; then
+    if [[ $STARTED_FROM == snapshot ]]; then
         info "kept $(basename "$SNAPSHOT")"
         return
     fi
