@@ -40,6 +40,12 @@ def test_off_by_default_and_on_with_a_broker_whose_port_follows_the_scheme(tmp_p
     ("discovery_prefix: home/#", "homeassistant.mqtt.discovery_prefix: string should match pattern"),
     ("base_topic: /pibuddy", "homeassistant.mqtt.base_topic: string should match pattern"),
     ("brokr: mqtt://192.0.2.10", "homeassistant.mqtt.brokr: unknown key (did you mean 'broker'?)"),
+    ("broker: mqtts://192.0.2.10\n    ca_file: /nowhere/ca.pem",
+     "homeassistant.mqtt.ca_file: cannot load /nowhere/ca.pem as a PEM CA certificate: [Errno 2]"),
+    ("broker: mqtts://192.0.2.10\n    ca_file: /etc/hostname",
+     "homeassistant.mqtt.ca_file: cannot load /etc/hostname as a PEM CA certificate: [X509: NO_CERTIFICATE"),
+    ("broker: mqtt://192.0.2.10\n    ca_file: /etc/ssl/certs/ca-certificates.crt",
+     "homeassistant.mqtt: ca_file is for a TLS broker: write the broker as mqtts://"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -89,8 +95,8 @@ async def test_check_reports_the_broker_row_ok_refused_login_and_unreachable(tmp
 
 
 @needs_mosquitto
-async def test_check_over_mqtts_verifies_the_brokers_certificate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                                                 ) -> None:
+async def test_check_over_mqtts_verifies_the_brokers_certificate_against_ca_file_or_the_system_cas(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     certificate = make_server_certificate(tmp_path, "127.0.0.1")
     tls = TlsListener("127.0.0.1", free_tcp_port(), certificate.cert, certificate.key)
     async with MosquittoBroker(tmp_path, tls=tls):
@@ -98,6 +104,8 @@ async def test_check_over_mqtts_verifies_the_brokers_certificate(tmp_path: Path,
         untrusted = dict(await run_probes(_config(url)))["homeassistant mqtt"]
         assert not untrusted.ok
         assert "CERTIFICATE_VERIFY_FAILED" in untrusted.detail
+        own_ca = dict(await run_probes(_config(url, ca_file=str(certificate.ca))))["homeassistant mqtt"]
+        assert own_ca == ProbeResult(True, f"{url} accepts PiBuddy (anonymous)"), "the broker's own CA, by ca_file"
         monkeypatch.setenv("SSL_CERT_FILE", str(certificate.ca))  # trust the test CA, as a system CA would be
         trusted = dict(await run_probes(_config(url)))["homeassistant mqtt"]
         assert trusted == ProbeResult(True, f"{url} accepts PiBuddy (anonymous)")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import ssl
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Final
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, HttpUrl, SecretStr, field_validator
+from pydantic import AfterValidator, Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from pibuddy.config.base import (
@@ -50,6 +52,26 @@ class HomeAssistantMqttConfig(Section):
     homeassistant/status)."""
     base_topic: str | None = Field(default=None, pattern=_TOPIC_SEGMENTS)
     """Where PiBuddy's states and commands live; empty: pibuddy/<device id without colons>."""
+    ca_file: Path | None = None
+    """For mqtts://: a PEM file with the CA that signed the broker's certificate (a self-signed Mosquitto);
+    empty: the system's CAs."""
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_loads(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                ssl.create_default_context(cafile=path)
+            except (OSError, ssl.SSLError) as exc:  # FileNotFoundError, PermissionError, not PEM
+                raise PydanticCustomError("ca_file", "cannot load {path} as a PEM CA certificate: {reason}",
+                                          {"path": str(path), "reason": str(exc)}) from None
+        return path
+
+    @model_validator(mode="after")
+    def _ca_file_needs_tls(self) -> HomeAssistantMqttConfig:
+        if self.ca_file is not None and not self.tls:
+            raise PydanticCustomError("ca_file", "ca_file is for a TLS broker: write the broker as mqtts://")
+        return self
 
     @property
     def enabled(self) -> bool:

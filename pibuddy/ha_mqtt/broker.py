@@ -14,11 +14,11 @@ from pibuddy.config import HomeAssistantMqttConfig
 def broker_client(settings: HomeAssistantMqttConfig, *, identifier: str | None, timeout: float,
                   logger: logging.Logger, will: aiomqtt.Will | None = None,
                   max_queued_incoming_messages: int | None = None) -> aiomqtt.Client:
-    """A not yet connected client (`async with` connects); TLS with the system's CAs for mqtts://."""
+    """A not yet connected client (`async with` connects); TLS for mqtts://, with the system's CAs or ca_file."""
     password = settings.password.get_secret_value() if settings.password is not None else None
     return aiomqtt.Client(settings.host, settings.port, username=settings.username, password=password,
                           identifier=identifier, timeout=timeout, logger=logger, will=will,
-                          tls_context=ssl.create_default_context() if settings.tls else None,
+                          tls_context=ssl.create_default_context(cafile=settings.ca_file) if settings.tls else None,
                           max_queued_incoming_messages=max_queued_incoming_messages)
 
 
