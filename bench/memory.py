@@ -3,6 +3,7 @@ after idle listening and after ten spoken turns; and where the memory goes, impo
 
     .venv/bin/python bench/memory.py                       # default config, 60 s idle, 10 turns
     .venv/bin/python bench/memory.py --no-brain --idle 600 # brain.mode upstream (no local brain)
+    .venv/bin/python bench/memory.py --listen-mode manual  # turns end on PiBuddy's own VAD (Silero loads)
     .venv/bin/python bench/memory.py --gateway-only        # only the gateway on
     .venv/bin/python bench/memory.py --imports             # RSS added by each package group, in start order
 
@@ -94,7 +95,8 @@ def imports_report() -> list[str]:
 # --- the appliance ----------------------------------------------------------------------------------------
 
 
-def appliance_config(workdir: Path, ota_url: str, *, brain: bool, gateway_only: bool) -> Path:
+def appliance_config(workdir: Path, ota_url: str, *, brain: bool, gateway_only: bool,
+                     listen_mode: str = "auto") -> Path:
     """config.yaml as shipped, with the test machine's differences (see the module docstring)."""
     import yaml  # noqa: PLC0415
 
@@ -104,6 +106,7 @@ def appliance_config(workdir: Path, ota_url: str, *, brain: bool, gateway_only: 
     config["device"]["state_dir"] = str(workdir / "state")
     config["device"]["device_id"] = "02:00:00:00:21:01"
     config["upstream"]["ota_url"] = ota_url
+    config["upstream"]["listen_mode"] = listen_mode
     config["gateway"].update(host="127.0.0.1", mqtt_port=free_port(), udp_port=free_port(), api_port=free_port(),
                              ota_port=free_port(), mdns=False)
     if not brain:
@@ -164,7 +167,7 @@ async def run_appliance(args: argparse.Namespace) -> dict[str, Any]:
                "PULSE_SOURCE": pulse.mic_source or "", "PULSE_SINK": pulse.sink}
         with tempfile.TemporaryDirectory(prefix="pibuddy-bench-memory-") as workdir:
             config = appliance_config(Path(workdir), server.ota_url, brain=not args.no_brain,
-                                      gateway_only=args.gateway_only)
+                                      gateway_only=args.gateway_only, listen_mode=args.listen_mode)
             started_at = time.monotonic()
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "pibuddy", "run", "--config", str(config), cwd=REPO, env=env,
@@ -206,7 +209,8 @@ async def run_appliance(args: argparse.Namespace) -> dict[str, Any]:
 def appliance_report(args: argparse.Namespace) -> list[str]:
     r = asyncio.run(run_appliance(args))
     what = ("gateway only" if args.gateway_only else
-            "default config.yaml" + (", brain.mode upstream (no local brain)" if args.no_brain else ""))
+            "default config.yaml" + (", brain.mode upstream (no local brain)" if args.no_brain else "")
+            + (f", listen_mode {args.listen_mode}" if args.listen_mode != "auto" else ""))
     lines = [f"`pibuddy run`, {what}: up in {r['start_seconds']} s.", "",
              "| moment | RSS MB |", "|---|---:|"]
     lines += [f"| service {name} running | {rss:.1f} |" for name, rss in r["services"]]
@@ -226,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=60.0, help="idle listening seconds before the turns (60)")
     parser.add_argument("--turns", type=int, default=10, choices=range(0, 51), metavar="N", help="turns (10)")
     parser.add_argument("--no-brain", action="store_true", help="brain.mode upstream: no local brain")
+    parser.add_argument("--listen-mode", choices=("auto", "manual"), default="auto",
+                        help="auto: the server ends turns (default); manual: PiBuddy's VAD does (Silero loads)")
     parser.add_argument("--gateway-only", action="store_true", help="only the gateway on (no audio, no client)")
     parser.add_argument("--imports", action="store_true", help="RSS added by each package group instead")
     parser.add_argument("--record", action="store_true", help="append the results to bench/RESULTS.md")
