@@ -26,7 +26,10 @@ _LOGGER = logging.getLogger(__name__)
 _QUEUE_FRAMES: Final = 100  # 3 s of 30 ms frames
 _STALL_SECONDS: Final = 2.0  # no callback for this long means the device is gone
 _WATCH_INTERVAL_SECONDS: Final = 0.5
-_BLOCK_SECONDS: Final = 0.06  # PortAudio block: 30 ms blocks cost 2-20x the CPU through the pulse ALSA plugin
+# PortAudio block, 4 frames: every block wakes the callback thread, libpulse's and the event loop. Idle listening
+# through PulseAudio measured 2.4-2.8 % of a core at 60 ms, 2.3 % at 90 ms, 1.7-2.1 % at 120 ms (30 ms: 2-20x
+# more); the price is up to 60 ms more before a wake word is heard (bench/RESULTS.md 2026-12-07 07:00).
+_BLOCK_SECONDS: Final = 0.12
 
 
 class _CaptureState:
