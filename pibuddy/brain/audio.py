@@ -30,6 +30,9 @@ class BrainAudio(Protocol):
 
     async def close(self) -> None: ...
 
+    async def prepare(self) -> None:
+        """Load what an utterance needs (the VAD's model) ahead of the first one; may take a second."""
+
     async def utterance(self, *, since_wake: bool = False) -> bytes:
         """16 kHz mono int16 PCM of what the user says now, until the end of their utterance; b"" when no
         speech was heard (nothing to recognise). since_wake: from the end of the last wake word on, for a wake
@@ -57,9 +60,11 @@ class PipelineAudio:
     async def close(self) -> None:
         """Nothing to release: the pipeline belongs to the audio service."""
 
+    async def prepare(self) -> None:
+        await self.pipeline.load_vad()
+
     async def utterance(self, *, since_wake: bool = False) -> bytes:
         decoder = OpusDecoder(sample_rate=UPLINK_RATE, frame_ms=FRAME_MS)
-        await self.pipeline.load_vad()  # the first turn's held wake audio waits in the pre-roll meanwhile
         uplink = self._port.open_uplink(end_on_silence=True, since_wake=since_wake)
         try:
             pcm = b"".join([decoder.decode(packet) async for packet in uplink])

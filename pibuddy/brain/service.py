@@ -260,12 +260,14 @@ class LocalBrainService(Service):
                     self._turn.cancel()
 
     def _prepare(self) -> None:
-        """Load the recogniser and build its grammar for the devices in a worker thread, once, ahead of the
-        first local turn (loading and building took 1-8 s on a loaded machine: more than a turn may take)."""
+        """Load the VAD's model and the recogniser and build its grammar for the devices in worker threads,
+        once, ahead of the first local turn (loading and building took 1-8 s on a loaded machine: more than a
+        turn may take)."""
         if self._preparing is None:
             self._preparing = asyncio.create_task(self._warm_up(), name="brain-asr-load")
 
     async def _warm_up(self) -> None:
+        await self._audio.prepare()  # the Silero VAD, built lazily: a default appliance may never need it
         await asyncio.to_thread(self._asr.prepare)
         vocabulary = await self._brain.vocabulary()
         await asyncio.to_thread(self._asr.set_vocabulary, vocabulary)

@@ -37,6 +37,8 @@ class OneUtterance:
         return
         yield
 
+    async def prepare(self) -> None: ...
+
     async def utterance(self, *, since_wake: bool = False) -> bytes:
         del since_wake
         return self._pcm
