@@ -172,7 +172,7 @@ class AudioPipeline:
         """
         self.stop_uplink()
         if end_on_silence:
-            self._load_vad_soon()
+            self.load_vad_soon()
         uplink = UplinkStream(self._encoder(), max_packets=self._config.opus.uplink_queue_frames,
                               end_on_silence=end_on_silence)
         if self._muted:
@@ -192,13 +192,19 @@ class AudioPipeline:
             self._uplink = uplink
         return uplink
 
+    @property
+    def vad_loaded(self) -> bool:
+        """Whether the VAD's model is loaded (Silero loads at the first uplink that ends on silence)."""
+        return self._voice.loaded
+
     async def load_vad(self) -> None:
         """Load the VAD's model (Silero is built lazily: a default turn, segmented by the server, never runs it)
         in a worker thread, so that the first turn that ends on silence does not stall the frame loop."""
         if not self._voice.loaded:
             await asyncio.to_thread(self._voice.load)
 
-    def _load_vad_soon(self) -> None:
+    def load_vad_soon(self) -> None:
+        """Start `load_vad()` in the background (an uplink is about to end on silence)."""
         if not self._voice.loaded and (self._vad_loading is None or self._vad_loading.done()):
             self._vad_loading = asyncio.create_task(self.load_vad(), name="audio-vad-load")
 

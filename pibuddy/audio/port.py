@@ -28,6 +28,8 @@ class PipelineAudioPort:
             uplink = self._uplink = self._pipeline.uplink_opus(preroll=False, end_on_silence=end_on_silence,
                                                                since_wake=since_wake)
         uplink.end_on_silence = end_on_silence  # read per frame: segmenting starts with the next one
+        if end_on_silence:
+            self._pipeline.load_vad_soon()  # the wake's uplink may be turned into one that ends on silence
         return uplink
 
     def close_uplink(self) -> None:

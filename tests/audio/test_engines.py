@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -10,11 +11,14 @@ import pytest
 
 from pibuddy.audio.errors import EngineUnavailable
 from pibuddy.audio.frames import FRAME_SECONDS
+from pibuddy.audio.pipeline import AudioPipeline
+from pibuddy.audio.port import PipelineAudioPort
 from pibuddy.audio.vad import EndOfUtterance, EndReason, VoiceDetector, get_vad_engine
 from pibuddy.audio.vad.silero import SileroVad, bundled_model_path
 from pibuddy.audio.vad.webrtc import WebRtcVad
 from pibuddy.audio.wakeword import Detection, get_wakeword_engine
 from pibuddy.config import (
+    AudioConfig,
     MicroWakeWordConfig,
     PocketsphinxWakeConfig,
     SileroVadConfig,
@@ -25,6 +29,7 @@ from pibuddy.config import (
     WakeWordConfig,
 )
 from tests.peers.speech import frames, noise, silence, speech
+from tests.polling import eventually
 
 
 def _detections(engine_config: WakeWordConfig, samples: np.ndarray,
@@ -175,3 +180,17 @@ def test_end_of_utterance_on_real_speech() -> None:
     reasons = (segmenter.process(FRAME_SECONDS, detector.is_speech(frame)) for frame in frames(clip))
     assert next(r for r in reasons if r is not None) is EndReason.SILENCE
     assert spoken_until + 0.6 <= segmenter.elapsed <= spoken_until + 1.0
+
+
+@needs_silero
+async def test_a_wake_uplink_turned_into_one_that_ends_on_silence_loads_the_vad_in_the_background() -> None:
+    """Manual listening: the device client opens the wake's uplink first, then asks it to end on silence; the
+    Silero model must start loading then (in a worker thread), not at the first speech frame on the loop."""
+    pipeline = AudioPipeline(AudioConfig())  # built, not entered: no device is opened
+    port = PipelineAudioPort(pipeline)
+    port.wake_audio()
+    port.open_uplink(end_on_silence=False)
+    await asyncio.sleep(0.2)
+    assert not pipeline.vad_loaded
+    port.open_uplink(end_on_silence=True)
+    await eventually(lambda: pipeline.vad_loaded, within=30)
