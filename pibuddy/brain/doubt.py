@@ -8,8 +8,8 @@
   never switches every light.
 
 What the recogniser may have misheard (a kind word one sound away, a number) gives the readings to re-score
-against the audio (`twin`, `other_numbers`); the service asks when they would act differently and the audio does
-not clearly prefer what was written.
+against the audio (`twin`, `other_numbers`, `number_twin`); the service asks when they would act differently and
+the audio does not clearly prefer what was written.
 """
 
 from __future__ import annotations
@@ -98,14 +98,32 @@ def twin(text: str) -> Twin | None:
 def other_numbers(text: str) -> list[str]:
     """`text` with its first English number (0-100, in words as a recogniser writes them) said as each other
     number: the readings a misheard number could have been ("sixty five" <-> "sixty nine"); [] without one."""
-    words = text.split()
+    found = _first_number(text.split())
+    if found is None:
+        return []
+    before, value, after = found
+    return [" ".join(filter(None, (before, said, after))) for said, n in _NUMBERS.items() if n != value]
+
+
+def number_twin(text: str) -> str | None:
+    """`text` with its first number said as its teen/tens twin ("fifteen" <-> "fifty"), the confusion the
+    recogniser makes most and the best-scoring other reading need not be ("fifty" heard for "fifteen" was
+    re-scored against "fifty eight"); None when the number has no twin."""
+    found = _first_number(text.split())
+    if found is None or (other := _TEEN_TENS.get(found[1])) is None:
+        return None
+    before, _, after = found
+    return " ".join(filter(None, (before, number_words(other), after)))
+
+
+def _first_number(words: list[str]) -> tuple[str, int, str] | None:
+    """The words before the first number, its value and the words after it."""
     for i in range(len(words)):
         for size in (3, 2, 1):  # the longest number at i: "one hundred", "sixty five" before "sixty"
             value = _NUMBERS.get(" ".join(words[i:i + size]))
             if value is not None:
-                before, after = " ".join(words[:i]), " ".join(words[i + size:])
-                return [" ".join(filter(None, (before, said, after))) for said, n in _NUMBERS.items() if n != value]
-    return []
+                return " ".join(words[:i]), value, " ".join(words[i + size:])
+    return None
 
 
 def _plural(word: str) -> str:
@@ -115,3 +133,4 @@ def _plural(word: str) -> str:
 _SINGULAR: Final = frozenset(w for words in KIND_WORDS.values() for w in words if w.isascii() and " " not in w)
 _PLURAL: Final = {_plural(w): w for w in _SINGULAR}
 _NUMBERS: Final = {number_words(n): n for n in range(101)}
+_TEEN_TENS: Final = {**{n: (n - 10) * 10 for n in range(13, 20)}, **{(n - 10) * 10: n for n in range(13, 20)}}

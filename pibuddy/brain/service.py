@@ -25,7 +25,7 @@ from pibuddy.audio.errors import AudioError
 from pibuddy.brain.asr.base import AsrEngine
 from pibuddy.brain.audio import BrainAudio
 from pibuddy.brain.brain import LocalBrain, Outcome, Reply
-from pibuddy.brain.doubt import other_numbers, twin
+from pibuddy.brain.doubt import number_twin, other_numbers, twin
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
 from pibuddy.events import (
@@ -190,9 +190,10 @@ class LocalBrainService(Service):
             return self._brain.phrase("one_or_all", one=other.one, every=other.every)
         numbers = other_numbers(text)
         if numbers and self._brain.calls(text, vocabulary):
-            rival = await asyncio.to_thread(self._asr.closest, pcm, numbers)
-            if rival is not None and await self._doubtful(pcm, text, rival, vocabulary, number=True):
-                return self._brain.phrase("which_number")
+            closest = await asyncio.to_thread(self._asr.closest, pcm, numbers)
+            for rival in dict.fromkeys(r for r in (closest, number_twin(text)) if r is not None):
+                if await self._doubtful(pcm, text, rival, vocabulary, number=True):
+                    return self._brain.phrase("which_number")
         return None
 
     async def _doubtful(self, pcm: bytes, text: str, other: str, vocabulary: Vocabulary, *,

@@ -18,6 +18,7 @@ from pibuddy.brain import LocalBrain, Outcome, Reply
 from pibuddy.brain.asr.base import AsrEngine, Recognition
 from pibuddy.brain.asr.sphinx import PocketsphinxAsr
 from pibuddy.brain.audio import PipelineAudio
+from pibuddy.brain.doubt import number_twin
 from pibuddy.brain.service import LocalBrainService
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import EspeakVoice
@@ -210,6 +211,14 @@ async def test_a_number_its_rival_reading_fits_as_well_is_a_question(household: 
     assert asr.compared == [(heard, "set the bedroom light brightness to sixty five percent", True)]
 
 
+def test_a_teen_and_its_tens_are_each_others_twin_and_other_numbers_have_none() -> None:
+    assert number_twin("set the lamp to fifty percent") == "set the lamp to fifteen percent"
+    assert number_twin("set the lamp to thirteen percent") == "set the lamp to thirty percent"
+    assert number_twin("set the lamp to fifty five percent") is None, "55 has no teen"
+    assert number_twin("set the lamp to twenty percent") is None
+    assert number_twin("turn on the lamp") is None
+
+
 async def test_a_number_clearly_better_than_its_rival_is_acted_on(household: Vocabulary) -> None:
     reply = await _turn(MisheardNumber(sure=True), household)
     assert _calls(reply) == [("ha_control_device", {"target": "light.bedroom_light", "action": "set_brightness",
@@ -222,10 +231,11 @@ def _brightness(percent: int) -> list[Call]:
 
 
 @pytest.mark.parametrize(("voice", "speed"), VOICES, ids=[f"{v}-{s}" for v, s in VOICES])
-@pytest.mark.parametrize("percent", [65, 25])
+@pytest.mark.parametrize("percent", [65, 25, 15, 13, 19])
 async def test_a_spoken_number_is_acted_on_as_said_or_asked_about(
         asr: PocketsphinxAsr, household: Vocabulary, percent: int, voice: str, speed: int) -> None:
-    # Before: espeak's female voice "65" heard as "sixty nine" (bench) and "25" as "twenty nine" acted.
+    # Before: espeak's female voice "65" heard as "sixty nine" (bench) and "25" as "twenty nine" acted; "15"
+    # heard as "fifty" in en-gb, re-scored only against "fifty eight", set 50 %; "13" as "thirty" at 190 wpm.
     reply = await _spoken_turn(asr, household,
                                _through_opus(f"set the bedroom light brightness to {percent} percent", voice, speed))
     assert _calls(reply) in ([], _brightness(percent)), reply

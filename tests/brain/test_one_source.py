@@ -52,6 +52,14 @@ def test_the_sentences_hold_every_name_room_number_and_politeness(sentences: Sen
         assert re.search(rf"\b{re.escape(spoken(phrase))}\b", said), phrase
 
 
+def test_a_teen_is_sampled_as_often_as_its_tens(sentences: Sentences) -> None:
+    # Before: drawn number by number, "fifty" (fifty, fifty one ... fifty nine) came ten times as often as
+    # "fifteen", and the language model heard every spoken "fifteen" as "fifty".
+    said = [w for words in sentences.sample(20000) for w in words]
+    for teen, tens in (("thirteen", "thirty"), ("fifteen", "fifty"), ("nineteen", "ninety")):
+        assert 0.6 < said.count(teen) / said.count(tens) < 1.6, (teen, said.count(teen), tens, said.count(tens))
+
+
 def test_the_timer_phrasings_without_a_free_name_can_be_heard(sentences: Sentences) -> None:
     """A timer's name is free text (a wildcard), which a closed grammar cannot hold; the rest is heard."""
     grammar = sentences.jsgf()

@@ -21,6 +21,7 @@ from typing import Final
 from pocketsphinx import Decoder
 
 from pibuddy.brain.asr.base import AsrEngine, Recognition
+from pibuddy.brain.doubt import number_twin
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.grammar import Sentences, compile_sentences
 from pibuddy.brain.ngram import arpa
@@ -71,6 +72,10 @@ _TWIN_MARGIN: Final = 2.5
 # for 65 in the female voice) trailed by 0.24-0.61. Unlike light/lights the two groups barely overlap, so the
 # bar is low: a number must lead its best rival by 0.3, else the brain asks which.
 _NUMBER_MARGIN: Final = 0.3
+# A teen against its tens ("fifteen" <-> "fifty"), the same way (2026-12-07, the four voices, 13-19 and 30-90):
+# the number said led by 0.36-1.53 per frame, the twin heard instead led by up to 0.29 ("ninety" for 19, "thirty"
+# for 13, at 190 wpm). A bar of 0.3 sat on the wrong group's edge, so this pair needs twice the lead.
+_TEEN_TENS_MARGIN: Final = 0.6
 _NOT_SPEECH: Final = ("<", "(", "[")  # <sil>, <s>, </s>, (NULL) (an empty arc), [NOISE] and other fillers
 
 
@@ -180,13 +185,14 @@ class PocketsphinxAsr(AsrEngine):
 
     def sure_of(self, pcm: bytes, heard: str, other: str, *, number: bool = False) -> bool:
         """`heard` and `other` each force-aligned to `pcm`: sure when `heard`'s acoustic score per speech frame
-        beats `other`'s by `_TWIN_MARGIN` (`_NUMBER_MARGIN` for another number)."""
+        beats `other`'s by `_TWIN_MARGIN` (`_NUMBER_MARGIN` for another number, `_TEEN_TENS_MARGIN` for its
+        teen/tens twin)."""
         with self._lock:
             first, second = (self._decode(None, pcm, align=text) for text in (heard, other))
         if first is None or second is None:
             return second is None  # a reading with words the dictionary lacks is no rival
         margin = (first.acoustic - second.acoustic) / max(first.speech_frames, 1)
-        needed = _NUMBER_MARGIN if number else _TWIN_MARGIN
+        needed = _TWIN_MARGIN if not number else _TEEN_TENS_MARGIN if number_twin(heard) == other else _NUMBER_MARGIN
         _LOGGER.info("%r over %r: %.2f per frame (sure from %.1f)", heard, other, margin, needed)
         return margin >= needed
 
