@@ -95,6 +95,15 @@ def twin(text: str) -> Twin | None:
     return None
 
 
+def kind_twins(word: str) -> tuple[str, ...]:
+    """The other number of a kind word ("light" -> "lights"), a reading `twin` may re-score; () for others."""
+    if word in _SINGULAR:
+        return (_plural(word),)
+    if word in _PLURAL:
+        return (_PLURAL[word],)
+    return ()
+
+
 def other_numbers(text: str) -> list[str]:
     """`text` with its first English number (0-100, in words as a recogniser writes them) said as each other
     number: the readings a misheard number could have been ("sixty five" <-> "sixty nine"); [] without one."""

@@ -16,16 +16,19 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Final
 
 from pocketsphinx import Decoder
 
 from pibuddy.brain.asr.base import AsrEngine, Recognition
-from pibuddy.brain.doubt import number_twin
+from pibuddy.brain.asr.lexicon import Lexicon
+from pibuddy.brain.doubt import kind_twins, number_twin
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.grammar import Sentences, compile_sentences
 from pibuddy.brain.ngram import arpa
 from pibuddy.brain.sentences import load_intents
+from pibuddy.brain.spoken import number_words
 from pibuddy.brain.vocabulary import Vocabulary
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,62 +107,67 @@ class PocketsphinxAsr(AsrEngine):
         if language.split("-", maxsplit=1)[0] != "en":
             raise BrainUnavailable(f"pocketsphinx only knows English; for {language} set brain.asr: vosk "
                                    "and brain.vosk_model_path")
-        # The decoder (acoustic model and dictionary: 25 MB of RSS, 0.3-0.8 s to load here) is made by
-        # prepare() or at first use: with a reachable xiaozhi server the local brain may never be needed.
+        # The decoder is built for each set of sentences, with a dictionary of just their words (see lexicon.py);
+        # the lexicon opens at prepare() or at first use: with a reachable xiaozhi server the local brain may
+        # never be needed.
+        self._lexicon = Lexicon()
         self._decoder: Decoder | None = None
-        self._load_lock = threading.Lock()
         self._floor = confidence_floor
         self._model = model
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _decode may build the first decoder (set_vocabulary) under it
         self._fingerprint: str | None = None
         self.sentences: Sentences | None = None
 
     def prepare(self) -> None:
-        self._loaded()
+        self._lexicon.known("a")
 
     def _loaded(self) -> Decoder:
-        decoder = self._decoder
-        if decoder is None:
-            with self._load_lock:
-                if self._decoder is None:
-                    # No lattice rescoring (bestpath): for these small grammars it doubled the CPU and did not
-                    # help (measured), and its posterior (hyp().prob) did not tell them apart either (commands
-                    # 0.01-0.09, nonsense 0.01-0.48).
-                    fresh = Decoder(lm=None, loglevel="FATAL", bestpath=False)
-                    fresh.add_allphone_file(_PHONES)  # no phone language model: every phone sequence as likely
-                    self._decoder = fresh
-                decoder = self._decoder
-        return decoder
+        if self._decoder is None:
+            self.set_vocabulary(Vocabulary())
+        assert self._decoder is not None, "pocketsphinx rejected even the empty household's sentences"
+        return self._decoder
 
     def known(self, word: str) -> bool:
-        return self._loaded().lookup_word(word) is not None
+        return self._lexicon.known(word)
 
     def set_vocabulary(self, vocabulary: Vocabulary) -> None:
-        """Rebuild the grammar or language model when names, rooms or domains changed (about a second)."""
+        """Rebuild the decoder for the sentences when names, rooms or domains changed (a second or two)."""
         if vocabulary.fingerprint == self._fingerprint:
             return
         ngram = self._model is SpeechModel.NGRAM
         sentences = compile_sentences(load_intents("en")[0], vocabulary, "en", self.known,
                                       number_step=1 if ngram else _JSGF_NUMBER_STEP)
+        try:
+            decoder = self._decoder_for(sentences, ngram=ngram)
+        except RuntimeError as exc:  # pocketsphinx's only error type; keep the previous model
+            _LOGGER.error("pocketsphinx rejected the command %s: %s", self._model, exc)
+            return
         with self._lock:
-            try:
-                if ngram:
-                    self._add_language_model(arpa(sentences.sample(_SAMPLED_SENTENCES)))
-                else:
-                    self._loaded().add_jsgf_string(_COMMANDS, sentences.jsgf())
-            except RuntimeError as exc:  # pocketsphinx's only error type; keep the previous model
-                _LOGGER.error("pocketsphinx rejected the command %s: %s", self._model, exc)
-                return
-        self._fingerprint, self.sentences = vocabulary.fingerprint, sentences
+            self._decoder, self._fingerprint, self.sentences = decoder, vocabulary.fingerprint, sentences
         _LOGGER.info("speech %s rebuilt: %d sentence templates, %d devices%s", self._model,
                      len(sentences.templates), len(vocabulary.things), f"; names with words pocketsphinx cannot "
                      f"say: {', '.join(sentences.unspeakable)}" if sentences.unspeakable else "")
 
-    def _add_language_model(self, text: str) -> None:
-        with tempfile.NamedTemporaryFile("w", suffix=".lm", prefix="pibuddy-") as file:  # pocketsphinx reads files
-            file.write(text)
-            file.flush()
-            self._loaded().add_lm_file(_COMMANDS, file.name)
+    def _decoder_for(self, sentences: Sentences, *, ngram: bool) -> Decoder:
+        """A decoder whose dictionary holds the sentences' words and the readings they are re-scored against
+        (a kind word's plural, every number), with the phone loop and the sentences' model or grammar."""
+        words = sentences.words() | {twin_word for w in sentences.words() for twin_word in kind_twins(w)}
+        words |= {w for n in range(101) for w in number_words(n).split()}
+        with tempfile.TemporaryDirectory(prefix="pibuddy-") as folder:  # pocketsphinx reads files
+            dictionary = Path(folder) / "commands.dict"
+            self._lexicon.write_dictionary(words, dictionary)
+            # No lattice rescoring (bestpath): for these small grammars it doubled the CPU and did not help
+            # (measured), and its posterior (hyp().prob) did not tell them apart either (commands 0.01-0.09,
+            # nonsense 0.01-0.48).
+            decoder = Decoder(lm=None, dict=str(dictionary), loglevel="FATAL", bestpath=False)
+            decoder.add_allphone_file(_PHONES)  # no phone language model: every phone sequence as likely
+            if ngram:
+                model = Path(folder) / "commands.lm"
+                model.write_text(arpa(sentences.sample(_SAMPLED_SENTENCES)))
+                decoder.add_lm_file(_COMMANDS, str(model))
+            else:
+                decoder.add_jsgf_string(_COMMANDS, sentences.jsgf())
+        return decoder
 
     def recognise(self, pcm: bytes) -> Recognition:
         """The grammar sentence heard, with its confidence: the log-likelihood ratio per speech frame of the
