@@ -115,11 +115,12 @@ def other_numbers(text: str) -> list[str]:
 
 
 def number_twin(text: str) -> str | None:
-    """`text` with its first number said as its teen/tens twin ("fifteen" <-> "fifty"), the confusion the
-    recogniser makes most and the best-scoring other reading need not be ("fifty" heard for "fifteen" was
-    re-scored against "fifty eight"); None when the number has no twin."""
+    """`text` with its first number said as its teen/tens twin ("fifteen" <-> "fifty", "ninety eight" ->
+    "nineteen": the "-teen" heard as "-ty" and a unit), the confusion the recogniser makes most and the
+    best-scoring other reading need not be ("fifty" heard for "fifteen" was re-scored against "fifty eight");
+    None when the number has no twin."""
     found = _first_number(text.split())
-    if found is None or (other := _TEEN_TENS.get(found[1])) is None:
+    if found is None or (other := _teen_tens(found[1])) is None:
         return None
     before, _, after = found
     return " ".join(filter(None, (before, number_words(other), after)))
@@ -142,4 +143,11 @@ def _plural(word: str) -> str:
 _SINGULAR: Final = frozenset(w for words in KIND_WORDS.values() for w in words if w.isascii() and " " not in w)
 _PLURAL: Final = {_plural(w): w for w in _SINGULAR}
 _NUMBERS: Final = {number_words(n): n for n in range(101)}
-_TEEN_TENS: Final = {**{n: (n - 10) * 10 for n in range(13, 20)}, **{(n - 10) * 10: n for n in range(13, 20)}}
+
+
+def _teen_tens(value: int) -> int | None:
+    if 13 <= value <= 19:
+        return (value - 10) * 10
+    if 30 <= value <= 99:
+        return 10 + value // 10
+    return None

@@ -132,8 +132,12 @@ async def _come_back_and_answer_a_wake(pulse: PulseServer, server: XiaozhiTestSe
     server.reset_milestones()
     await asyncio.sleep(2.0)  # the situation under test: a wake said 2 s after the server is back
     await play_into_microphone(pulse, speech("okay nahboo", pad=0.6))
-    for milestone in (server.hello_received, server.listen_detect):
-        await asyncio.wait_for(milestone.wait(), _STEP)
+    for milestone, what in ((server.hello_received, "hello"), (server.listen_detect, "listen detect")):
+        try:
+            await asyncio.wait_for(milestone.wait(), _STEP)
+        except TimeoutError:
+            raise AssertionError(f"no {what} reached the server after the wake; PiBuddy's log:\n"
+                                 f"{''.join(running.log[-40:])}") from None
     mark = await listen_started(server)
     await play_into_microphone(pulse, speech("what time is it", pad=_PAD))
     await until_uplink_reaches(server, mark, asyncio.get_running_loop().time())

@@ -214,7 +214,7 @@ async def test_a_number_its_rival_reading_fits_as_well_is_a_question(household: 
 def test_a_teen_and_its_tens_are_each_others_twin_and_other_numbers_have_none() -> None:
     assert number_twin("set the lamp to fifty percent") == "set the lamp to fifteen percent"
     assert number_twin("set the lamp to thirteen percent") == "set the lamp to thirty percent"
-    assert number_twin("set the lamp to fifty five percent") is None, "55 has no teen"
+    assert number_twin("set the lamp to ninety eight percent") == "set the lamp to nineteen percent"
     assert number_twin("set the lamp to twenty percent") is None
     assert number_twin("turn on the lamp") is None
 
@@ -235,7 +235,8 @@ def _brightness(percent: int) -> list[Call]:
 async def test_a_spoken_number_is_acted_on_as_said_or_asked_about(
         asr: PocketsphinxAsr, household: Vocabulary, percent: int, voice: str, speed: int) -> None:
     # Before: espeak's female voice "65" heard as "sixty nine" (bench) and "25" as "twenty nine" acted; "15"
-    # heard as "fifty" in en-gb, re-scored only against "fifty eight", set 50 %; "13" as "thirty" at 190 wpm.
+    # heard as "fifty" in en-gb, re-scored only against "fifty eight", set 50 %; "13" as "thirty" at 190 wpm;
+    # "19" as "ninety eight" in en-gb (after other utterances: the recogniser adapts to what it heard before).
     reply = await _spoken_turn(asr, household,
                                _through_opus(f"set the bedroom light brightness to {percent} percent", voice, speed))
     assert _calls(reply) in ([], _brightness(percent)), reply
