@@ -75,10 +75,12 @@ _TWIN_MARGIN: Final = 2.5
 # for 65 in the female voice) trailed by 0.24-0.61. Unlike light/lights the two groups barely overlap, so the
 # bar is low: a number must lead its best rival by 0.3, else the brain asks which.
 _NUMBER_MARGIN: Final = 0.3
-# A teen against its tens ("fifteen" <-> "fifty"), the same way (2026-12-07, the four voices, 13-19 and 30-90):
-# the number said led by 0.36-1.53 per frame, the twin heard instead led by up to 0.29 ("ninety" for 19, "thirty"
-# for 13, at 190 wpm). A bar of 0.3 sat on the wrong group's edge, so this pair needs twice the lead.
-_TEEN_TENS_MARGIN: Final = 0.6
+# A teen against its tens ("fifteen" <-> "fifty": they differ by a final N), the same way (2026-12-07, the four
+# voices, 13-19 and 30-90, several noise draws each, since the result moves with the audio's last bits and with
+# what the recogniser heard before): the tens said led its teen by 0.11-1.97 per frame, but a teen said let its
+# tens lead by up to 0.80 (en-us at 190 wpm). Only a lead beyond every wrong one counts as sure, so a bare tens
+# or a teen is acted on when said clearly and asked about otherwise ("Sorry, what number?").
+_TEEN_TENS_MARGIN: Final = 1.2
 _NOT_SPEECH: Final = ("<", "(", "[")  # <sil>, <s>, </s>, (NULL) (an empty arc), [NOISE] and other fillers
 
 
