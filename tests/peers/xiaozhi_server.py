@@ -97,6 +97,7 @@ class XiaozhiTestServer(ServerRecord):
         self._ws: WebSocketEndpoint | None = None
         self._hub: SessionHub | None = None
         self._mqtt_side: MqttUdpSide | None = None
+        self._mqtt_device: str | None = None  # the MQTT client id replies go to (see set_mqtt_device)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -117,6 +118,8 @@ class XiaozhiTestServer(ServerRecord):
         self._hub = SessionHub(self, self.settings, vision_url=f"{self.http_url}/mcp/vision/explain")
         if self.mqtt_info is not None:
             self._mqtt_side = MqttUdpSide(self.mqtt_info, self, self._hub, udp_host=self.host)
+            if self._mqtt_device is not None:
+                self._mqtt_side.set_device(self._mqtt_device)
         ota = OtaService(
             self._ota_settings,
             self,
@@ -189,7 +192,10 @@ class XiaozhiTestServer(ServerRecord):
         return None if conversation is None else conversation.session_id
 
     def set_mqtt_device(self, client_id: str) -> None:
-        """Send MQTT replies to this client id's ``devices/p2p/<mac_>`` (OTA does this itself)."""
+        """Send MQTT replies to this client id's ``devices/p2p/<mac_>`` (OTA does this itself). Kept across a
+        restart: the reference gateway knows a device by its MQTT connection, not by an OTA request it served,
+        so a device that reconnects with its last OTA answer while this server restarts is still answered."""
+        self._mqtt_device = client_id
         if self._mqtt_side is not None:
             self._mqtt_side.set_device(client_id)
 
