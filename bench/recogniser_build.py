@@ -16,7 +16,6 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -42,31 +41,17 @@ def measure_once() -> dict[str, float]:
     from pibuddy.brain.vocabulary import from_homeassistant  # noqa: PLC0415
     from pibuddy.drivers.homeassistant.index import Index  # noqa: PLC0415
     from tests.peers.fixtures_homeassistant import SNAPSHOT  # noqa: PLC0415
+    from tests.stalls import thread_waits  # noqa: PLC0415
 
     household = from_homeassistant(Index.from_snapshot(SNAPSHOT))
     load_intents("en")
     before = _trimmed_rss_mb()
-    gaps: list[float] = []
-    building = threading.Event()
-    building.set()
-
-    def tick() -> None:
-        last = time.monotonic()
-        while building.is_set():
-            time.sleep(0.01)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    ticker = threading.Thread(target=tick)
-    ticker.start()
-    started = time.monotonic()
-    engine = PocketsphinxAsr("en")
-    engine.prepare()
-    engine.set_vocabulary(household)
-    built = time.monotonic() - started
-    building.clear()
-    ticker.join()
+    with thread_waits() as gaps:
+        started = time.monotonic()
+        engine = PocketsphinxAsr("en")
+        engine.prepare()
+        engine.set_vocabulary(household)
+        built = time.monotonic() - started
     return {"build_s": built, "longest_wait_s": max(gaps), "rss_mb": _trimmed_rss_mb() - before}
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from pibuddy.config import AsrBackend, AudioConfig, BrainConfig
 from tests.audio.conftest import play_into_microphone, pulse  # noqa: F401 - the virtual sound devices
 from tests.peers.pulseaudio import PulseServer
 from tests.peers.speech import noise, silence, speech
+from tests.stalls import thread_waits
 
 # (sentence, the tool call it must become). Intent-level: "lights" for "light" still fails.
 SPOKEN: list[tuple[str, tuple[str, dict[str, object]]]] = [
@@ -111,26 +110,9 @@ def test_building_the_model_never_holds_up_the_other_threads(household: Vocabula
     """The microphone's callback and the event loop run while the recogniser is built for a household. Before:
     pocketsphinx built its language model search over the whole 134 860-word dictionary holding the GIL for
     2.3-4.6 s, the microphone was reopened as dead ("no callback for 2 s") and a wake word said then was lost."""
-    gaps: list[float] = []
-    building = threading.Event()
-
-    def tick() -> None:
-        last = time.monotonic()
-        while building.is_set():
-            time.sleep(0.01)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
     engine = PocketsphinxAsr("en")
-    building.set()
-    ticker = threading.Thread(target=tick)
-    ticker.start()
-    try:
+    with thread_waits() as gaps:
         engine.set_vocabulary(household)
-    finally:
-        building.clear()
-        ticker.join()
     assert engine.sentences is not None
     assert max(gaps) < 1.0, f"another thread waited {max(gaps):.2f} s (the microphone is reopened after 2 s)"
 

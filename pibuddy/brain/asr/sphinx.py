@@ -153,7 +153,8 @@ class PocketsphinxAsr(AsrEngine):
     def _decoder_for(self, sentences: Sentences, *, ngram: bool) -> Decoder:
         """A decoder whose dictionary holds the sentences' words and the readings they are re-scored against
         (a kind word's plural, every number), with the phone loop and the sentences' model or grammar."""
-        words = sentences.words() | {twin_word for w in sentences.words() for twin_word in kind_twins(w)}
+        said = sentences.words()
+        words = said | {twin for word in said for twin in kind_twins(word)}
         words |= {w for n in range(101) for w in number_words(n).split()}
         with tempfile.TemporaryDirectory(prefix="pibuddy-") as folder:  # pocketsphinx reads files
             dictionary = Path(folder) / "commands.dict"
