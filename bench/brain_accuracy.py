@@ -39,7 +39,7 @@ from _results import append_section  # noqa: E402
 
 from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusDecoder, OpusEncoder  # noqa: E402
 from pibuddy.brain import LocalBrain, Reply  # noqa: E402
-from pibuddy.brain.asr.base import Recognition  # noqa: E402
+from pibuddy.brain.asr.base import Recognition, Understood  # noqa: E402
 from pibuddy.brain.asr.sphinx import PocketsphinxAsr  # noqa: E402
 from pibuddy.brain.service import LocalBrainService  # noqa: E402
 from pibuddy.brain.vocabulary import Vocabulary, vocabulary_sources  # noqa: E402
@@ -175,10 +175,10 @@ class TimedAsr(PocketsphinxAsr):
     last_cpu = 0.0
     doubt_cpu = 0.0
 
-    def recognise(self, pcm: bytes) -> Recognition:
+    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
         start, self.doubt_cpu = time.thread_time(), 0.0
         try:
-            return super().recognise(pcm)
+            return super().recognise(pcm, understood)
         finally:
             self.last_cpu = time.thread_time() - start
 

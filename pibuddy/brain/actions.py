@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pibuddy.brain.intents import IntentMatch
+from pibuddy.brain.intents import IntentMatch, IntentMatcher
 from pibuddy.brain.sentences import EVERYTHING
 from pibuddy.brain.vocabulary import BLE_DEVICE, BLE_SENSOR, GPIO, HOMEASSISTANT, MIOT, Thing, Vocabulary
 
@@ -342,3 +342,9 @@ def plan(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
     """The tool calls for `match`, or None when the local brain cannot act on it."""
     planner = PLANNERS.get(match.intent)
     return planner(match, vocabulary) if planner is not None else None
+
+
+def understood(matcher: IntentMatcher, text: str, vocabulary: Vocabulary) -> bool:
+    """Whether `text` is something the brain can act on or answer (a question back counts)."""
+    match = matcher.match(" ".join(text.split()), vocabulary)
+    return isinstance(match, IntentMatch) and plan(match, vocabulary) is not None

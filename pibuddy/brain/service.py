@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pibuddy.audio.errors import AudioError
+from pibuddy.brain.actions import understood
 from pibuddy.brain.asr.base import AsrEngine
 from pibuddy.brain.audio import BrainAudio
 from pibuddy.brain.brain import LocalBrain, Outcome, Reply
@@ -207,7 +208,7 @@ class LocalBrainService(Service):
 
     def _transcribe(self, vocabulary: Vocabulary, pcm: bytes) -> str:
         self._asr.set_vocabulary(vocabulary)
-        return self._asr.transcribe(pcm)
+        return self._asr.transcribe(pcm, functools.partial(understood, self._brain.matcher, vocabulary=vocabulary))
 
     async def _say(self, reply: Reply) -> None:
         text = reply.text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from pibuddy.brain import LocalBrain
-from pibuddy.brain.asr.base import AsrEngine, Recognition
+from pibuddy.brain.asr.base import AsrEngine, Recognition, Understood
 from pibuddy.brain.asr.sphinx import PocketsphinxAsr
 from pibuddy.brain.service import LocalBrainService
 from pibuddy.brain.voice import EspeakVoice
@@ -22,8 +22,8 @@ class LoadCounting(AsrEngine):
     def __init__(self) -> None:
         self.prepared = 0
 
-    def recognise(self, pcm: bytes) -> Recognition:
-        del pcm
+    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+        del pcm, understood
         return Recognition("", None, accepted=False)
 
     def prepare(self) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pibuddy.brain import LocalBrain, Outcome, Reply
+from pibuddy.brain.actions import understood
 from pibuddy.brain.asr.sphinx import PocketsphinxAsr
 from pibuddy.brain.asr.vosk_asr import judge
 from pibuddy.brain.service import LocalBrainService
@@ -69,6 +70,21 @@ async def test_nonsense_gets_a_spoken_not_heard_and_no_tool_call(household: Voca
     assert (reply.outcome, reply.text, reply.calls) == (Outcome.NOT_HEARD, "Sorry, I didn't catch that.", ())
     assert len(audio.played) == 1
     assert np.abs(audio.played[0]).max() > 3000, "the reply was not spoken"
+
+
+async def test_a_sentence_the_model_garbled_is_found_among_its_next_readings(household: Vocabulary) -> None:
+    """The language model lets words of other sentences in: a CI run heard "turn off the lights in the bedroom"
+    as "turn off the light is the bedroom", and this clip's best path is "turn on the ceiling fan on". The
+    lattice's next readings hold the sentence said; the turn takes the best-ranked one the brain understands,
+    and the gate judges that one (its own alignment against the phone loop)."""
+    asr = _built(PocketsphinxAsr("en"), household)
+    clip = in_a_room("turn on the ceiling fan", "en-gb", 140)
+    best_path = asr.recognise(clip).text
+    matcher = LocalBrain(ToolRegistry(), [], language="en").matcher
+    assert not understood(matcher, best_path, household), f"the best path {best_path!r} is right: pick another clip"
+    reply, _ = await _turn(asr, household, clip)
+    assert [(r.call.tool, dict(r.call.arguments)) for r in reply.calls] == [
+        ("ha_control_device", {"target": "fan.ceiling_fan", "action": "turn_on"})]
 
 
 async def test_audio_scoring_below_the_floor_against_the_phone_loop_is_not_acted_on(household: Vocabulary) -> None:

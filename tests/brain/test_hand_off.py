@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pibuddy.brain import LocalBrain, Outcome
-from pibuddy.brain.asr.base import AsrEngine, Recognition
+from pibuddy.brain.asr.base import AsrEngine, Recognition, Understood
 from pibuddy.brain.service import LocalBrainService
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import EspeakVoice
@@ -22,8 +22,8 @@ class FreeText(AsrEngine):
     def __init__(self, text: str) -> None:
         self._text = text
 
-    def recognise(self, pcm: bytes) -> Recognition:
-        del pcm
+    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+        del pcm, understood
         return Recognition(self._text, 1.0, accepted=True)
 
 

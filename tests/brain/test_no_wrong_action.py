@@ -15,7 +15,7 @@ import pytest
 from pibuddy.audio.opus import FRAME_MS, UPLINK_RATE, OpusDecoder, OpusEncoder
 from pibuddy.audio.pipeline import AudioPipeline
 from pibuddy.brain import LocalBrain, Outcome, Reply
-from pibuddy.brain.asr.base import AsrEngine, Recognition
+from pibuddy.brain.asr.base import AsrEngine, Recognition, Understood
 from pibuddy.brain.asr.sphinx import PocketsphinxAsr
 from pibuddy.brain.audio import PipelineAudio
 from pibuddy.brain.doubt import number_twin
@@ -43,7 +43,8 @@ class ForcedHearing(AsrEngine):
     def __init__(self) -> None:
         self.heard: list[bytes] = []
 
-    def recognise(self, pcm: bytes) -> Recognition:
+    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+        del understood
         self.heard.append(pcm)
         return Recognition("turn on the floor lamp", -3.6, accepted=True)
 
@@ -181,7 +182,8 @@ class MisheardNumber(AsrEngine):
         self.offered: list[list[str]] = []
         self.compared: list[tuple[str, str, bool]] = []
 
-    def recognise(self, pcm: bytes) -> Recognition:
+    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+        del pcm, understood
         return Recognition("set the bedroom light brightness to sixty nine percent", -8.0, accepted=True)
 
     def closest(self, pcm: bytes, readings: list[str]) -> str | None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pibuddy.audio.pipeline import AudioPipeline
-from pibuddy.brain.actions import plan
+from pibuddy.brain.actions import plan, understood
 from pibuddy.brain.asr import get_asr_engine
 from pibuddy.brain.asr.lexicon import Lexicon
 from pibuddy.brain.asr.sphinx import PocketsphinxAsr, SpeechModel
@@ -68,10 +69,15 @@ def _call(text: str, household: Vocabulary) -> tuple[str, dict[str, object]] | N
     return planned.calls[0].tool, dict(planned.calls[0].arguments)
 
 
-def in_a_room(text: str) -> bytes:
+def _understood(household: Vocabulary) -> Callable[[str], bool]:
+    """What the brain's service hands the recogniser: whether a reading is something the brain can act on."""
+    return functools.partial(understood, _matcher(), vocabulary=household)
+
+
+def in_a_room(text: str, voice: str = "en-us", speed: int = 150) -> bytes:
     """`text` spoken over a microphone's noise floor (white noise at -60 dBFS, the same on every run): espeak's
     exact zeros around speech are something no microphone gives, and they put pocketsphinx's scores off."""
-    samples = speech(text, pad=0.5)
+    samples = speech(text, voice, pad=0.5, speed=speed)
     floor = np.random.default_rng(7).normal(0.0, 30.0, samples.size)
     return (samples + floor).clip(-32768, 32767).astype(np.int16).tobytes()
 
@@ -139,7 +145,7 @@ def test_noise_is_heard_as_nothing(asr: PocketsphinxAsr, kind: str) -> None:
 @pytest.mark.parametrize("text", FORCED_ONTO_A_COMMAND)
 def test_nonsense_is_never_a_command(asr: PocketsphinxAsr, household: Vocabulary, text: str) -> None:
     # The old grammar made switching commands of these; the language model writes words that match no command.
-    recognition = asr.recognise(in_a_room(text))
+    recognition = asr.recognise(in_a_room(text), _understood(household))
     assert _call(recognition.text, household) is None, recognition
 
 
@@ -147,7 +153,7 @@ def test_commands_pass_the_confidence_gate_and_none_becomes_another_call(asr: Po
                                                                          household: Vocabulary) -> None:
     # The language model is drawn from every template (other intents' templates shift it), so a command may
     # come out garbled and unmatched ("didn't catch that"); it must never become another call.
-    heard = [asr.recognise(in_a_room(text)) for text, _ in SPOKEN]
+    heard = [asr.recognise(in_a_room(text), _understood(household)) for text, _ in SPOKEN]
     calls = [_call(r.text, household) for r in heard]
     assert all(call in (None, expected) for call, (_, expected) in zip(calls, SPOKEN, strict=True)), heard
     right = sum(call == expected for call, (_, expected) in zip(calls, SPOKEN, strict=True))
@@ -187,7 +193,7 @@ async def test_spoken_commands_through_the_virtual_microphone(pulse: PulseServer
         player = asyncio.create_task(speak())
         utterances = [await asyncio.wait_for(audio.utterance(), 20) for _ in items]  # b"": no speech in 15 s
         await player
-    heard = [await asyncio.to_thread(asr.recognise, pcm) for pcm in utterances]
+    heard = [await asyncio.to_thread(asr.recognise, pcm, _understood(household)) for pcm in utterances]
     calls = [_call(r.text, household) for r in heard]
     right = [calls[i] == expected for i, (_, expected) in enumerate(SPOKEN)]
     scores = [(r.heard, None if r.confidence is None else round(r.confidence, 1)) for r in heard]

@@ -37,7 +37,9 @@ def speech(text: str, voice: str = "en-us", *, rate: int = 16000, pad: float = 1
     env = {**os.environ, "HOME": _quiet_home()}
     wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True,
                          check=True, env=env, timeout=_TIMEOUT_SECONDS).stdout
-    raw = subprocess.run(["sox", "-t", "wav", "-", "-t", "raw", "-r", str(rate), "-c", "1", "-b", "16", "-e",
+    # -R: sox dithers when it resamples, with fresh random bits each run unless told not to; the recogniser's
+    # result moved with them (the same sentence heard right on one run and not the next).
+    raw = subprocess.run(["sox", "-R", "-t", "wav", "-", "-t", "raw", "-r", str(rate), "-c", "1", "-b", "16", "-e",
                           "signed", "-", "pad", str(pad), str(pad), "norm", "-3"], input=wav, capture_output=True,
                          check=True, timeout=_TIMEOUT_SECONDS).stdout
     return np.frombuffer(raw, dtype=np.int16)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.config import AsrBackend, BrainConfig
+
+Understood = Callable[[str], bool]
+"""Whether the brain can act on or answer a text (the intents match it and the planner takes it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +39,13 @@ class AsrEngine(ABC):
     right, rather than a request the brain cannot serve)."""
 
     @abstractmethod
-    def recognise(self, pcm: bytes) -> Recognition:
-        """What the engine heard and whether it is sure enough of it to act on."""
+    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+        """What the engine heard and whether it is sure enough of it to act on. An engine that ranks several
+        readings may give, when its best is not `understood`, the best-ranked one that is."""
 
-    def transcribe(self, pcm: bytes) -> str:
+    def transcribe(self, pcm: bytes, understood: Understood | None = None) -> str:
         """What was said; "" when nothing was heard, or nothing the engine is sure of."""
-        return self.recognise(pcm).text
+        return self.recognise(pcm, understood).text
 
     def sure_of(self, pcm: bytes, heard: str, other: str, *, number: bool = False) -> bool:
         """Whether `heard` fits `pcm` clearly better than `other`, a reading one sound away ("light" and

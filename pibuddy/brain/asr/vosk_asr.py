@@ -19,7 +19,7 @@ from typing import Any, Final
 from vosk import KaldiRecognizer, Model, SetLogLevel
 
 from pibuddy.audio.frames import SAMPLE_RATE
-from pibuddy.brain.asr.base import AsrEngine, Recognition
+from pibuddy.brain.asr.base import AsrEngine, Recognition, Understood
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.grammar import Sentences, compile_sentences
 from pibuddy.brain.sentences import load_intents
@@ -66,7 +66,8 @@ class VoskAsr(AsrEngine):
         self._fingerprint = vocabulary.fingerprint
         _LOGGER.info("vosk phrase list rebuilt: %d phrases", len(self.phrases))
 
-    def recognise(self, pcm: bytes) -> Recognition:
+    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+        del understood  # vosk gives one reading
         if self.phrases:
             recognizer = KaldiRecognizer(self._model, SAMPLE_RATE, json.dumps([*self.phrases, _UNKNOWN[0]],
                                                                               ensure_ascii=False))
