@@ -3,7 +3,12 @@
 Each service is started, served and, if it crashes, stopped and restarted after a capped exponential
 backoff with jitter, while the others keep running. systemd hears READY=1 once every service has had its
 first start, WATCHDOG=1 from the event loop, STATUS= lines and STOPPING=1. SIGTERM/SIGINT stop
-everything within `_STOP_TIMEOUT_SECONDS`.
+everything within `_STOP_TIMEOUT_SECONDS`, at any moment, even during a start.
+
+A cancelled service may swallow its cancellation: on Python 3.11, `asyncio.wait_for` returns its result instead
+of raising when the cancel arrives as the awaited operation completes, and aiomqtt awaits every publish so (a
+SIGTERM while the Home Assistant MQTT service published its discovery left `pibuddy run` serving for ever). So
+a runner re-raises a cancellation its service swallowed, and shutdown cancels again until the runners end.
 
 Reconnect loops live here, not inside every client: a client's `serve()` raises `ConnectionLost` and
 the supervisor brings it back.
@@ -38,6 +43,10 @@ from pibuddy.systemd import Notifier
 _LOGGER = logging.getLogger(__name__)
 _STOP_TIMEOUT_SECONDS: Final = 4.5
 _SERVICE_STOP_TIMEOUT_SECONDS: Final = 3.0
+# For the runners to end once cancelled; each service's stop() then still has its full time.
+_CANCEL_SECONDS: Final = _STOP_TIMEOUT_SECONDS - _SERVICE_STOP_TIMEOUT_SECONDS
+_CANCEL_GRACE_SECONDS: Final = 0.5  # a service's clean-up on cancel (a goodbye, a close) is not cut short before
+_RECANCEL_SECONDS: Final = 0.1
 _READY_WAIT_SECONDS: Final = 20.0  # well inside systemd's default 90 s start timeout
 STATUS_REFRESH_SECONDS: Final = 10.0  # how often STATUS= looks at health() between events
 
@@ -88,6 +97,8 @@ class _Runner:
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._restart_asked = False
+        self.stopping = False
+        """Set by the supervisor's shutdown before it cancels this runner."""
 
     def restart(self) -> None:
         """Stop the service and start it again at once (a user asked: no backoff, not logged as a crash)."""
@@ -103,9 +114,11 @@ class _Runner:
             failure: BaseException | None = None
             try:
                 await self.service.start()
+                self._raise_swallowed_cancel()
                 self._set("running")
                 self.first_attempt_done.set()
                 await self.service.serve()
+                self._raise_swallowed_cancel()
                 reason = "stopped serving on its own"
             except asyncio.CancelledError:
                 if not self._restart_asked or self._task is None:
@@ -128,6 +141,12 @@ class _Runner:
             last_reason = reason
             self._set("failed" if _needs_the_user(failure) else "restarting", f"in {delay:.0f}s after {reason}")
             await self.service.wait_before_retry(delay)
+
+    def _raise_swallowed_cancel(self) -> None:
+        """Raise the stop or restart that cancelled the service's code if that code swallowed it. (The runner's
+        own flags tell, not Task.cancelling(): a 3.11 TaskGroup leaves that raised after one of its tasks failed.)"""
+        if self.stopping or self._restart_asked:
+            raise asyncio.CancelledError
 
     def _log_failure(self, failure: BaseException | None, reason: str, *, repeated: bool, delay: float) -> None:
         """A PiBuddyError is a condition with a message for the user (a server down, a port taken): said once at
@@ -225,12 +244,13 @@ class Supervisor:
         try:
             self._tasks = [asyncio.create_task(r.run(), name=r.service.name) for r in self._runners]
             await self._wait_first_attempts()
-            self._notifier.ready()
-            names = ", ".join(r.service.name for r in self._runners) or "none"
-            _LOGGER.info("PiBuddy is up (services: %s)", names)
-            release_free_heap()  # what start-up freed goes back to the OS now
-            self._update_status()
-            await self._stop_requested.wait()
+            if not self._stop_requested.is_set():  # a stop asked during start-up goes straight to STOPPING=1
+                self._notifier.ready()
+                names = ", ".join(r.service.name for r in self._runners) or "none"
+                _LOGGER.info("PiBuddy is up (services: %s)", names)
+                release_free_heap()  # what start-up freed goes back to the OS now
+                self._update_status()
+                await self._stop_requested.wait()
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
@@ -259,13 +279,30 @@ class Supervisor:
     async def _shutdown(self) -> None:
         self._notifier.stopping()
         self._notifier.status("stopping")
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_STOP_TIMEOUT_SECONDS):
+                await self._cancel_runners()
                 await asyncio.gather(*(_stop_quietly(r.service) for r in self._runners))
         _LOGGER.info("PiBuddy stopped")
+
+    async def _cancel_runners(self) -> None:
+        """Cancel every runner; one that has not ended after `_CANCEL_GRACE_SECONDS` is cancelled again every
+        `_RECANCEL_SECONDS` (each new cancel lands on the await a swallowed one left it at), for at most
+        `_CANCEL_SECONDS`; one still running then is named and left to asyncio.run's final cancel."""
+        for runner in self._runners:
+            runner.stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CANCEL_SECONDS
+        pending, wait = set(self._tasks), _CANCEL_GRACE_SECONDS
+        while pending and loop.time() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=min(wait, deadline - loop.time()))
+            wait = _RECANCEL_SECONDS
+        await asyncio.gather(*(task for task in self._tasks if task.done()), return_exceptions=True)
+        if pending:
+            _LOGGER.warning("service %s did not end when cancelled; stopping it anyway",
+                            ", ".join(task.get_name() for task in pending))
 
     async def _report_status(self) -> None:
         """STATUS= follows lifecycle and state events at once, and services' health() every few seconds

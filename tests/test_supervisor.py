@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 
@@ -311,3 +312,113 @@ async def test_a_failure_the_user_must_fix_is_one_error_then_info_and_the_servic
     assert "TCP port 1883 is already in use by mosquitto (pid 7); stop that program or set gateway.mqtt_port" in (
         lines[0][1])
     assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)
+
+
+class SwallowsCancelInStart(Service):
+    """A start() that returns when cancelled, as aiomqtt's publish does on Python 3.11 when the cancel arrives as
+    the broker's ack does (asyncio.wait_for then returns the result): seen leaving `pibuddy run` up after SIGTERM."""
+
+    name = "swallows-in-start"
+
+    def __init__(self) -> None:
+        self.starting = asyncio.Event()
+        self.serves = 0
+        self.stops = 0
+
+    async def start(self) -> None:
+        self.starting.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return
+
+    async def serve(self) -> None:
+        self.serves += 1
+        await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+
+async def test_a_stop_during_a_start_that_swallows_the_cancel_ends_the_service_without_serving() -> None:
+    notified: list[str] = []
+
+    class Recorder(Notifier):
+        def ready(self) -> None:
+            notified.append("READY=1")
+
+        def stopping(self) -> None:
+            notified.append("STOPPING=1")
+
+    service, ticker = SwallowsCancelInStart(), Ticker()
+    bus = EventBus()
+    with bus.subscribe() as events:
+        supervisor = Supervisor([service, ticker], bus=bus, notifier=Recorder({}))
+        task = asyncio.create_task(supervisor.run())
+        await asyncio.wait_for(service.starting.wait(), 5)
+        supervisor.request_stop()
+        await asyncio.wait_for(task, 5)
+        statuses = []
+        while not events.queue.empty():
+            event = events.queue.get_nowait()
+            if isinstance(event, ServiceStatus):
+                statuses.append((event.service, event.status))
+    assert service.serves == 0, "a service asked to stop while starting does not go on to serve"
+    assert (service.name, "running") not in statuses
+    assert service.stops == 1
+    assert notified == ["STOPPING=1"], "a stop during start-up is no READY=1"
+
+
+class SwallowsCancels(Service):
+    """A serve() that goes on after `swallow` cancellations (an awaited library call that returned instead)."""
+
+    def __init__(self, swallow: int) -> None:
+        self.name = f"swallows-{swallow}"
+        self.swallow = swallow
+        self.cancels = 0
+        self.stops = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def serve(self) -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancels += 1
+                if self.cancels > self.swallow:
+                    raise
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+
+async def test_a_serve_that_swallowed_a_cancel_is_cancelled_again(caplog: pytest.LogCaptureFixture) -> None:
+    service = SwallowsCancels(swallow=2)
+    supervisor = Supervisor([service], bus=EventBus())
+    task = asyncio.create_task(supervisor.run())
+    await eventually(lambda: supervisor.health()[service.name].ok)
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 5)
+    assert service.cancels == 3
+    assert service.stops == 1
+    assert not [r for r in caplog.records if "did not end when cancelled" in r.getMessage()]
+
+
+async def test_a_service_that_ignores_cancellation_is_stopped_anyway(caplog: pytest.LogCaptureFixture) -> None:
+    service, ticker = SwallowsCancels(swallow=1_000_000), Ticker()
+    supervisor = Supervisor([service, ticker], bus=EventBus())
+    task = asyncio.create_task(supervisor.run())
+    await eventually(lambda: supervisor.health()[service.name].ok)
+    supervisor.request_stop()
+    await asyncio.wait_for(task, 10)  # the supervisor gives up on it after 1.5 s of its 4.5 s to stop
+    assert service.cancels > 1, "cancelled again while it ignored the first"
+    assert (service.stops, ticker.stopped) == (1, 1), "every service's stop() still ran"
+    [warning] = [r for r in caplog.records if "did not end when cancelled" in r.getMessage()]
+    assert warning.getMessage() == "service swallows-1000000 did not end when cancelled; stopping it anyway"
+    [left] = [t for t in asyncio.all_tasks() if t.get_name() == service.name]
+    service.swallow = 0
+    left.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(left, 5)
