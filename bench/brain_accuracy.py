@@ -49,7 +49,7 @@ from pibuddy.events import EventBus  # noqa: E402
 from pibuddy.wiring.tools import build_toolbox  # noqa: E402
 from tests.brain.test_confidence_gate import OneUtterance  # noqa: E402
 from tests.peers.homeassistant import running_peer  # noqa: E402
-from tests.peers.speech import cough, noise, silence, speech  # noqa: E402
+from tests.peers.speech import cough, noise, silence, speech, television  # noqa: E402
 
 LR, FLOOR, BED = "light.living_room_light", "light.floor_lamp", "light.bedroom_light"
 LR_LIGHTS = frozenset({LR, FLOOR})
@@ -250,9 +250,8 @@ def _clip(text: str, condition: Condition) -> bytes:
 
 
 def _noise(kind: str, condition: Condition) -> np.ndarray:
-    if kind.startswith("tv: "):  # another voice, far away and muffled: a television in the next room
-        far = speech(kind.removeprefix("tv: "), "en-gb", pad=0.5, speed=170).astype(np.float64) * 0.15
-        return far + noise("brownnoise", far.size / 16000 + 0.1, volume=0.05)[:far.size]
+    if kind.startswith("tv: "):
+        return television(kind.removeprefix("tv: "))
     bursts = {"one cough": [cough()], "three coughs": [cough(), silence(0.4), cough(), silence(0.3), cough()],
               "pink clatter": [noise("pinknoise", 0.08, volume=0.8), silence(0.2),
                                noise("pinknoise", 0.12, volume=0.6)],

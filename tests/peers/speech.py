@@ -45,6 +45,12 @@ def speech(text: str, voice: str = "en-us", *, rate: int = 16000, pad: float = 1
     return np.frombuffer(raw, dtype=np.int16)
 
 
+def television(text: str) -> np.ndarray:
+    """Another voice, far away and muffled over a rumble: a television in the next room."""
+    far = speech(text, "en-gb", pad=0.5, speed=170).astype(np.float64) * 0.15
+    return far + noise("brownnoise", far.size / 16000 + 0.1, volume=0.05)[:far.size]
+
+
 @functools.cache
 def noise(kind: str, seconds: float, *, volume: float = 0.3, rate: int = 16000) -> np.ndarray:
     """sox `synth` noise: whitenoise, pinknoise or brownnoise; `-R` makes it the same on every run."""
