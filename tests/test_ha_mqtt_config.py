@@ -12,7 +12,8 @@ from pibuddy.errors import ConfigError
 from pibuddy.probe import ProbeResult
 from pibuddy.wiring.check import format_table, run_probes
 from pibuddy.wiring.services import household_page_url
-from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, TlsListener, free_tcp_port, mosquitto_binary
+from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, TlsListener, mosquitto_binary
+from tests.peers.ports import free_port
 from tests.peers.tls_certs import make_server_certificate
 
 
@@ -88,7 +89,7 @@ async def test_check_reports_the_broker_row_ok_refused_login_and_unreachable(tmp
         assert refused.detail.startswith(f"{url} refused the login (user buddy)")
         assert "check homeassistant.mqtt.username and password" in refused.detail
         assert "wrong" not in refused.detail
-    closed = f"mqtt://127.0.0.1:{free_tcp_port()}"
+    closed = f"mqtt://127.0.0.1:{free_port()}"
     rows = await run_probes(_config(closed))
     assert not dict(rows)["homeassistant mqtt"].ok
     assert f"cannot reach the MQTT broker at {closed}" in format_table(rows)
@@ -98,7 +99,7 @@ async def test_check_reports_the_broker_row_ok_refused_login_and_unreachable(tmp
 async def test_check_over_mqtts_verifies_the_brokers_certificate_against_ca_file_or_the_system_cas(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     certificate = make_server_certificate(tmp_path, "127.0.0.1")
-    tls = TlsListener("127.0.0.1", free_tcp_port(), certificate.cert, certificate.key)
+    tls = TlsListener("127.0.0.1", free_port(), certificate.cert, certificate.key)
     async with MosquittoBroker(tmp_path, tls=tls):
         url = f"mqtts://127.0.0.1:{tls.port}"
         untrusted = dict(await run_probes(_config(url)))["homeassistant mqtt"]

@@ -19,8 +19,9 @@ from websockets.http11 import Request
 
 from pibuddy.config import Config, OpenClawConfig
 from pibuddy.openclaw.bridge import OpenClawBridge
-from tests.peers.mosquitto import MosquittoBroker, free_tcp_port, mosquitto_fixture  # noqa: F401
+from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.openclaw_frames import CHALLENGE_V3
+from tests.peers.ports import free_port
 
 _PREFIX = "moltbot/gw"
 _SOON = 2.0  # well under the bridge's 10 s open timeout, which a stalled lane would wait out
@@ -30,7 +31,7 @@ class StallingGateway:
     """Stalls the first WebSocket handshake until `release` is set; `stalled` says it is holding one."""
 
     def __init__(self) -> None:
-        self.port = free_tcp_port()
+        self.port = free_port()
         self.stalled = asyncio.Event()
         self.release = asyncio.Event()
         self._first = True

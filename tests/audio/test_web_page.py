@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from tests.audio.conftest import _PULSE_CLIENT_ENV, MonitorRecorder
 from tests.audio.test_control_run import cli, pibuddy_run
 from tests.audio.test_e2e_xiaozhi import _tone_seconds
+from tests.peers.ports import free_port
 from tests.peers.pulseaudio import PulseServer
 
 pytestmark = pytest.mark.peer
@@ -29,17 +29,11 @@ _TOKEN = "kitchen-table-7"
 ARTEFACTS = Path(os.environ.get("PIBUDDY_TEST_ARTEFACTS", Path(__file__).resolve().parents[2] / "test-artefacts"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.skipif(_CHROMIUM is None, reason="Debian's chromium is not installed (setup.sh --dev installs it)")
 async def test_the_page_shows_and_steers_a_running_pibuddy_in_headless_chromium(
         pulse: PulseServer, tmp_path: Path, pibuddy_env: dict[str, str]) -> None:
     await asyncio.to_thread(ARTEFACTS.mkdir, parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "config.yaml"
     config.write_text("upstream: {enabled: false}\ngateway: {enabled: false}\nbrain: {mode: local}\n"
                       f"control: {{socket: '{tmp_path / 'control.sock'}'}}\n"

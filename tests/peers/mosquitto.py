@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import shutil
-import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import IO, Final
 import pytest
 import pytest_asyncio
 
+from tests.peers.ports import free_port
 from tests.peers.processes import stop_process
 
 SKIP_REASON: Final = "mosquitto not installed (apt install mosquitto)"
@@ -36,12 +36,6 @@ _POLL_SECONDS: Final = 0.02
 def mosquitto_binary() -> str | None:
     """The broker executable (Debian puts it in /usr/sbin, often not on a user's PATH)."""
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-
-
-def free_tcp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +64,7 @@ class MosquittoBroker:
             raise FileNotFoundError(SKIP_REASON)
         self._binary = binary
         self.host = host
-        self.port = port or free_tcp_port(host)
+        self.port = port or free_port(host=host)
         self.tls = tls
         self.users = users
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
