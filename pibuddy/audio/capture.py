@@ -178,12 +178,12 @@ class Microphone:
         state = _CaptureState(rate, self._queue_frames)
         state.signal = self._signal
         try:
-            stream = sd.InputStream(device=index, samplerate=rate, channels=1, dtype="int16",
-                                    blocksize=round(rate * _BLOCK_SECONDS), callback=state.callback)
-            stream.start()
+            with devices.opening_stream():
+                stream = sd.InputStream(device=index, samplerate=rate, channels=1, dtype="int16",
+                                        blocksize=round(rate * _BLOCK_SECONDS), callback=state.callback)
+                stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise devices.AudioDeviceError(f"cannot open input {self._device_name or 'default'}: {exc}") from None
-        devices.stream_opened()
         self._state = state
         self._dropped_seen = 0
         self.device_rate = rate

@@ -115,11 +115,20 @@ _streams_lock = threading.Lock()
 _streams_open = 0
 
 
-def stream_opened() -> None:
-    """Count a stream as open; `refresh_device_list` never pulls PortAudio from under an open stream."""
+@contextlib.contextmanager
+def opening_stream() -> Iterator[None]:
+    """Count a stream as open from before PortAudio opens it (uncounted again if the open fails):
+    `refresh_device_list` never pulls PortAudio from under an open stream. Counted only once it was open, a
+    re-scan in another thread could free the new stream under its owner, whose next call on it read freed
+    memory (a test run aborted so, in cffi's callback, when a microphone came back during a re-scan)."""
     global _streams_open  # noqa: PLW0603 (PortAudio itself is process-global state)
     with _streams_lock:
         _streams_open += 1
+    try:
+        yield
+    except BaseException:
+        stream_closed()
+        raise
 
 
 def stream_closed() -> None:
@@ -219,3 +228,4 @@ def _echo_cancel_node(kind: str, environ: dict[str, str] | None) -> str | None:
         if any("echo" in f and "cancel" in f for f in fields[1:3]):
             return fields[1]
     return None
+

@@ -354,12 +354,12 @@ class Speaker:
         index = devices.device_index(self._device_name, "output")
         rate = self._config.samplerate or devices.choose_samplerate(index, self._decoder.sample_rate, "output")
         try:
-            stream = sd.OutputStream(device=index, samplerate=rate, channels=1, dtype="int16",
-                                     blocksize=round(rate * _BLOCK_SECONDS), latency=_DEVICE_LATENCY_SECONDS,
-                                     callback=self._ring.callback)
+            with devices.opening_stream():
+                stream = sd.OutputStream(device=index, samplerate=rate, channels=1, dtype="int16",
+                                         blocksize=round(rate * _BLOCK_SECONDS), latency=_DEVICE_LATENCY_SECONDS,
+                                         callback=self._ring.callback)
         except (sd.PortAudioError, ValueError) as exc:
             raise devices.AudioDeviceError(f"cannot open output {self._device_name or 'default'}: {exc}") from None
-        devices.stream_opened()
         if rate != self._device_rate:
             self._resampler = None
         self._device_rate = rate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -93,6 +94,34 @@ async def test_a_missing_microphone_is_retried_until_it_appears(alsa: AlsaFileDe
         frame = await asyncio.wait_for(microphone.read(), 5)
         assert microphone.open_count == 1
         assert len(frame.pcm) == 2 * FRAME_SAMPLES
+
+
+async def test_a_rescan_while_a_stream_is_being_opened_is_refused(alsa: AlsaFileDevices,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-scan terminates PortAudio, freeing every stream: one that another thread was opening at that moment
+    was counted open only afterwards, and its owner's next call on it read freed memory (a fresh-clone run
+    aborted in cffi's callback, while a microphone came back during a re-scan)."""
+    sd = devices.sounddevice_module()
+    rescans: list[bool] = []
+
+    def rescanned_first(open_stream: type) -> Callable[..., object]:
+        def opening(*args: object, **kwargs: object) -> object:
+            rescans.append(devices.refresh_device_list())  # another thread's re-scan, at the worst moment
+            return open_stream(*args, **kwargs)
+        return opening
+
+    for name in ("InputStream", "OutputStream"):
+        monkeypatch.setattr(sd, name, rescanned_first(getattr(sd, name)))
+    alsa.microphone("vmic", speech("hello", pad=0.5))
+    alsa.speaker("vspk", rate=24000)
+    alsa.write()
+    rescan()
+    async with Microphone("vmic", echo_cancel=False, backoff=_FAST_RETRY) as microphone:
+        await asyncio.wait_for(microphone.read(), 5)
+    packets, _ = _tts()
+    async with Speaker("vspk", config=PlaybackConfig(idle_close_seconds=0, queue_packets=100)) as speaker:
+        await _play(speaker, packets[:5])
+    assert rescans == [False, False], "a re-scan went ahead while a stream was being opened"
 
 
 async def test_no_default_microphone_at_all_is_one_warning_and_retried_until_one_is_plugged_in(
