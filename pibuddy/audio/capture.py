@@ -146,7 +146,7 @@ class Microphone:
         unavailable = ""  # why the last open failed; the same reason again is not a new warning
         while True:
             try:
-                stream = await asyncio.to_thread(self._open)
+                stream = await devices.open_stream_in_thread(self._open)
             except devices.AudioDeviceError as exc:
                 delay = self._backoff.next_delay()
                 level = logging.DEBUG if str(exc) == unavailable else logging.WARNING
@@ -162,7 +162,7 @@ class Microphone:
                 await self._watch(stream)
             finally:
                 self.opened.clear()
-                await asyncio.to_thread(_close, stream)
+                await devices.close_stream_in_thread(stream)
             delay = self._backoff.next_delay(healthy_for=time.monotonic() - opened_at)
             _LOGGER.warning("microphone stopped delivering audio; reopening in %.1f s", delay)
             await asyncio.sleep(delay)
@@ -198,10 +198,3 @@ class Microphone:
         # Polling on purpose: a dead device produces no callback that could set an event.
         while stream.active and time.monotonic() - self._state.last_callback < _STALL_SECONDS:  # noqa: ASYNC110
             await asyncio.sleep(_WATCH_INTERVAL_SECONDS)
-
-
-def _close(stream: Any) -> None:
-    try:
-        stream.close(ignore_errors=True)
-    finally:
-        devices.stream_closed()

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pibuddy.audio.errors import AudioError
 
 _LOGGER = logging.getLogger(__name__)
+_Stream = TypeVar("_Stream")
 
 STALL_SECONDS: Final = 2.0
 """A started stream whose callback has not run for this long has lost its device."""
@@ -135,6 +137,45 @@ def stream_closed() -> None:
     global _streams_open  # noqa: PLW0603
     with _streams_lock:
         _streams_open = max(0, _streams_open - 1)
+
+
+async def open_stream_in_thread(open_stream: Callable[[], _Stream]) -> _Stream:
+    """`open_stream()` (blocking, under `opening_stream`) in a worker thread. A cancelled wait cannot stop the
+    thread, which still opens the stream: then it is closed (in a thread of its own) once the open returns, or it
+    would never be closed and, still counted open, would refuse every later device re-scan. Re-raises the
+    cancellation."""
+    opening = asyncio.get_running_loop().run_in_executor(None, open_stream)
+    try:
+        return await asyncio.shield(opening)  # a plain future, not a task: no shutdown cancels it either
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_unclaimed)
+        raise
+
+
+async def close_stream_in_thread(stream: Any) -> None:
+    """Close a stream opened under `opening_stream` in a worker thread (PortAudio may block) and uncount it once
+    closed. Cancelled meanwhile, the close is still waited for before the cancellation is re-raised: the owner's
+    stop() returns with the device released, and a re-scan never runs under a stream being closed."""
+    closing = asyncio.get_running_loop().run_in_executor(None, _close, stream)
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await closing
+        raise
+
+
+def _close_unclaimed(opening: asyncio.Future[Any]) -> None:
+    """Close the stream of an open whose caller was cancelled, off the event loop. A thread of its own, not the
+    loop's executor: at shutdown the executor takes no more work, and the stream must still be closed."""
+    if not opening.cancelled() and opening.exception() is None:
+        threading.Thread(target=_close, args=(opening.result(),), name="close-unclaimed-stream").start()
+
+
+def _close(stream: Any) -> None:
+    try:
+        stream.close(ignore_errors=True)
+    finally:
+        stream_closed()
 
 
 def refresh_device_list() -> bool:

@@ -343,7 +343,7 @@ class Speaker:
         if self._stream is None:
             if self._retry_at is not None:  # a re-plugged USB card is only listed after a re-scan
                 await asyncio.to_thread(devices.refresh_device_list)
-            self._stream = await asyncio.to_thread(self._open)
+            self._stream = await devices.open_stream_in_thread(self._open)
             self._retry_at = None
 
     def _open(self) -> Any:
@@ -373,8 +373,5 @@ class Speaker:
         stream, self._stream = self._stream, None
         self._started = False
         if stream is not None:
-            try:
-                await asyncio.to_thread(stream.close, True)
-            finally:
-                devices.stream_closed()
+            await devices.close_stream_in_thread(stream)
             self._ring.clear()

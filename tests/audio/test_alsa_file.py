@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
@@ -122,6 +123,64 @@ async def test_a_rescan_while_a_stream_is_being_opened_is_refused(alsa: AlsaFile
     async with Speaker("vspk", config=PlaybackConfig(idle_close_seconds=0, queue_packets=100)) as speaker:
         await _play(speaker, packets[:5])
     assert rescans == [False, False], "a re-scan went ahead while a stream was being opened"
+
+
+class _HeldOpen:
+    """Holds an owner's `_open` in its worker thread: the real open runs, then the thread waits until the test
+    `release`s it, so the owner's task is awaiting an open in progress for exactly as long as the test wants."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: Microphone | Speaker) -> None:
+        self.streams: list[object] = []
+        self.opened = threading.Event()
+        self.release = threading.Event()
+        open_stream = owner._open
+
+        def held() -> object:
+            stream = open_stream()
+            self.streams.append(stream)
+            self.opened.set()
+            self.release.wait(10)
+            return stream
+
+        monkeypatch.setattr(owner, "_open", held)
+
+    async def stop_while_opening(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """`stop` (cancelling the owner's task) while the open is held, then release it: the stream the thread
+        opened for no one must be closed, and device re-scans (a re-plugged USB card) allowed again."""
+        try:
+            assert await asyncio.to_thread(self.opened.wait, 5), "the stream was never opened"
+            await asyncio.wait_for(stop(), 5)
+        finally:
+            self.release.set()
+        async with asyncio.timeout(5):
+            while not devices.refresh_device_list():  # noqa: ASYNC110 (the abandoned stream closes in a thread)
+                await asyncio.sleep(0.02)
+        assert [getattr(stream, "closed", None) for stream in self.streams] == [True]
+
+
+async def test_a_microphone_stopped_while_its_stream_opens_closes_that_stream(
+        alsa: AlsaFileDevices, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervising task cancelled in `asyncio.to_thread(self._open)`: the thread still opened the stream, no
+    one closed it, and it stayed counted open, so no device re-scan was ever allowed again."""
+    alsa.microphone("vmic", speech("hello", pad=0.5))
+    alsa.write()
+    rescan()
+    microphone = Microphone("vmic", echo_cancel=False)
+    held = _HeldOpen(monkeypatch, microphone)
+    await microphone.start()
+    await held.stop_while_opening(microphone.stop)
+
+
+async def test_a_speaker_stopped_while_its_stream_opens_closes_that_stream(
+        alsa: AlsaFileDevices, monkeypatch: pytest.MonkeyPatch) -> None:
+    alsa.speaker("vspk", rate=24000)
+    alsa.write()
+    rescan()
+    speaker = Speaker("vspk", config=PlaybackConfig(samplerate=24000))
+    held = _HeldOpen(monkeypatch, speaker)
+    await speaker.start()
+    speaker.play_pcm(speech("hello", rate=24000).tobytes(), 24000)  # the playout task opens the stream for it
+    await held.stop_while_opening(speaker.stop)
 
 
 async def test_no_default_microphone_at_all_is_one_warning_and_retried_until_one_is_plugged_in(
