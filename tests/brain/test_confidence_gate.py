@@ -4,14 +4,15 @@ is called; a result below the floor is not acted on), and vosk's gate over resul
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from pibuddy.brain import LocalBrain, Outcome, Reply
 from pibuddy.brain.actions import understood
-from pibuddy.brain.asr.sphinx import PocketsphinxAsr
+from pibuddy.brain.asr.sphinx import _PATHS_WALKED, PocketsphinxAsr
 from pibuddy.brain.asr.vosk_asr import judge
 from pibuddy.brain.service import LocalBrainService
 from pibuddy.brain.vocabulary import Vocabulary
@@ -85,6 +86,24 @@ async def test_a_sentence_the_model_garbled_is_found_among_its_next_readings(hou
     reply, _ = await _turn(asr, household, clip)
     assert [(r.call.tool, dict(r.call.arguments)) for r in reply.calls] == [
         ("ha_control_device", {"target": "fan.ceiling_fan", "action": "turn_on"})]
+
+
+def test_the_walk_through_the_lattice_stops_when_its_paths_keep_repeating_one_reading(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pocketsphinx's n-best yields many paths of the same words (fillers, silences, other segmentations): the walk
+    for distinct readings stops after `_PATHS_WALKED` paths, not only once it has found enough. (The double ends
+    too, so a walk without that bound fails here instead of hanging.)"""
+    yielded = 0
+
+    def nbest() -> Iterator[SimpleNamespace]:
+        nonlocal yielded
+        for yielded in range(1, 100 * _PATHS_WALKED + 1):  # noqa: B007 (read after the walk)
+            yield SimpleNamespace(hypstr="turn on the ceiling fan on")
+
+    asr = PocketsphinxAsr("en")
+    monkeypatch.setattr(asr, "_loaded", lambda: SimpleNamespace(nbest=nbest))
+    assert asr._understood_reading(b"", "turn on the ceiling fan on", lambda text: False) is None
+    assert yielded == _PATHS_WALKED
 
 
 async def test_audio_scoring_below_the_floor_against_the_phone_loop_is_not_acted_on(household: Vocabulary) -> None:

@@ -11,6 +11,7 @@ scores far worse.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import tempfile
 import threading
@@ -88,6 +89,14 @@ _TEEN_TENS_MARGIN: Final = 1.2
 # trip: commands understood right 204 -> 225 of 244, non-commands acted on 0 -> 0, mean recogniser CPU per
 # utterance 0.27 -> 0.34 s (the search runs only when the best path is not understood; nonsense always pays it).
 _ALTERNATIVES: Final = 20
+# ... walking at most this many of its paths: many collapse to the same words (fillers, silences, other
+# segmentations), so reaching `_ALTERNATIVES` distinct ones has no bound of its own, and the lattice of a long
+# noisy utterance holds thousands of paths (a bound on time, not on quality). Measured 2026-12-07 on 42 clips of
+# 16 sentences (commands and not; espeak-ng en-us 150/190 wpm and en-gb 140 wpm over the -60 dBFS noise floor,
+# under pink noise, as tests/peers/speech.py's television, and 10-13 s run-on sentences): 20 distinct readings
+# came within 20-98 paths (median 35); whole lattices held 1,700-7,500 paths and took up to 0.38 s to walk (13 s
+# of television); 200 paths, twice the most needed, took at most 0.22 s of that.
+_PATHS_WALKED: Final = _ALTERNATIVES * 10
 # ... and only a reading at most this many words (inserted, dropped or changed) from the best path: the model's
 # slips are local ("blind is" for "blinds", "light is" for "lights in"). Measured the same way over all five
 # bench conditions: the 20 commands whose best path was not understood were taken 1-3 words away (19 of them
@@ -214,7 +223,7 @@ class PocketsphinxAsr(AsrEngine):
         """The best-ranked sentence of the last decode's lattice that is `understood`, force-aligned to `pcm` for
         its own acoustic score (the gate judges it, not the best path)."""
         readings: list[str] = []
-        for hypothesis in self._loaded().nbest():
+        for hypothesis in itertools.islice(self._loaded().nbest(), _PATHS_WALKED):
             text = " ".join(hypothesis.hypstr.split())
             if text and text not in readings:
                 readings.append(text)
