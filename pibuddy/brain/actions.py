@@ -50,6 +50,9 @@ class Plan:
     tool_text: bool = False
     """Speak the tool's result (questions) instead of the response template."""
     thing: Thing | None = None
+    guessed: bool = False
+    """A target is a room-and-kind phrase the vocabulary has no such device for ("the kitchen fans" where the
+    kitchen's fan is a switch): the tools may still resolve it by name, or say what is missing there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class Target:
     phrase: str
     source: str
     thing: Thing | None = None
+    guessed: bool = False
+    """See `Plan.guessed`."""
 
     @property
     def domain(self) -> str | None:
@@ -208,7 +213,7 @@ def _targets(match: IntentMatch, vocabulary: Vocabulary, default_kind: str | Non
         else:  # one device is named by its key, so "the bedroom lights" and "the bedroom light" are one target
             targets += [Target(t.key, source, t) for t in mine]
     if not targets and any(t.source == HOMEASSISTANT for t in vocabulary.things):
-        targets.append(Target(phrase, HOMEASSISTANT))  # its tools say what is missing there
+        targets.append(Target(phrase, HOMEASSISTANT, guessed=True))  # its tools say what is missing there
     return targets
 
 
@@ -218,7 +223,7 @@ def _plan(targets: list[Target], call: Callable[[Target], ToolCall | None], *, t
     calls = tuple(c for c in (call(t) for t in targets) if c is not None)
     if not calls:
         return None
-    return Plan(calls, tool_text, targets[0].thing if len(targets) == 1 else None)
+    return Plan(calls, tool_text, targets[0].thing if len(targets) == 1 else None, any(t.guessed for t in targets))
 
 
 def _control(action: str, slot: str | None = None, domain: str | None = None) -> Planner:

@@ -91,13 +91,16 @@ class LocalBrain:
     def phrase(self, key: str, **values: str) -> str:
         return phrase(self.language, key, **values)
 
-    def calls(self, text: str, vocabulary: Vocabulary) -> tuple[ToolCall, ...]:
-        """The tool calls `text` would make, without making them (none for questions back and the rest)."""
+    def calls(self, text: str, vocabulary: Vocabulary, *, known_only: bool = False) -> tuple[ToolCall, ...]:
+        """The tool calls `text` would make, without making them (none for questions back and the rest);
+        `known_only`: none either when a target is a room-and-kind phrase no known device fits (`Plan.guessed`)."""
         match = self.matcher.match(" ".join(text.split()), vocabulary)
         if not isinstance(match, IntentMatch) or doubt(match, text, vocabulary) is not None:
             return ()
         planned = plan(match, vocabulary)
-        return planned.calls if planned is not None else ()
+        if planned is None or (known_only and planned.guessed):
+            return ()
+        return planned.calls
 
     async def handle(self, text: str, vocabulary: Vocabulary | None = None) -> Reply:
         """Understand `text`, call the tools it needs, and say what happened."""

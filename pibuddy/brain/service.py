@@ -201,7 +201,9 @@ class LocalBrainService(Service):
                         number: bool = False) -> bool:
         """Whether `text` and `other` (a reading one sound away) would act differently and the audio does not
         clearly say which."""
-        mine, theirs = self._brain.calls(text, vocabulary), self._brain.calls(other, vocabulary)
+        # A rival naming a group the household does not have ("the kitchen fans" where the kitchen's one fan is a
+        # switch) is not something that could have been meant.
+        mine, theirs = self._brain.calls(text, vocabulary), self._brain.calls(other, vocabulary, known_only=True)
         if not mine or not theirs or mine == theirs:
             return False
         return not await asyncio.to_thread(functools.partial(self._asr.sure_of, pcm, text, other, number=number))

@@ -147,6 +147,15 @@ async def test_living_room_light_heard_as_lights_never_switches_every_light(
         assert reply.text in ("Sorry, one light or all the lights?", "Sorry, I didn't catch that.")
 
 
+@pytest.mark.parametrize(("voice", "speed"), VOICES[:2], ids=[f"{v}-{s}" for v, s in VOICES[:2]])
+async def test_a_plural_that_names_no_device_of_the_household_is_no_rival(
+        asr: PocketsphinxAsr, household: Vocabulary, voice: str, speed: int) -> None:
+    # Before: "Sorry, one fan or all the fans?" (bench, every voice that heard it right): the kitchen's one fan is
+    # a switch (input_boolean), so "the kitchen fans" names no fan there, yet it was re-scored as a rival.
+    reply = await _spoken_turn(asr, household, _through_opus("turn on the kitchen fan", voice, speed))
+    assert _calls(reply) == [("ha_control_device", {"target": "input_boolean.kitchen_fan", "action": "turn_on"})]
+
+
 LIVING_ROOM_LIGHTS = "Living Room lights"
 # The spoken wrong actions, each with the only calls it may make (or none: asked or not heard).
 FORCED: list[tuple[str, list[Call]]] = [

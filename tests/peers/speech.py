@@ -34,7 +34,10 @@ def _quiet_home() -> str:
 def speech(text: str, voice: str = "en-us", *, rate: int = 16000, pad: float = 1.0, speed: int = 150) -> np.ndarray:
     """`text` spoken by espeak-ng, resampled to `rate`, normalised to -3 dBFS, `pad` s of silence both sides."""
     _tools()
-    env = {**os.environ, "HOME": _quiet_home()}
+    # No sound server: espeak-ng opens libpulse even when writing a file, and how that went (a fresh HOME, a test's
+    # PulseAudio) changed what its voice variants (+f3) drew from rand(): the same sentence came out different on
+    # each run, and the recogniser heard it right on one and wrong on the next.
+    env = {**os.environ, "HOME": _quiet_home(), "PULSE_SERVER": "unix:/nonexistent"}
     wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], capture_output=True,
                          check=True, env=env, timeout=_TIMEOUT_SECONDS).stdout
     # -R: sox dithers when it resamples, with fresh random bits each run unless told not to; the recogniser's
