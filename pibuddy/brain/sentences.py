@@ -90,5 +90,17 @@ def load_intents(language: str) -> tuple[Intents, Mapping[str, Any]]:
     if data is None:
         raise BrainUnavailable(f"home-assistant-intents has no data file for {language}")
     data = copy.deepcopy(data)
+    _ask_helpers_as_switches(data)
     merge_dict(data, copy.deepcopy(_PHRASINGS.get(language.split("-", maxsplit=1)[0], {})))
     return Intents.from_dict(data), data.get("responses", {})
+
+
+def _ask_helpers_as_switches(data: dict[str, Any]) -> None:
+    """An input_boolean is switched on and off by the package's switch commands but asked about by none of its
+    questions ("is the kitchen fan on" matched nothing): let every question that fits a switch fit it too, in
+    every language. Questions that fit no switch (covers, locks, sensors) stay out of its reach."""
+    for template in data.get("intents", {}).get("HassGetState", {}).get("data", []):
+        domains = template.get("requires_context", {}).get("domain")
+        listed = [domains] if isinstance(domains, str) else list(domains or [])
+        if "switch" in listed and "input_boolean" not in listed:
+            template["requires_context"]["domain"] = [*listed, "input_boolean"]

@@ -49,6 +49,8 @@ ENGLISH: list[tuple[str, list[tuple[str, dict[str, Any]]]]] = [
     ("activate movie time", [(SCENE, {"name": "scene.movie_time"})]),
     ("run good night", [(SCRIPT, {"name": "script.good_night"})]),
     ("is the floor lamp on", [(STATE, {"target": "light.floor_lamp"})]),
+    ("is the kitchen fan on", [(STATE, {"target": "input_boolean.kitchen_fan"})]),  # a helper, asked as a switch
+    ("is guest mode on", [(STATE, {"target": "input_boolean.guest_mode"})]),
     ("what is the temperature in the living room", [(STATE, {"target": "Living Room temperature"})]),
 ]
 
@@ -116,6 +118,12 @@ def test_unknown_devices_are_named_back(language: str, text: str, name: str, hou
     match = _matcher(language).match(text, household)
     assert isinstance(match, UnknownName)
     assert match.name == name
+
+
+@pytest.mark.parametrize("text", ["is the front door on", "is the bedroom blinds on",
+                                  "is the living room thermostat on", "is the kitchen fan open"])
+def test_only_switch_like_things_are_asked_whether_they_are_on(text: str, household: Vocabulary) -> None:
+    assert not isinstance(_matcher("en").match(text, household), IntentMatch)
 
 
 def _brain(language: str, household: Vocabulary, registry: ToolRegistry | None = None) -> LocalBrain:

@@ -4,7 +4,9 @@ through `Index.snapshot()`, for name-resolution unit tests that need no running 
 
 Recorded rows are trimmed to the keys PiBuddy reads. Added by hand, to cover what the YAML peer cannot make:
 the floor "Upstairs" (with Bedroom on it), the device "Ceiling Fan" in Bedroom with its fan (no area of its
-own: the effective area comes from the device) and a diagnostic sensor, and a disabled switch.
+own: the effective area comes from the device) and a diagnostic sensor, and a disabled switch. The peer's own
+"Ceiling Fan" (a template fan, no device) is in Bedroom too, by its entity's area; its hidden power helper is
+left out here.
 """
 
 from __future__ import annotations

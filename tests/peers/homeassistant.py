@@ -104,6 +104,7 @@ _HIDDEN_HELPERS: Final = (
     "input_boolean.floor_lamp_power",
     "input_boolean.bedroom_light_power",
     "input_boolean.desk_lamp_power",
+    "input_boolean.ceiling_fan_power",
     "input_boolean.front_door_locked",
     "input_boolean.heater_power",
     "input_number.floor_lamp_level",
@@ -135,6 +136,7 @@ ENTITIES: Final = {
     "climate.living_room_thermostat": ("Living Room", None, []),
     "sensor.living_room_temperature": ("Living Room", None, []),
     "media_player.kitchen_speaker": ("Kitchen", None, []),
+    "fan.ceiling_fan": ("Bedroom", None, []),
     "input_boolean.kitchen_fan": ("Kitchen", None, []),
     "input_boolean.guest_mode": (None, None, []),
 }
@@ -153,7 +155,8 @@ def _select(option: str) -> dict[str, Any]:
             "data": {"option": option}}
 
 
-def _onoff_light(key: str, name: str, **extra: Any) -> dict[str, Any]:
+def _onoff(key: str, name: str, **extra: Any) -> dict[str, Any]:
+    """A template light or fan switched by its hidden `input_boolean.<key>_power`."""
     power = f"input_boolean.{key}_power"
     return {key: {"unique_id": f"pibuddy_{key}", "friendly_name": name,
                   "value_template": f"{{{{ is_state('{power}', 'on') }}}}",
@@ -172,7 +175,7 @@ _FULL_IF_DARK: Final = ("{% set level = states('input_number.bedroom_light_level
 
 
 def build_config(port: int) -> dict[str, Any]:
-    """The YAML config (as data): template lights (on/off, brightness, colour), a cover, a lock, a
+    """The YAML config (as data): template lights (on/off, brightness, colour), a fan, a cover, a lock, a
     thermostat, a media player, helpers, a script and a scene — all offline, all with unique ids."""
     number = {"min": 0, "max": 255, "step": 1, "initial": 0}
     bedroom_hs = ("({{ states('input_number.bedroom_light_hue') | float }}, "
@@ -200,15 +203,16 @@ def build_config(port: int) -> dict[str, Any]:
         "input_select": {"kitchen_speaker_state": {"options": ["off", "idle", "playing", "paused"],
                                                    "initial": "off"}},
         "light": [{"platform": "template", "lights": {
-            **_onoff_light("living_room_light", "Living Room Light"),
-            **_onoff_light("floor_lamp", "Floor Lamp", **_level("floor_lamp")),
-            **_onoff_light("bedroom_light", "Bedroom Light", **_level("bedroom_light"), hs_template=bedroom_hs,
+            **_onoff("living_room_light", "Living Room Light"),
+            **_onoff("floor_lamp", "Floor Lamp", **_level("floor_lamp")),
+            **_onoff("bedroom_light", "Bedroom Light", **_level("bedroom_light"), hs_template=bedroom_hs,
                            set_hs=[_set("input_number.bedroom_light_level", _FULL_IF_DARK),
                                    _set("input_number.bedroom_light_hue", "{{ h }}"),
                                    _set("input_number.bedroom_light_saturation", "{{ s }}"),
                                    _switch("input_boolean.bedroom_light_power", True)]),
-            **_onoff_light("desk_lamp", "Desk Lamp"),
+            **_onoff("desk_lamp", "Desk Lamp"),
         }}],
+        "fan": [{"platform": "template", "fans": _onoff("ceiling_fan", "Ceiling Fan")}],
         "cover": [{"platform": "template", "covers": {"bedroom_blinds": {
             "unique_id": "pibuddy_bedroom_blinds", "friendly_name": "Bedroom Blinds",
             "position_template": "{{ states('input_number.bedroom_blinds_position') | int }}",
