@@ -70,7 +70,9 @@ def _one_of_several(match: IntentMatch, text: str, area: str | None, vocabulary:
     if len(fitting) <= 1:
         return None
     said = next(w for w in words if w in singular)
-    return Doubt("which", {"what": f"{said} in the {match.said('area') or area}" if area else said})
+    if area is None:
+        return Doubt("which", {"what": said})
+    return Doubt("which_in_area", {"what": said, "area": match.said("area") or area})
 
 
 @dataclass(frozen=True, slots=True)

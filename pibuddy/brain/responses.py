@@ -2,7 +2,8 @@
 
 The templates expect Home Assistant's context (`slots`, `state`, `query`, `state_attr`); PiBuddy gives the
 slots as the user said them, a `state` with the device's domain and name, and an empty query. A template
-that needs more than that, or fails to render, yields None and the caller speaks the tool's own text.
+that needs more than that, fails to render, or would say a value PiBuddy does not have ("Turned off None" when
+no device type was named) yields None and the caller speaks the tool's own text.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
-from jinja2 import ChainableUndefined, TemplateError
+from jinja2 import ChainableUndefined, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _LOGGER = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "cannot_offline": "Sorry, I can't do that offline.",
         "not_heard": "Sorry, I didn't catch that.",
         "which": "Sorry, which {what}?",
+        "which_in_area": "Sorry, which {what} in the {area}?",
         "one_or_all": "Sorry, one {one} or all the {every}?",
         "which_number": "Sorry, what number?",
         "unknown_device": "Sorry, I don't know a device called {name}.",
@@ -38,6 +40,7 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "cannot_offline": "抱歉，离线时我做不到这个。",
         "not_heard": "抱歉，我没听清。",
         "which": "抱歉，哪个{what}？",
+        "which_in_area": "抱歉，{area}的哪个{what}？",
         "one_or_all": "抱歉，是一个{one}还是所有{every}？",
         "which_number": "抱歉，是多少？",
         "unknown_device": "抱歉，我不知道叫{name}的设备。",
@@ -48,6 +51,17 @@ _PHRASES: Final[dict[str, dict[str, str]]] = {
         "no_driver": "抱歉，还没有设置可以做这件事的设备。",
     },
 }
+
+
+class _Unfilled(TemplateError):
+    """A template printed a value the context does not hold."""
+
+
+def _filled(value: Any) -> Any:
+    """Every value a template prints (Jinja's `finalize`): a missing one is not spoken as "None" or left out."""
+    if value is None or isinstance(value, Undefined):
+        raise _Unfilled("a printed value is missing")
+    return value
 
 
 def phrase(language: str, key: str, **values: str) -> str:
@@ -66,7 +80,7 @@ class Responses:
     def __init__(self, responses: Mapping[str, Any]) -> None:
         self._intents: Mapping[str, Mapping[str, str]] = responses.get("intents", {})
         self._errors: Mapping[str, str] = responses.get("errors", {})
-        self._env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined)
+        self._env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, finalize=_filled)
 
     def intent(self, intent: str, key: str, slots: Mapping[str, Any], *, domain: str | None = None,
                name: str | None = None, now: datetime.datetime | None = None) -> str | None:

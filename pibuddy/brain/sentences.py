@@ -5,7 +5,9 @@ generated from them (`pibuddy.brain.grammar`), so whatever the brain understands
 PiBuddy's phrasings are what people say that the package lacks: dim/brighten to a level, start/stop, a device
 unique by its kind ("open the blinds", "set the thermostat to 21 degrees"), a room's thermostat, "everything in
 the kitchen", "all the lights" (`slots.everything` marks the switchable devices of a room), "set a pasta timer for
-8 minutes", "how much time is left".
+8 minutes", "how much time is left"; in Chinese, everything in a room. Each names the package's reply that fits
+it ("open the blinds": "Opening"); where none fits, it has one of its own in the same format ("Turned off
+everything in the kitchen").
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ _TIMER_LENGTH: Final = ("({timer_hours:hours}( |-)hour[s] [[and] {timer_minutes:
                         "|{timer_minutes:minutes}( |-)minute[s] [[and] {timer_seconds:seconds}( |-)second[s]]"
                         "|{timer_seconds:seconds}( |-)second[s])")
 
+# Keyed by the package's language code.
 _PHRASINGS: Final[dict[str, dict[str, Any]]] = {
     "en": {
         "intents": {
@@ -44,14 +47,15 @@ _PHRASINGS: Final[dict[str, dict[str, Any]]] = {
             ]},
             "HassTurnOn": {"data": [
                 {"sentences": ["start [the] {name}"], **_SWITCHABLE},
-                {"sentences": ["turn on all [of] [the] (lights|lamps)", "turn all [of] [the] (lights|lamps) on",
-                               "turn on [the] (light|lamp)", "turn [the] (light|lamp) on"],
+                {"sentences": ["turn on all [of] [the] (lights|lamps)", "turn all [of] [the] (lights|lamps) on"],
+                 "slots": {"domain": "light"}, "response": "light_all"},
+                {"sentences": ["turn on [the] (light|lamp)", "turn [the] (light|lamp) on"],
                  "slots": {"domain": "light"}},
                 {"sentences": ["(turn|switch) on [the] fan", "(turn|switch) [the] fan on"], "slots": {"domain": "fan"}},
                 {"sentences": ["open [the] (blind|blinds|curtain|curtains|shade|shades|shutters)"],
-                 "slots": {"domain": "cover"}},
+                 "slots": {"domain": "cover"}, "response": "cover"},
                 {"sentences": ["turn on everything in [the] {area}", "turn everything on in [the] {area}"],
-                 "slots": {EVERYTHING: True}},
+                 "slots": {EVERYTHING: True}, "response": EVERYTHING},
             ]},
             "HassTurnOff": {"data": [
                 {"sentences": ["stop [the] {name}"], **_SWITCHABLE},
@@ -60,9 +64,9 @@ _PHRASINGS: Final[dict[str, dict[str, Any]]] = {
                 {"sentences": ["(turn|switch) off [the] fan", "(turn|switch) [the] fan off"],
                  "slots": {"domain": "fan"}},
                 {"sentences": ["close [the] (blind|blinds|curtain|curtains|shade|shades|shutters)"],
-                 "slots": {"domain": "cover"}},
+                 "slots": {"domain": "cover"}, "response": "cover"},
                 {"sentences": ["turn off everything in [the] {area}", "turn everything off in [the] {area}"],
-                 "slots": {EVERYTHING: True}},
+                 "slots": {EVERYTHING: True}, "response": EVERYTHING},
             ]},
             "HassStartTimer": {"data": [
                 {"sentences": ["<timer_set> [a|an|my] {timer_name:name} timer for <timer_length>"],
@@ -79,6 +83,28 @@ _PHRASINGS: Final[dict[str, dict[str, Any]]] = {
                  "slots": {"domain": "climate"}},
             ]},
         },
+        "responses": {"intents": {  # where the package has no fitting reply (no device type or name to say)
+            "HassTurnOn": {EVERYTHING: "Turned on everything in the {{ slots.area }}"},
+            "HassTurnOff": {EVERYTHING: "Turned off everything in the {{ slots.area }}"},
+        }},
+    },
+    "zh-CN": {
+        "intents": {
+            "HassTurnOn": {"data": [
+                {"sentences": ["<turn_on>{area}[的]<all>(设备|电器)",
+                               "[把|将|让|给]{area}[的]<all>(设备|电器)<turn_on>"],
+                 "slots": {EVERYTHING: True}, "response": EVERYTHING},
+            ]},
+            "HassTurnOff": {"data": [
+                {"sentences": ["<turn_off>{area}[的]<all>(设备|电器)",
+                               "[把|将|让|给]{area}[的]<all>(设备|电器)<turn_off>"],
+                 "slots": {EVERYTHING: True}, "response": EVERYTHING},
+            ]},
+        },
+        "responses": {"intents": {
+            "HassTurnOn": {EVERYTHING: "{{ slots.area }}的所有设备已打开"},
+            "HassTurnOff": {EVERYTHING: "{{ slots.area }}的所有设备已关闭"},
+        }},
     },
 }
 
@@ -91,7 +117,7 @@ def load_intents(language: str) -> tuple[Intents, Mapping[str, Any]]:
         raise BrainUnavailable(f"home-assistant-intents has no data file for {language}")
     data = copy.deepcopy(data)
     _ask_helpers_as_switches(data)
-    merge_dict(data, copy.deepcopy(_PHRASINGS.get(language.split("-", maxsplit=1)[0], {})))
+    merge_dict(data, copy.deepcopy(_PHRASINGS.get(language, {})))
     return Intents.from_dict(data), data.get("responses", {})
 
 

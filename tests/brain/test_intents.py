@@ -13,6 +13,7 @@ from pibuddy.brain import LocalBrain, Outcome
 from pibuddy.brain.actions import plan
 from pibuddy.brain.errors import BrainUnavailable
 from pibuddy.brain.intents import IntentMatch, IntentMatcher, UnknownName, package_language
+from pibuddy.brain.responses import Responses
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.config import HomeAssistantConfig
 from pibuddy.drivers.homeassistant import HomeAssistantService, homeassistant_tools
@@ -143,11 +144,25 @@ def _brain(language: str, household: Vocabulary, registry: ToolRegistry | None =
     ("zh-CN", "讲个笑话", Outcome.CANNOT, "抱歉，离线时我做不到这个。"),
     ("zh-CN", "打开烤面包机", Outcome.UNKNOWN_DEVICE, "抱歉，找不到名为 烤面包机 的设备"),
     ("zh-CN", "现在几点", Outcome.ANSWERED, "下午2点05分"),
+    ("zh-CN", "打开客厅的灯", Outcome.ASKED, "抱歉，客厅的哪个灯？"),  # was "抱歉，哪个灯 in the 客厅？"
 ])
 async def test_what_the_brain_says_without_calling_a_tool(language: str, text: str, outcome: Outcome, said: str,
                                                           household: Vocabulary) -> None:
     reply = await _brain(language, household).handle(text)
     assert (reply.outcome, reply.text, reply.calls) == (outcome, said, ())
+
+
+@pytest.mark.parametrize(("intent", "key", "slots", "domain", "said"), [
+    ("HassTurnOff", "default", {}, "light", "Turned off the light"),
+    ("HassTurnOff", "default", {}, "cover", None),  # the package's template: "Turned off None"
+    ("HassTurnOff", "default", {}, None, None),
+    ("HassTurnOn", "cover_device_class", {"device_class": "curtain"}, "cover", "Opening the curtain"),
+    ("HassTurnOn", "cover_device_class", {}, "cover", None),  # "Opening the "
+])
+def test_a_response_that_would_say_a_missing_value_is_not_said(intent: str, key: str, slots: dict[str, Any],
+                                                                domain: str | None, said: str | None) -> None:
+    """The caller then speaks the tool's own text."""
+    assert Responses(_matcher("en").responses).intent(intent, key, slots, domain=domain) == said
 
 
 async def test_a_failing_tool_gives_its_reason(household: Vocabulary) -> None:
