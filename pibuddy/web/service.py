@@ -7,6 +7,7 @@ import logging
 from pibuddy.config import WebConfig
 from pibuddy.control import Control
 from pibuddy.gateway.webapp import WebApp
+from pibuddy.ports import binding
 from pibuddy.supervisor import Health, Service
 from pibuddy.web.app import HouseholdPage
 
@@ -28,7 +29,8 @@ class WebService(Service):
 
     async def start(self) -> None:
         server = WebApp(self._page.app(), "web page")
-        await server.start(self._config.host, self._config.port)
+        with binding(self._config.port, "tcp", "web.port"):
+            await server.start(self._config.host, self._config.port)
         self._server = server
         _LOGGER.info("household page at http://%s:%d/", self._config.host, server.port)
 

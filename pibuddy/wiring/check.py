@@ -77,15 +77,22 @@ async def probe_gateway(config: Config) -> ProbeResult:
 
 
 async def probe_mcp_http(config: Config) -> ProbeResult:
-    """Whether the MCP HTTP server can have its port (or a running PiBuddy has it already)."""
-    host, port = config.tools.mcp_http_host, config.tools.mcp_http_port
+    return _probe_port(config.tools.mcp_http_host, config.tools.mcp_http_port, "tools.mcp_http_port")
+
+
+async def probe_web(config: Config) -> ProbeResult:
+    return _probe_port(config.web.host, config.web.port, "web.port")
+
+
+def _probe_port(host: str, port: int, setting: str) -> ProbeResult:
+    """Whether a TCP listener can have its port (or a running PiBuddy has it already)."""
     if port_free(host, "tcp", port):
         return ProbeResult(True, f"port {port}/tcp free on {host}")
     holder = port_holder(port, "tcp")
     if holder is not None and "pibuddy" in holder:
         return ProbeResult(True, f"a running PiBuddy holds {port}/tcp ({holder})")
     return ProbeResult(False, f"port {port}/tcp on {host} is in use by {holder or 'another program'}; stop it or "
-                              "set tools.mcp_http_port to a free port")
+                              f"set {setting} to a free port")
 
 
 async def probe_packet_path(config: Config) -> ProbeResult:
@@ -128,6 +135,7 @@ PROBES: list[Probe] = [
           loads=("pibuddy.ha_mqtt.probe",)),
     Probe("gateway", lambda c: c.gateway.enabled, probe_gateway, loads=("pibuddy.gateway.probe",)),
     Probe("mcp http", lambda c: c.tools.mcp_http_enabled, probe_mcp_http),
+    Probe("web page", lambda c: c.web.enabled, probe_web),
     Probe("udp packet path", lambda c: c.upstream.enabled or c.gateway.enabled, probe_packet_path,
           loads=("pibuddy.xiaozhi.udp_codec",)),
     Probe("bluetooth", lambda c: c.ble.enabled, probe_ble, loads=("pibuddy.drivers.ble.probe",)),
