@@ -1,4 +1,5 @@
-"""The management API (docs/protocol.md §9), aiohttp on port 8007, with the reference's bodies and status codes.
+"""The management API (docs/protocol.md §9), aiohttp on port 8007, with the reference's status codes and JSON
+keys (its error texts in English).
 
 Every route needs `Authorization: Bearer <daily token>`, the token of yesterday, today or tomorrow (the
 gateway's local date; manager-api uses UTC and retries ±1 day on 401, so both sides meet).
@@ -37,11 +38,12 @@ from pibuddy.xiaozhi.states import State
 
 _LOGGER = logging.getLogger(__name__)
 COMMAND_TIMEOUT_SECONDS: Final = 5.0
-_NO_AUTH_HEADER: Final = "未提供有效的Authorization头"
-_BAD_TOKEN: Final = "无效的授权令牌"
-_NOT_CONNECTED: Final = "设备未连接"
-_BAD_COMMAND: Final = "指令类型无效"
-_CLIENT_IDS_NOT_A_LIST: Final = "clientIds必须是一个数组"
+# The reference's status codes and JSON keys, with English texts where it has Chinese ones (§9.1-§9.3 quote them).
+_NO_AUTH_HEADER: Final = "no valid Authorization header (expected: Bearer <token>)"
+_BAD_TOKEN: Final = "invalid token"
+_NOT_CONNECTED: Final = "device not connected"
+_BAD_COMMAND: Final = "invalid command type (expected: mcp with a payload method)"
+_CLIENT_IDS_NOT_A_LIST: Final = "clientIds must be an array"
 _MAX_BODY_BYTES: Final = 64 * 1024
 _FORWARDED: Final = "X-PiBuddy-Forwarded"
 

@@ -160,8 +160,10 @@ than this says hello again, which resets the window."""
 class ReceiveWindow:
     """The incoming sequence rule of §4.3, pure: feed it sequence numbers, act on the verdicts.
 
-    A DEVICE drops `seq <= last`; the gateway (SERVER role) drops only `seq < last`, so a repeated
-    sequence number passes. `reset()` on every hello; there is no 32-bit wrap handling on either side.
+    Role.DEVICE drops `seq <= last` (the firmware's rule); Role.SERVER drops only `seq < last` (the reference
+    gateway's rule), so a repeated sequence number passes. PiBuddy's gateway relay (`gateway/udp_relay.py`)
+    applies the DEVICE rule to the devices' packets: a repeat is a replay, dropped. `reset()` on every
+    hello; there is no 32-bit wrap handling on either side.
     """
 
     role: Role

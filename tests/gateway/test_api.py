@@ -35,13 +35,13 @@ async def test_daily_token_window(gateway: GatewayService, days: int, status: in
     code, body = await call(gateway, "GET", "/api/devices", authorization=f"Bearer {token(days)}")
     assert code == status
     if status == 401:
-        assert body == {"error": "无效的授权令牌"}
+        assert body == {"error": "invalid token"}
 
 
 @pytest.mark.parametrize("authorization", ["", "Basic abc", token()])
 async def test_missing_or_non_bearer_header_is_401(gateway: GatewayService, authorization: str) -> None:
-    assert await call(gateway, "POST", "/api/devices/status", body={"clientIds": []},
-                      authorization=authorization) == (401, {"error": "未提供有效的Authorization头"})
+    answer = await call(gateway, "POST", "/api/devices/status", body={"clientIds": []}, authorization=authorization)
+    assert answer == (401, {"error": "no valid Authorization header (expected: Bearer <token>)"})
 
 
 async def test_command_round_trips_to_the_device_mcp(gateway: GatewayService, device_factory: DeviceFactory) -> None:
@@ -66,12 +66,12 @@ async def test_command_failures_use_the_reference_bodies(
     assert await call(gateway, "POST", path, body=unknown) == (500, {"success": False,
                                                                      "error": "Unknown resources/list"})
     assert await call(gateway, "POST", path, body={"type": "iot", "payload": {}}) == \
-        (500, {"success": False, "error": "指令类型无效"})
+        (500, {"success": False, "error": "invalid command type (expected: mcp with a payload method)"})
     assert await call(gateway, "POST", "/api/commands/GID_x@@@aa_bb_cc_dd_ee_99@@@u", body=unknown) == \
-        (500, {"success": False, "error": "设备未连接"})
+        (500, {"success": False, "error": "device not connected"})
     # The reference looks the device up before it reads the command.
     assert await call(gateway, "POST", "/api/commands/GID_x@@@aa_bb_cc_dd_ee_99@@@u", body={"type": "iot"}) == \
-        (500, {"success": False, "error": "设备未连接"})
+        (500, {"success": False, "error": "device not connected"})
 
 
 async def test_command_timeout_after_five_seconds(gateway: GatewayService, device_factory: DeviceFactory) -> None:
@@ -100,7 +100,7 @@ async def test_status_and_device_list(gateway: GatewayService, device_factory: D
     assert body == {ids[0]: {"isAlive": None, "exists": True}, ids[1]: {"isAlive": True, "exists": True},
                     ids[2]: {"isAlive": False, "exists": False}}
     assert await call(gateway, "POST", "/api/devices/status", body={"deviceIds": ids}) == \
-        (400, {"error": "clientIds必须是一个数组"})
+        (400, {"error": "clientIds must be an array"})
 
     code, body = await call(gateway, "GET", "/api/devices")
     devices = {d["clientId"]: d for d in body["devices"]}

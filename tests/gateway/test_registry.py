@@ -131,10 +131,10 @@ async def test_two_gateway_processes_find_each_others_devices(tmp_path: Path, re
 
         # The device leaves: no gateway holds it.
         await device.close()
-        gone = (404, {"clientId": client_id, "error": "设备未连接"})
+        gone = (404, {"clientId": client_id, "error": "device not connected"})
         await until_location(second, client_id, gone)
         status, answer = await api_call(second, "POST", path, body=_STATUS_COMMAND)
-        assert (status, answer) == (500, {"success": False, "error": "设备未连接"})
+        assert (status, answer) == (500, {"success": False, "error": "device not connected"})
 
         # A gateway that stops takes its devices out of the registry with it.
         devices.append(device := await device_on(first, 2))
@@ -143,7 +143,7 @@ async def test_two_gateway_processes_find_each_others_devices(tmp_path: Path, re
         await stop_process(first.process, 10)
         assert first.process.returncode == 0
         await until_location(second, device.client_id, (404, {"clientId": device.client_id,
-                                                              "error": "设备未连接"}))
+                                                              "error": "device not connected"}))
     finally:
         for device in devices:
             await device.close()
