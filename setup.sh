@@ -237,6 +237,26 @@ python_ok() {
     "$1" -c "import sys; sys.exit(sys.version_info < (${MIN_PYTHON[0]}, ${MIN_PYTHON[1]}))" 2>/dev/null
 }
 
+# Dies unless $1 is on PATH and at least MIN_PYTHON.
+require_python() {
+    command -v "$1" >/dev/null ||
+        die "no '$1' found: install python3 (>= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}) or set PIBUDDY_PYTHON"
+    python_ok "$1" ||
+        die "PiBuddy needs Python >= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}, but '$1' is" \
+            "$("$1" --version 2>&1 || echo 'not working')." \
+            "Debian 12 and Raspberry Pi OS bookworm ship 3.11 (bullseye's 3.9 is too old: upgrade to" \
+            "bookworm); elsewhere install a newer Python" \
+            "and point PIBUDDY_PYTHON at it."
+}
+
+# Run before the apt step, so that bullseye's Python 3.9 is refused before any package is installed. A system
+# with no python3 at all gets Debian's from the apt step (3.11 on bookworm); step_venv checks that one.
+check_python() {
+    [[ -x $VENV/bin/python ]] && python_ok "$VENV/bin/python" && return
+    [[ -z ${PIBUDDY_PYTHON:-} ]] && ! command -v python3 >/dev/null && return
+    require_python "${PIBUDDY_PYTHON:-python3}"
+}
+
 step_venv() {
     say "Python virtualenv ($VENV)"
     if [[ -x $VENV/bin/python ]] && python_ok "$VENV/bin/python"; then
@@ -244,15 +264,7 @@ step_venv() {
         return
     fi
     local python="${PIBUDDY_PYTHON:-python3}"
-    command -v "$python" >/dev/null ||
-        die "no '$python' found: install python3 (>= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}) or set PIBUDDY_PYTHON"
-    if ! python_ok "$python"; then
-        die "PiBuddy needs Python >= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}, but '$python' is" \
-            "$("$python" --version 2>&1 || echo 'not working')." \
-            "Debian 12 and Raspberry Pi OS bookworm ship 3.11 (bullseye's 3.9 is too old: upgrade to" \
-            "bookworm); elsewhere install a newer Python" \
-            "and point PIBUDDY_PYTHON at it."
-    fi
+    require_python "$python"
     if [[ -e $VENV ]]; then
         info "recreating: the existing one has no working Python >= ${MIN_PYTHON[0]}.${MIN_PYTHON[1]}"
     fi
@@ -657,6 +669,7 @@ main() {
     parse_args "$@"
     cd "$REPO"
     check_architecture
+    check_python
     [[ $SERVICE -eq 1 ]] && check_service_preconditions
     step_apt
     step_venv

@@ -115,10 +115,16 @@ case " $* " in *" install "*) exit 100 ;; esac
         self.old_python = write_executable(
             self.bin / "python3.9", 'if [ "$1" = --version ]; then echo "Python 3.9.2"; exit 0; fi\nexit 1\n'
         )
+        # Passes the version check but makes no venv, so a run ends at the venv step, after apt.
+        self.new_python = write_executable(
+            self.bin / "python3.11", 'case "$*" in *"-m venv"*) exit 1 ;; esac\necho "Python 3.11.2"\n'
+        )
 
-    def run(self, *args: str, missing: str = "", arch: str = "amd64") -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, missing: str = "", arch: str = "amd64",
+            old_python: bool = False) -> subprocess.CompletedProcess[str]:
+        python = self.old_python if old_python else self.new_python
         env = base_env(PATH=f"{self.bin}:{os.environ['PATH']}", FAKE_MISSING=missing, FAKE_ARCH=arch,
-                       PIBUDDY_PYTHON=str(self.old_python))
+                       PIBUDDY_PYTHON=str(python))
         return run([str(self.repo / "setup.sh"), *args], env=env, cwd=self.repo)
 
     def apt_calls(self) -> list[str]:
@@ -152,11 +158,13 @@ def test_without_dev_the_test_peers_are_not_wanted(fake_system: FakeSystem) -> N
     assert "mosquitto" not in fake_system.dpkg_log.read_text().split()
 
 
-def test_a_too_old_python_is_refused_clearly(fake_system: FakeSystem) -> None:
-    result = fake_system.run("--no-apt")
+def test_a_too_old_python_is_refused_clearly_before_apt_installs_anything(fake_system: FakeSystem) -> None:
+    result = fake_system.run("--dev", missing="mosquitto", old_python=True)
     assert result.returncode == 1
     assert "needs Python >= 3.11" in result.stderr
     assert "Python 3.9.2" in result.stderr
+    assert "Debian packages" not in result.stdout
+    assert fake_system.apt_calls() == []
     assert not (fake_system.repo / ".venv").exists()
 
 
