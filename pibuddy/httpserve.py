@@ -33,7 +33,8 @@ class HttpPolicy:
     """Limits for one HTTP listener."""
 
     max_connections: int = 64
-    """Open connections at once: three HTTP listeners plus the MQTT caps stay well under 1 024 descriptors."""
+    """Open connections at once: four HTTP listeners (local OTA, management API, MCP HTTP, household page:
+    4 × 64) plus MQTT at its defaults (200 devices, 64 handshakes) make 520, well under 1 024 descriptors."""
     max_per_address: int = 8
     """Open connections at once from one source address."""
     idle_seconds: float = 15.0
