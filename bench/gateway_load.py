@@ -247,6 +247,7 @@ async def run_once(count: int, seconds: float, workdir: Path, *, loop: str, floo
         "logging": {"level": "WARNING"},
         "gateway": {"host": "127.0.0.1", "mqtt_port": mqtt_port, "udp_port": udp_port, "api_port": free_port(),
                     "ota_port": free_port(), "mdns": False, "signature_key": KEY, "max_connections": count + 50,
+                    "max_connections_per_address": count + 50,  # every simulated device is on 127.0.0.1
                     "admission": "open",  # hundreds of new devices at once: admission is not measured here
                     "chat_servers": [f"ws://127.0.0.1:{echo_port}/xiaozhi/v1/?from=mqtt_gateway"]},
     }

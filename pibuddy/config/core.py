@@ -145,6 +145,10 @@ class GatewayConfig(Section):
     """SERVER_SECRET for the Authorization token towards chat servers. Secret."""
     max_connections: Annotated[int, Field(ge=1)] = 200
     """Most devices connected at once."""
+    max_connections_per_address: Annotated[int, Field(ge=1)] = 32
+    """Most devices connected at once from one source IP address (more get CONNACK 3). Each ESP32 has its own
+    address on the LAN; 32 leaves room for devices behind one NAT (a Wi-Fi extender in router mode, Docker's
+    userland proxy) while one host cannot take the whole of `max_connections`."""
     allow_two_part_client_ids: bool = False
     """Accept legacy `group@@@mac` client ids without a password check."""
     max_tools_count: Annotated[int, Field(ge=1)] = 128

@@ -127,17 +127,20 @@ class DeviceConnection:
 
 class MqttServer:
     """Accepts device connections on `host:port`, through a `BoundedListener` (its accept backs off when
-    the process is out of descriptors; at most `max_connections` + `MAX_HANDSHAKES` sockets are open).
+    the process is out of descriptors; at most `max_connections` + `MAX_HANDSHAKES` sockets are open, and
+    `max_per_address` + `HANDSHAKES_PER_ADDRESS` from one source address).
 
     Before CONNECT: at most `HANDSHAKES_PER_ADDRESS` per source address and `MAX_HANDSHAKES` in all (the
-    most crowded address gives way), `_CONNECT_TIMEOUT_SECONDS` each. Refusals before authentication are
+    most crowded address gives way), `_CONNECT_TIMEOUT_SECONDS` each. After it: at most `max_connections`
+    devices, `max_per_address` of them from one source address (CONNACK 3 beyond either). Refusals are
     counted by reason and logged once per interval, whatever their rate.
 
     Args:
         host, port: where to listen (port 0 picks a free one; see `port`).
         authenticate: checks a CONNECT's credentials.
         on_connect: makes the handler of a newly authenticated connection.
-        max_connections: most authenticated devices at once (and most connections still handshaking).
+        max_connections: most authenticated devices at once.
+        max_per_address: most authenticated devices at once from one source IP address.
         max_packet_size: the packet cap, header included.
     """
 
@@ -149,18 +152,20 @@ class MqttServer:
         authenticate: Authenticate,
         on_connect: Callable[[DeviceConnection], DeviceHandler],
         max_connections: int,
+        max_per_address: int,
         max_packet_size: int = MQTT_MAX_PACKET_SIZE,
     ) -> None:
         self._host, self._port = host, port
         self._authenticate = authenticate
         self._on_connect = on_connect
         self._max_connections = max_connections
+        self._max_per_address = max_per_address
         self._max_packet_size = max_packet_size
         self._listener: BoundedListener | None = None
         self._handshaking: dict[asyncio.StreamWriter, str] = {}
         """Connections before their CONNECT was answered, oldest first, with their source address."""
         self._handshakes_per_address: collections.Counter[str] = collections.Counter()
-        self.refused = DropCounter("MQTT connections before authentication", _LOGGER)
+        self.refused = DropCounter("MQTT connections", _LOGGER)
         self.connections: dict[str, DeviceConnection] = {}
         """Live authenticated connections by client id."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -174,7 +179,8 @@ class MqttServer:
         def protocol() -> asyncio.Protocol:
             return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._accept)
 
-        listener = BoundedListener("MQTT", protocol, max_connections=self._max_connections + MAX_HANDSHAKES)
+        listener = BoundedListener("MQTT", protocol, max_connections=self._max_connections + MAX_HANDSHAKES,
+                                   max_per_address=self._max_per_address + HANDSHAKES_PER_ADDRESS)
         await listener.start(self._host, self._port)
         self._listener = listener
 
@@ -277,12 +283,18 @@ class MqttServer:
             self.refused.count(f"max_connections ({self._max_connections}) reached")
             writer.write(encode_connack(ConnackCode.SERVER_UNAVAILABLE))
             return None
-        if previous is not None and previous.peer_ip != identity.user_data.get("ip") and previous.alive:
+        ip = str(identity.user_data.get("ip", ""))
+        if previous is not None and previous.peer_ip != ip and previous.alive:
             # The takeover rule: a live connection is replaced only from its own IP address.
             self.refused.count("takeover of a live device from another IP address")
             _LOGGER.debug("MQTT %s from %s refused: the device is connected from %s", identity.client_id, peer_ip,
                           previous.peer_ip)
             writer.write(encode_connack(ConnackCode.NOT_AUTHORIZED))
+            return None
+        if (previous is None or previous.peer_ip != ip) and \
+                sum(c.peer_ip == ip for c in self.connections.values()) >= self._max_per_address:
+            self.refused.count(f"over the cap of {self._max_per_address} devices from one address")
+            writer.write(encode_connack(ConnackCode.SERVER_UNAVAILABLE))
             return None
         if previous is not None:
             _LOGGER.info("MQTT %s reconnected; closing its older connection", identity.client_id)

@@ -154,7 +154,8 @@ class GatewayService(Service):
             return session
 
         self.mqtt = MqttServer(host=config.host, port=config.mqtt_port, authenticate=authenticate,
-                               on_connect=on_connect, max_connections=config.max_connections)
+                               on_connect=on_connect, max_connections=config.max_connections,
+                               max_per_address=config.max_connections_per_address)
         with binding(config.mqtt_port, "tcp", "gateway.mqtt_port"):
             await self.mqtt.start()
         await self._start_http(key, self.mqtt.port, self.relay.port)

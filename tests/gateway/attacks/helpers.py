@@ -14,6 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from pibuddy.gateway.credentials import issue_mqtt_credentials
+from tests.gateway.conftest import SIGNATURE_KEY
+from tests.peers.firmware_device import connect_packet
+
 ATTACKER = "127.0.0.2"
 MAX_LOG_LINES: int = 40
 """Log lines (WARNING and above) an attack may cause; the findings saw 100 000+."""
@@ -40,6 +44,26 @@ async def closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
     except (ConnectionError, OSError):
         return True
     return True
+
+
+def signed(mac: str) -> dict[str, str]:
+    """Valid credentials for `mac`, as the OTA (or `pibuddy gateway credentials`) issues them."""
+    return issue_mqtt_credentials(SIGNATURE_KEY, mac=mac, client_uuid=None, board_type="default",
+                                  endpoint="127.0.0.1:0", ip="127.0.0.1")
+
+
+async def mqtt_connect_from(port: int, source: str, client_id: str, username: str, password: str,
+                            ) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
+    """CONNECT (keep-alive 0) to 127.0.0.1:`port` from `source`: the CONNACK return code, and the connection,
+    left open (the caller closes it)."""
+    reader, writer = await open_idle(port, source)
+    try:
+        writer.write(connect_packet(client_id, username, password, keepalive=0))
+        connack = await asyncio.wait_for(reader.readexactly(4), 2)
+    except BaseException:
+        close_all([writer])
+        raise
+    return connack[3], reader, writer
 
 
 def close_all(writers: list[asyncio.StreamWriter]) -> None:

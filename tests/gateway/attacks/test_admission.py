@@ -17,13 +17,12 @@ import pytest
 from pibuddy.events import Command, CommandName, EventBus
 from pibuddy.gateway import admission as admission_rules
 from pibuddy.gateway.admission import KNOWN_DEVICES_FILE
-from pibuddy.gateway.credentials import daily_api_token, issue_mqtt_credentials
+from pibuddy.gateway.credentials import daily_api_token
 from pibuddy.gateway.service import GatewayService
 from pibuddy.statedir import StateDir
-from tests.gateway.attacks.helpers import ATTACKER, bounded_log, close_all, open_idle
+from tests.gateway.attacks.helpers import ATTACKER, bounded_log, close_all, mqtt_connect_from, signed
 from tests.gateway.conftest import SIGNATURE_KEY, GatewayFactory, connect_device, gateway_config, gateway_url
 from tests.gateway.test_bad_input import still_serving
-from tests.peers.firmware_device import connect_packet
 from tests.peers.xiaozhi_server import XiaozhiTestServer
 from tests.polling import eventually
 
@@ -45,19 +44,9 @@ async def ota_status(gateway: GatewayService, mac: str) -> int:
 async def connack_from(gateway: GatewayService, source: str, client_id: str, username: str, password: str) -> int:
     """CONNECT from another source address; the CONNACK return code."""
     assert gateway.mqtt is not None
-    reader, writer = await open_idle(gateway.mqtt.port, source)
-    try:
-        writer.write(connect_packet(client_id, username, password, keepalive=0))
-        connack = await asyncio.wait_for(reader.readexactly(4), 2)
-        return connack[3]
-    finally:
-        close_all([writer])
-
-
-def signed(mac: str) -> dict[str, str]:
-    """Valid credentials for `mac`, as the OTA (or `pibuddy gateway credentials`) issues them."""
-    return issue_mqtt_credentials(SIGNATURE_KEY, mac=mac, client_uuid=None, board_type="default",
-                                  endpoint="127.0.0.1:0", ip="127.0.0.1")
+    code, _, writer = await mqtt_connect_from(gateway.mqtt.port, source, client_id, username, password)
+    close_all([writer])
+    return code
 
 
 async def test_outside_pairing_new_devices_are_refused_and_known_ones_work(
