@@ -20,15 +20,19 @@ from pibuddy.errors import PiBuddyError
 
 
 class StatePermissionError(PiBuddyError, PermissionError):
-    """A state file or the state dir is not accessible to the user PiBuddy runs as; says how to fix it.
+    """A state file or the state dir is not accessible to the user PiBuddy runs as; says how to fix it. The
+    user must act, so the supervisor says it once as an ERROR.
 
     Still a PermissionError, so callers that handle OSError keep working.
     """
 
-    def __init__(self, path: Path, state_dir: Path, action: str) -> None:
+    log_level = logging.ERROR
+
+    def __init__(self, path: Path, state_dir: Path, action: str, setting: str | None = None) -> None:
         user = _user_name()
+        elsewhere = f", or set {setting} to a place {user} can write" if setting else ""
         message = (f"cannot {action} {path}: permission denied for user {user} (owned by root after a run with "
-                   f"sudo?); fix: sudo chown -R {user}: {state_dir}")
+                   f"sudo?); fix: sudo chown -R {user}: {state_dir}{elsewhere}")
         super().__init__(errno.EACCES, message, str(path))
 
     def __str__(self) -> str:

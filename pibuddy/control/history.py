@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from pibuddy.statedir import StateDir
+from pibuddy.statedir import StateDir, StatePermissionError
 
 _LOGGER = logging.getLogger(__name__)
 HISTORY_FILE: Final = "history.jsonl"
@@ -105,6 +105,8 @@ class History:
         self._entries: deque[HistoryEntry] = deque(maxlen=capacity)
         self._lines_in_file = 0
         self._torn = False
+        self._unsaved = False
+        """A save failed and was said; the next failures are not, until one works."""
         self._load()
 
     def add(self, entry: HistoryEntry) -> None:
@@ -121,17 +123,16 @@ class History:
         return self._state_dir.path / HISTORY_FILE if self._state_dir is not None else None
 
     def _load(self) -> None:
-        path = self.path
-        if path is None:
+        if self._state_dir is None:
             return
         try:
-            text = path.read_text(encoding="utf-8")
-            lines = text.splitlines()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
+            text = self._state_dir.read_text(HISTORY_FILE)
+        except OSError as exc:  # StatePermissionError's text says how to fix the owner
             _LOGGER.warning("cannot read the history (%s); starting a new one", exc)
             return
+        if text is None:
+            return
+        lines = text.splitlines()
         bad = 0
         for line in lines:
             try:
@@ -139,27 +140,35 @@ class History:
             except (ValueError, KeyError, TypeError):
                 bad += 1
         if bad:
-            _LOGGER.warning("history: skipped %d unreadable line(s) in %s", bad, path)
+            _LOGGER.warning("history: skipped %d unreadable line(s) in %s", bad, self.path)
         self._lines_in_file = len(lines)
         self._torn = bool(text) and not text.endswith("\n")  # the next line must not be glued to a torn one
 
     def _append(self, entry: HistoryEntry) -> None:
-        path = self.path
-        if path is None or self._state_dir is None:
+        if self._state_dir is None:
             return
-        line = json.dumps(entry_to_json(entry), ensure_ascii=False, separators=(",", ":"))
         try:
-            if self._lines_in_file + 1 >= 2 * self._capacity:
-                self._state_dir.write_text(HISTORY_FILE, "".join(
-                    json.dumps(entry_to_json(e), ensure_ascii=False, separators=(",", ":")) + "\n"
-                    for e in self._entries))
-                self._lines_in_file = len(self._entries)
-                return
-            self._state_dir.ensure()
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # what was said is private
-            with os.fdopen(fd, "a", encoding="utf-8") as file:
-                file.write(("\n" if self._torn else "") + line + "\n")
-            self._torn = False
-            self._lines_in_file += 1
+            self._save(self._state_dir, entry)
         except OSError as exc:
-            _LOGGER.warning("cannot save the history (%s): it is kept in memory only", exc)
+            if not self._unsaved:  # said once, not once per turn, until a save works again
+                _LOGGER.warning("cannot save the history (%s): it is kept in memory only", exc)
+            self._unsaved = True
+        else:
+            self._unsaved = False
+
+    def _save(self, state_dir: StateDir, entry: HistoryEntry) -> None:
+        if self._lines_in_file + 1 >= 2 * self._capacity:
+            state_dir.write_text(HISTORY_FILE, "".join(
+                json.dumps(entry_to_json(e), ensure_ascii=False, separators=(",", ":")) + "\n" for e in self._entries))
+            self._lines_in_file = len(self._entries)
+            return
+        path = state_dir.ensure() / HISTORY_FILE
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # what was said is private
+        except PermissionError:
+            raise StatePermissionError(path, state_dir.path, "write") from None
+        line = json.dumps(entry_to_json(entry), ensure_ascii=False, separators=(",", ":"))
+        with os.fdopen(fd, "a", encoding="utf-8") as file:
+            file.write(("\n" if self._torn else "") + line + "\n")
+        self._torn = False
+        self._lines_in_file += 1

@@ -23,7 +23,7 @@ from pibuddy.control.center import Control
 from pibuddy.control.history import entry_to_json
 from pibuddy.control.model import ControlError
 from pibuddy.errors import PiBuddyError
-from pibuddy.statedir import StateStorageError
+from pibuddy.statedir import StatePermissionError, StateStorageError
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ _MAX_CONNECTIONS: Final = 8
 _READ_TIMEOUT_SECONDS: Final = 5.0
 _SOURCE: Final = "cli"
 _STATUS_HISTORY: Final = 5
+_SETTING: Final = "control.socket"
 
 Params = dict[str, Any]
 
@@ -62,14 +63,16 @@ class ControlService(Service):
         }
 
     async def start(self) -> None:
-        await self._take_over_stale_socket()
         try:
+            await self._take_over_stale_socket()
             self.path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             self._server = await asyncio.start_unix_server(self._handle, path=str(self.path),
                                                            limit=protocol.MAX_LINE_BYTES)
             os.chmod(self.path, 0o660)  # the unit's UMask=0077 would leave it 0600: the group may use it too
+        except PermissionError:  # a dir owned by root after a run with sudo: one line with the fix
+            raise StatePermissionError(self.path, self.path.parent, "create", setting=_SETTING) from None
         except OSError as exc:  # a full or read-only filesystem: one line with the fix, not a traceback per retry
-            raise StateStorageError.of(exc, self.path, self.path.parent, setting="control.socket") from None
+            raise StateStorageError.of(exc, self.path, self.path.parent, setting=_SETTING) from None
         _LOGGER.info("control socket at %s", self.path)
 
     async def serve(self) -> None:
