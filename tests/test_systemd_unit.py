@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pibuddy.config import load_config
+from pibuddy.control.paths import SOCKET_NAME, client_socket_paths, service_socket_path
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "pibuddy.service"
 CONFIG_PATH = "/etc/pibuddy/config.yaml"
@@ -111,6 +112,19 @@ def test_directories_and_environment(service: dict[str, list[str]]) -> None:
     assert service["StateDirectoryMode"] == ["0700"]
     assert service["ConfigurationDirectory"] == ["pibuddy"]
     assert "PYTHONUNBUFFERED=1" in service["Environment"]
+
+
+def test_the_control_socket_lives_in_the_runtime_directory_for_the_group_only(
+    service: dict[str, list[str]]
+) -> None:
+    """`pibuddy status` as a member of the pibuddy group finds the socket where systemd puts the service's
+    runtime directory ($RUNTIME_DIRECTORY); 0750 keeps every other user out (test_control_permissions.py)."""
+    assert service["RuntimeDirectory"] == ["pibuddy"]
+    assert service["RuntimeDirectoryMode"] == ["0750"]
+    runtime = "/run/" + service["RuntimeDirectory"][0]
+    config = load_config(None, environ={})
+    assert service_socket_path(config, {"RUNTIME_DIRECTORY": runtime}) == Path(runtime) / SOCKET_NAME
+    assert client_socket_paths(config)[0] == Path(runtime) / SOCKET_NAME
 
 
 def test_state_directory_from_systemd_is_pibuddys_state_dir(
