@@ -121,6 +121,13 @@ class TimedAsr(PocketsphinxAsr):
         finally:
             self.doubt_cpu += time.thread_time() - start
 
+    def plural_said(self, pcm: bytes, plural: str, word: str) -> bool | None:
+        start = time.thread_time()
+        try:
+            return super().plural_said(pcm, plural, word)
+        finally:
+            self.doubt_cpu += time.thread_time() - start
+
 
 def _acts(reply: Reply, vocabulary: Vocabulary) -> set[tuple[str, str, object]]:
     """(action, device, value) of every call the reply made; questions are ("state", device, None)."""

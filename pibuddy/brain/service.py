@@ -26,7 +26,7 @@ from pibuddy.brain.actions import understood
 from pibuddy.brain.asr.base import AsrEngine
 from pibuddy.brain.audio import BrainAudio
 from pibuddy.brain.brain import LocalBrain, Outcome, Reply
-from pibuddy.brain.doubt import number_twin, other_numbers, twin
+from pibuddy.brain.doubt import Twin, number_twin, other_numbers, twin
 from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.brain.voice import Voice
 from pibuddy.events import (
@@ -164,7 +164,8 @@ class LocalBrainService(Service):
         recognised = time.monotonic()
         _LOGGER.info("local brain heard %r", text)
         self._progress(TurnStage.HEARD, text)
-        if (question := await self._doubt(pcm, text, vocabulary)) is not None:
+        text, question = await self._doubt(pcm, text, vocabulary)
+        if question is not None:
             return Reply(question, Outcome.ASKED), recognised, time.monotonic()
         reply = await self._brain.handle(text, vocabulary)
         if reply.outcome in (Outcome.CANNOT, Outcome.NOT_HEARD) and self._asr.constrained:
@@ -180,29 +181,54 @@ class LocalBrainService(Service):
             reply = Reply("", Outcome.HANDED_OFF, reply.intent)
         return reply, recognised, time.monotonic()
 
-    async def _doubt(self, pcm: bytes, text: str, vocabulary: Vocabulary) -> str | None:
-        """The question to ask when the audio does not clearly say what a grammar-bound recogniser wrote: a kind
-        word one sound away ("living room light on" forced onto "lights" switched every light in the room), or a
-        number ("sixty five" heard as "sixty nine" set the brightness to 69)."""
+    async def _doubt(self, pcm: bytes, text: str, vocabulary: Vocabulary) -> tuple[str, str | None]:
+        """What to act on, and the question to ask instead when the audio does not clearly say what a grammar-bound
+        recogniser wrote: a kind word one sound away ("living room light on" forced onto "lights" switched every
+        light in the room), or a number ("sixty five" heard as "sixty nine" set the brightness to 69)."""
         if not self._asr.constrained:
-            return None
-        other = twin(text)
-        if other is not None and await self._doubtful(pcm, text, other.text, vocabulary):
-            return self._brain.phrase("one_or_all", one=other.one, every=other.every)
+            return text, None
+        if (other := twin(text)) is not None:
+            text, question = await self._kind_word(pcm, text, other, vocabulary)
+            if question is not None:
+                return text, question
         numbers = other_numbers(text)
         if numbers and self._brain.calls(text, vocabulary):
             closest = await asyncio.to_thread(self._asr.closest, pcm, numbers)
             for rival in dict.fromkeys(r for r in (closest, number_twin(text)) if r is not None):
                 if await self._doubtful(pcm, text, rival, vocabulary, number=True):
-                    return self._brain.phrase("which_number")
-        return None
+                    return text, self._brain.phrase("which_number")
+        return text, None
+
+    async def _kind_word(self, pcm: bytes, text: str, other: Twin, vocabulary: Vocabulary) -> tuple[str, str | None]:
+        """`text` or its `other` reading, whichever the audio says, when they would act differently: the acoustic
+        scores when they clearly prefer `text`, else the plural's s (see asr/hiss.py); the question when neither
+        tells. A kind word said in the other number than the brain understands is a question too ("the living room
+        light" for "dim the living room lights to 10 percent" would have dimmed one light)."""
+        # A rival naming a group the household does not have ("the kitchen fans" where the kitchen's one fan is a
+        # switch) is not something that could have been meant.
+        mine, theirs = self._brain.calls(text, vocabulary), self._brain.calls(other.text, vocabulary, known_only=True)
+        if mine == theirs:
+            return text, None
+        both = bool(mine) and bool(theirs)
+        if both and await asyncio.to_thread(self._asr.sure_of, pcm, text, other.text):
+            return text, None
+        question = self._brain.phrase("one_or_all", one=other.one, every=other.every)
+        plural, singular = (text, other.text) if other.every in text.split() else (other.text, text)
+        many = await asyncio.to_thread(self._asr.plural_said, pcm, plural, other.every)
+        if many is None:
+            return text, question if both else None
+        said = plural if many else singular
+        if said == text:
+            return text, None
+        if not theirs:
+            return text, question
+        _LOGGER.info("local brain takes %r: the %s was said %s its s", said, other.every, "with" if many else "without")
+        return said, None
 
     async def _doubtful(self, pcm: bytes, text: str, other: str, vocabulary: Vocabulary, *,
                         number: bool = False) -> bool:
         """Whether `text` and `other` (a reading one sound away) would act differently and the audio does not
         clearly say which."""
-        # A rival naming a group the household does not have ("the kitchen fans" where the kitchen's one fan is a
-        # switch) is not something that could have been meant.
         mine, theirs = self._brain.calls(text, vocabulary), self._brain.calls(other, vocabulary, known_only=True)
         if not mine or not theirs or mine == theirs:
             return False

@@ -1,7 +1,7 @@
 """Never the wrong action (issue #20's "What was seen"): coughs that the VAD did not take for speech never reach
 the recogniser; a device named with a room it is not in, and one of several lights named in the singular, get a
-question; "living room light on" forced onto "living room lights on" (every light in the room) gets a question, and
-so does a number whose best other reading fits the audio about as well ("sixty five" heard as "sixty nine").
+question; "living room light on" forced onto "living room lights on" (every light in the room) is settled by the
+s of the plural in the audio, or gets a question where that cannot tell, and so does a number whose best other reading fits the audio about as well ("sixty five" heard as "sixty nine").
 Spoken cases run through the real pocketsphinx recogniser and the real local-turn service on espeak-ng audio
 passed through the pipeline's Opus round trip (what a turn gets from the microphone)."""
 
@@ -30,7 +30,7 @@ from tests.audio.conftest import play_into_microphone, pulse  # noqa: F401 - the
 from tests.brain.conftest import FixedVocabulary
 from tests.brain.test_confidence_gate import OneUtterance
 from tests.peers.pulseaudio import PulseServer
-from tests.peers.speech import cough, silence, speech, television
+from tests.peers.speech import cough, noise, silence, speech, television
 
 Call = tuple[str, dict[str, object]]
 
@@ -145,6 +145,56 @@ async def test_living_room_light_heard_as_lights_never_switches_every_light(
     assert _calls(reply) in ([], [("ha_control_device", {"target": "light.living_room_light", "action": "turn_on"})])
     if not reply.calls:
         assert reply.text in ("Sorry, one light or all the lights?", "Sorry, I didn't catch that.")
+
+
+LIVING_ROOM_LIGHT_ON: Final = [("ha_control_device", {"target": "light.living_room_light", "action": "turn_on"})]
+LIGHT_OR_LIGHTS: Final = [
+    ("turn on the living room light", LIVING_ROOM_LIGHT_ON),
+    ("living room light on", LIVING_ROOM_LIGHT_ON),
+    ("turn on the living room lights", [("ha_control_device", {"target": "Living Room lights", "action": "turn_on"})]),
+]
+
+
+@pytest.mark.parametrize(("voice", "speed"), VOICES[:3], ids=[f"{v}-{s}" for v, s in VOICES[:3]])
+@pytest.mark.parametrize(("text", "right"), LIGHT_OR_LIGHTS, ids=[t for t, _ in LIGHT_OR_LIGHTS])
+async def test_light_and_lights_are_told_apart_by_the_plurals_s(
+        asr: PocketsphinxAsr, household: Vocabulary, text: str, right: list[Call], voice: str, speed: int) -> None:
+    # Before: "Sorry, one light or all the lights?" for each of these in each voice (the bench's most common miss:
+    # the acoustic scores of the two readings were too close); the s of "lights" is in the audio.
+    reply = await _spoken_turn(asr, household, _through_opus(text, voice, speed))
+    assert _calls(reply) == right, reply
+
+
+async def test_a_kind_word_heard_in_the_other_number_than_said_is_a_question(
+        asr: PocketsphinxAsr, household: Vocabulary) -> None:
+    # Before: heard "the living room light to ten percent" (only that reading is a command) and dimmed one light.
+    reply = await _spoken_turn(asr, household, _through_opus("dim the living room lights to 10 percent", "en-us", 150))
+    assert (reply.outcome, reply.text, reply.calls) == (Outcome.ASKED, "Sorry, one light or all the lights?", ())
+
+
+def _in_room_noise(text: str, snr_db: float) -> bytes:
+    """`text` under pink room noise at `snr_db` (the level of the speech over the level of the noise)."""
+    said = speech(text, "en-us", pad=0.5).astype(np.float64)
+    room = noise("pinknoise", said.size / 16000 + 0.1, volume=0.5)[:said.size].astype(np.float64)
+    loud = np.sqrt(np.mean(said[np.abs(said) > 100] ** 2))
+    return _uplink(said + room * loud / (np.sqrt(np.mean(room ** 2)) * 10 ** (snr_db / 20)))
+
+
+def test_the_plurals_s_is_heard_in_a_quiet_room_and_nothing_is_concluded_where_noise_drowns_it(
+        asr: PocketsphinxAsr) -> None:
+    plural = "turn on the living room lights"
+    assert asr.plural_said(_through_opus(plural, "en-us", 150), plural, "lights") is True
+    assert asr.plural_said(_through_opus("turn on the living room light", "en-us", 150), plural, "lights") is False
+    # Pink noise at 10 dB SNR hides an s: that one is missing says nothing (asked, never one light for all).
+    assert asr.plural_said(_in_room_noise("turn on the living room light", 10.0), plural, "lights") is None
+
+
+def test_the_s_decides_only_where_it_is_the_voiceless_ending_and_no_hiss_follows(asr: PocketsphinxAsr) -> None:
+    fans = _through_opus("turn on the kitchen fans", "en-us", 150)
+    assert asr.plural_said(fans, "turn on the kitchen fans", "fans") is None  # a voiced z: not measured
+    followed = _through_opus("set the living room lights for fifty percent", "en-us", 150)
+    assert asr.plural_said(followed, "set the living room lights for fifty percent", "lights") is None
+    assert asr.plural_said(fans, "turn on the kitchen fans", "lights") is None  # not in the reading
 
 
 @pytest.mark.parametrize(("voice", "speed"), VOICES[:2], ids=[f"{v}-{s}" for v, s in VOICES[:2]])

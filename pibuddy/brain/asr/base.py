@@ -54,6 +54,12 @@ class AsrEngine(ABC):
         del pcm, heard, other, number
         return True
 
+    def plural_said(self, pcm: bytes, plural: str, word: str) -> bool | None:
+        """Whether the kind `word` of the reading `plural` ("lights" in "living room lights on") was said with its
+        plural's ending (True) or without it (False); None when the engine or the audio cannot tell."""
+        del pcm, plural, word
+        return None
+
     def closest(self, pcm: bytes, readings: list[str]) -> str | None:
         """Which of `readings` (the heard sentence with one part said otherwise) fits `pcm` best; None when the
         engine cannot re-score (engines that write free text trust what they wrote)."""

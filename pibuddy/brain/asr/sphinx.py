@@ -24,6 +24,7 @@ from typing import Final
 from pocketsphinx import Decoder
 
 from pibuddy.brain.asr.base import AsrEngine, Recognition, Understood
+from pibuddy.brain.asr.hiss import plural_hiss
 from pibuddy.brain.asr.lexicon import Lexicon
 from pibuddy.brain.asr.repairs import Repairs
 from pibuddy.brain.doubt import kind_twins, number_twin
@@ -120,6 +121,7 @@ _MOST_WORDS_APART: Final = 2
 _REPAIRS_HEARD: Final = 60
 _REPAIRS_ASKED: Final = 5
 _REPAIR_MARGIN: Final = 3.4
+_HISSING_PHONES: Final = frozenset({"S", "Z", "SH", "ZH", "CH", "JH", "F", "V", "TH", "DH", "HH"})
 _NOT_SPEECH: Final = ("<", "(", "[")  # <sil>, <s>, </s>, (NULL) (an empty arc), [NOISE] and other fillers
 
 
@@ -295,6 +297,28 @@ class PocketsphinxAsr(AsrEngine):
         needed = _TWIN_MARGIN if not number else _TEEN_TENS_MARGIN if number_twin(heard) == other else _NUMBER_MARGIN
         _LOGGER.info("%r over %r: %.2f per frame (sure from %.1f)", heard, other, margin, needed)
         return margin >= needed
+
+    def plural_said(self, pcm: bytes, plural: str, word: str) -> bool | None:
+        """Listens for the s of `word` at the end of where it aligns in `plural` (see hiss.py). Only a plural ending
+        in the voiceless s counts ("lights", "lamps"): a voiced one ("fans", "blinds") was not measured, and a next
+        word that starts with a hiss of its own ("lights should") would be taken for it."""
+        words = plural.split()
+        if word not in words or not self._ends_in_hiss(word):
+            return None
+        following = words[words.index(word) + 1:][:1]
+        if following and any(p.split()[0] in _HISSING_PHONES for p in self._lexicon.pronunciations(following[0])):
+            return None
+        with self._lock:
+            aligned = self._decode(None, pcm, align=plural)
+            ends = [s.end_frame for s in self._loaded().seg() if s.word.split("(")[0] == word] if aligned else []
+        said = plural_hiss(pcm, ends[0]) if ends else None
+        _LOGGER.info("speech: %r %s", word, {True: "said with its s", False: "said without its s",
+                                              None: "not clear from its s"}[said])
+        return said
+
+    def _ends_in_hiss(self, word: str) -> bool:
+        said = self._lexicon.pronunciations(word)
+        return bool(said) and all(phones.endswith(" S") for phones in said)
 
     def closest(self, pcm: bytes, readings: list[str]) -> str | None:
         """Which of `readings` fits `pcm` best (a number's 100 other values cost one small search, not 100
