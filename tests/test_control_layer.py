@@ -172,7 +172,7 @@ async def test_the_control_socket_answers_bad_clients_with_errors_and_keeps_serv
         assert (await _ask(path, b"not json\n"))["ok"] is False
         unknown = await _ask(path, b'{"op": "reboot"}\n')
         assert unknown == {"ok": False, "error": "unknown op 'reboot'; known: status, volume, mute, announce, "
-                                                 "history, restart, call_tool"}
+                                                 "history, restart, list_tools, call_tool"}
         assert (await _ask(path, b'{"op": "history", "count": "ten"}\n'))["error"] == "count must be a whole number"
         huge = await _ask(path, b'{"op": "status", "x": "' + b"a" * 100_000 + b'"}\n')
         assert huge["ok"] is False

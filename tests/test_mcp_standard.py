@@ -1,8 +1,10 @@
 """The standard MCP server, driven by the official SDK's own client: streamable HTTP in-process, and stdio
-through `pibuddy mcp` in a subprocess whose tools control the real test Home Assistant."""
+through `pibuddy mcp` in a subprocess whose tools control the real test Home Assistant, or go through a running
+`pibuddy run` into its history."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from pibuddy.tools.arguments import integer, string
 from pibuddy.tools.mcp_standard import McpHttpServer
 from pibuddy.tools.registry import ToolRegistry, tool
 from pibuddy.wiring.services import build_services
+from tests.audio.test_control_run import cli, pibuddy_run
 from tests.peers.homeassistant import HomeAssistantPeer
 
 _TOKEN = "http-bearer-token-5678"
@@ -152,3 +155,36 @@ async def test_stdio_pibuddy_mcp_controls_home_assistant(
     assert result.content[0].text == "Kitchen Fan is on."  # type: ignore[union-attr]
     assert peer.state("input_boolean.kitchen_fan")["state"] == "on"
     peer.call("input_boolean", "turn_off", {"entity_id": "input_boolean.kitchen_fan"})
+
+
+@pytest.mark.peer
+async def test_stdio_pibuddy_mcp_calls_go_through_the_running_service_into_its_history(
+        tmp_path: Path, pibuddy_env: dict[str, str]) -> None:
+    """`pibuddy mcp` is a process of its own; with `pibuddy run` up, an MCP client's calls are the service's: the
+    service's own tools are listed (its timers), a timer set lands in its timers, and its history has the call
+    with the source mcp-stdio."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"audio": {"enabled": False}, "upstream": {"enabled": False},
+                                      "gateway": {"enabled": False},
+                                      "control": {"socket": str(tmp_path / "control.sock")}}))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "pibuddy", "mcp", "-c", str(config)],
+                                   env=pibuddy_env)
+    log: list[str] = []
+    async with pibuddy_run(config, pibuddy_env, log):
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            names = [t.name for t in (await session.list_tools()).tools]
+            result = await session.call_tool("timer_start", {"minutes": 8, "name": "pasta"})
+            refused = await session.call_tool("timer_start", {"minutes": -1})
+        status = json.loads((await cli(config, pibuddy_env, "status", "--json")).stdout)
+        history = [json.loads(line) for line in (await cli(config, pibuddy_env, "history", "--json")).stdout
+                   .splitlines()]
+    assert {"timer_start", "timer_cancel", "timer_status"} <= set(names), "the service's tools, not only the builtins"
+    assert not result.isError, result.content
+    assert result.content[0].text == "The pasta timer is set for 8 minutes."  # type: ignore[union-attr]
+    assert refused.isError
+    assert [t["name"] for t in status["timers"]] == ["pasta"], "the timer runs in the service"
+    calls = [(e["source"], e["name"], e["arguments"], e["is_error"]) for e in history if e["kind"] == "action"]
+    assert calls == [("mcp-stdio", "timer_start", {"minutes": 8, "name": "pasta"}, False),
+                     ("mcp-stdio", "timer_start", {"minutes": -1}, True)]
+    assert "tool timer_start called by mcp-stdio" in "".join(log), "one INFO line in the service's journal"

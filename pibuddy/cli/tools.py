@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pibuddy.cli.common import json_object_arg, load_or_exit
 
 if TYPE_CHECKING:
-    from pibuddy.config import Config
-    from pibuddy.tools.registry import Tool, ToolRegistry
+    from pibuddy.tools.registry import Tool
 
 NAME = "tools"
 HELP = "list the tools offered to the LLM, or call one with JSON arguments"
@@ -41,28 +40,16 @@ def run(args: argparse.Namespace) -> int:
     arguments = json_object_arg(args.arguments, "the arguments", example=", e.g. '{\"volume\": 40}'")
     if arguments is None:
         return 1
-    text, is_error = _call(config, registry, args.name, arguments)
-    if is_error:
-        print(f"pibuddy: {text}", file=sys.stderr)
-        return 1
-    print(text)
-    return 0
-
-
-def _call(config: Config, registry: ToolRegistry, name: str, arguments: dict[str, Any]) -> tuple[str, bool]:
-    """Through the running service when there is one (its drivers are connected, and the call lands in its
-    history), else in this process."""
-    from pibuddy.control.client import ControlRefused, NotRunning, request  # noqa: PLC0415
+    from pibuddy.cli.service_tools import ServiceFirst  # noqa: PLC0415
     from pibuddy.control.paths import client_socket_paths  # noqa: PLC0415
 
-    try:
-        answer = request(client_socket_paths(config), "call_tool", name=name, arguments=arguments)
-    except NotRunning:
-        result = asyncio.run(registry.call(name, arguments, source="cli"))
-        return result.text, result.is_error
-    except ControlRefused as exc:
-        return str(exc), True
-    return str(answer["text"]), bool(answer["is_error"])
+    result = asyncio.run(ServiceFirst(client_socket_paths(config), registry, source="cli").call_tool(
+        args.name, arguments))
+    if result.is_error:
+        print(f"pibuddy: {result.text}", file=sys.stderr)
+        return 1
+    print(result.text)
+    return 0
 
 
 def format_table(tools: list[Tool]) -> str:

@@ -8,6 +8,7 @@ The CLI (over the control socket), the web page and Home Assistant's MQTT entiti
     await control.set_muted(True, source="cli")
     await control.announce("Dinner is ready", device="all", source="cli")
     control.history(20)                       # the newest turns and actions
+    await control.call_tool("timer_start", {"minutes": 8}, source="mcp-stdio")
     control.restart("upstream", source="web")
 
 Every command is published on the event bus as an `ActionTaken` (so it lands in the history with its source)
@@ -21,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar
 
 from pibuddy.control.history import History, HistoryEntry
@@ -87,8 +88,16 @@ class ToolOutcome(Protocol):
     def is_error(self) -> bool: ...
 
 
+class ListedTool(Protocol):
+    """A tool as the registry lists it (`tools.registry.Tool`)."""
+
+    def to_mcp(self) -> dict[str, Any]: ...
+
+
 class ToolCaller(Protocol):
     """The tool registry (`tools.registry.ToolRegistry`): it records and logs each call with its source."""
+
+    def list(self) -> Sequence[ListedTool]: ...
 
     async def call(self, name: str, arguments: Mapping[str, Any] | None = None, *,
                    source: str = ...) -> ToolOutcome: ...
@@ -238,6 +247,10 @@ class Control:
 
         arguments = {"text": text} | ({"device": device} if device else {})
         return await self._record(source, "announce", arguments, act)
+
+    def list_tools(self) -> list[dict[str, Any]]:
+        """The service's tools as MCP's `tools/list` lists them (`pibuddy mcp` serves these)."""
+        return [t.to_mcp() for t in self._tools.list()] if self._tools is not None else []
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any], *, source: str) -> ToolOutcome:
         """Call one of the service's tools (its drivers are connected); the registry records the call."""

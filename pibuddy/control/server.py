@@ -1,4 +1,5 @@
-"""The control socket: `pibuddy status/volume/mute/announce/history` reach the running service here.
+"""The control socket: `pibuddy status/volume/mute/announce/history`, `pibuddy tools call` and `pibuddy mcp` reach
+the running service here.
 
 A Unix stream socket, mode 0660 (see `paths`). One JSON request per connection (`protocol`); at most
 `_MAX_CONNECTIONS` at once, each with `_READ_TIMEOUT_SECONDS` to send its line of at most
@@ -30,6 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 _MAX_CONNECTIONS: Final = 8
 _READ_TIMEOUT_SECONDS: Final = 5.0
 _SOURCE: Final = "cli"
+_TOOL_SOURCES: Final = frozenset({_SOURCE, "mcp-stdio"})  # the local processes that call tools through here
 _STATUS_HISTORY: Final = 5
 _SETTING: Final = "control.socket"
 
@@ -59,7 +61,8 @@ class ControlService(Service):
         self._connections = 0
         self._ops: dict[str, Callable[[Params], Awaitable[Any]]] = {
             "status": self._status, "volume": self._volume, "mute": self._mute, "announce": self._announce,
-            "history": self._history, "restart": self._restart, "call_tool": self._call_tool,
+            "history": self._history, "restart": self._restart, "list_tools": self._list_tools,
+            "call_tool": self._call_tool,
         }
 
     async def start(self) -> None:
@@ -170,11 +173,17 @@ class ControlService(Service):
         count = _int_param(params, "count", 20)
         return {"entries": [entry_to_json(e) for e in self.control.history(max(count, 0))]}
 
+    async def _list_tools(self, params: Params) -> Any:
+        del params
+        return {"tools": self.control.list_tools()}
+
     async def _call_tool(self, params: Params) -> Any:
-        name, arguments = params.get("name"), params.get("arguments", {})
+        name, arguments, source = params.get("name"), params.get("arguments", {}), params.get("source", _SOURCE)
         if not isinstance(name, str) or not isinstance(arguments, dict):
             raise ControlError("call_tool needs a tool name and an arguments object")
-        result = await self.control.call_tool(name, arguments, source=_SOURCE)
+        if source not in _TOOL_SOURCES:
+            raise ControlError(f"call_tool's source is one of {', '.join(sorted(_TOOL_SOURCES))}")
+        result = await self.control.call_tool(name, arguments, source=source)
         return {"text": result.text, "is_error": result.is_error}
 
     async def _restart(self, params: Params) -> Any:

@@ -14,7 +14,8 @@ import hmac
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 import uvicorn
 from mcp import types
@@ -32,7 +33,7 @@ from pibuddy.config import is_loopback
 from pibuddy.httpserve import serve_http
 from pibuddy.ports import binding
 from pibuddy.supervisor import Health, Service
-from pibuddy.tools.registry import ToolRegistry
+from pibuddy.tools.registry import ToolRegistry, ToolResult
 
 _LOGGER = logging.getLogger(__name__)
 MCP_PATH: Final = "/mcp"
@@ -40,27 +41,49 @@ _START_TIMEOUT_SECONDS: Final = 10.0
 _LOOPBACK_HOSTS: Final = ("127.0.0.1", "localhost", "[::1]")
 
 
-def build_mcp_server(registry: ToolRegistry, *, source: str, name: str = "pibuddy") -> Server[Any, Any]:
-    """An SDK server whose tools are the registry's (validation and error text stay the registry's)."""
+class McpTools(Protocol):
+    """What an MCP server serves: the tools as `tools/list` lists them, and calls to them."""
+
+    async def list_tools(self) -> list[dict[str, Any]]: ...
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryTools:
+    """The registry in this process; each call is recorded with `source` ("mcp-http", "mcp-stdio")."""
+
+    registry: ToolRegistry
+    source: str
+
+    async def list_tools(self) -> list[dict[str, Any]]:
+        return [t.to_mcp() for t in self.registry.list()]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        return await self.registry.call(name, arguments, source=self.source)
+
+
+def build_mcp_server(tools: McpTools, *, name: str = "pibuddy") -> Server[Any, Any]:
+    """An SDK server whose tools are `tools` (validation and error text stay the registry's)."""
     server: Server[Any, Any] = Server(name, version=__version__)
 
     @server.list_tools()
     async def list_tools() -> list[types.Tool]:
-        return [types.Tool(name=t.name, description=t.description, inputSchema=dict(t.input_schema))
-                for t in registry.list()]
+        return [types.Tool(name=t["name"], description=t.get("description"), inputSchema=t["inputSchema"])
+                for t in await tools.list_tools()]
 
     @server.call_tool(validate_input=False)  # the registry checks, with the messages the LLM already knows
     async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        result = await registry.call(name, arguments, source=source)
+        result = await tools.call_tool(name, arguments)
         return types.CallToolResult(content=[types.TextContent(type="text", text=result.text)],
                                     isError=result.is_error)
 
     return server
 
 
-async def serve_stdio(registry: ToolRegistry) -> None:
+async def serve_stdio(tools: McpTools) -> None:
     """Serve MCP on stdin/stdout until stdin closes (stdout carries only protocol messages)."""
-    server = build_mcp_server(registry, source="mcp-stdio")
+    server = build_mcp_server(tools)
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
@@ -144,7 +167,7 @@ class McpHttpServer(Service):
 
     async def start(self) -> None:
         manager = StreamableHTTPSessionManager(
-            build_mcp_server(self._registry, source="mcp-http"), stateless=True, json_response=True,
+            build_mcp_server(RegistryTools(self._registry, "mcp-http")), stateless=True, json_response=True,
             security_settings=self._security())
 
         @contextlib.asynccontextmanager
