@@ -74,8 +74,9 @@ class GatewayView(Protocol):
 
     def devices(self) -> list[GatewayDevice]: ...
 
-    def alert(self, device: str, text: str) -> None:
-        """Show `text` on the device (client id or MAC); raises ControlError for an unknown device."""
+    def alert(self, device: str, text: str) -> str:
+        """Show `text` on the device (client id or MAC, any case); returns its MAC. Raises ControlError for a
+        device that is not connected."""
 
 
 class ToolOutcome(Protocol):
@@ -241,9 +242,7 @@ class Control:
             targets = [d.mac for d in self._gateway.devices()] if device == ALL_DEVICES else [device]
             if not targets:
                 raise ControlError("no gateway device is connected")
-            for target in targets:
-                self._gateway.alert(target, text)
-            return targets
+            return [self._gateway.alert(target, text) for target in targets]
 
         arguments = {"text": text} | ({"device": device} if device else {})
         return await self._record(source, "announce", arguments, act)

@@ -129,7 +129,7 @@ class DeviceSession:
     def alert(self, text: str) -> None:
         """Show `text` on the device. A stock firmware cannot be made to speak it: it plays audio only in a
         session it opened itself (its hello after a wake), so an announcement is an `alert`, which the
-        firmware shows with its notification sound, in or out of a session."""
+        firmware shows with its notification sound, in or out of a session (docs/protocol.md §7.2)."""
         self._publish({"type": "alert", "status": ALERT_STATUS, "message": text, "emotion": "neutral"})
 
     # --- from the device ------------------------------------------------------------------------

@@ -249,13 +249,13 @@ class GatewayService(Service):
         return [GatewayDevice(s.client_id, s.connection.identity.mac, s.connection.peer_ip, s.bridge is not None)
                 for s in self.sessions.values()]
 
-    def alert(self, device: str, text: str) -> None:
-        """Show `text` on the device whose MAC or client id is `device` (see `DeviceSession.alert`)."""
+    def alert(self, device: str, text: str) -> str:
+        """Show `text` on the device whose MAC or client id is `device` (see `DeviceSession.alert`); its MAC."""
         wanted = device.lower()
         for session in self.sessions.values():
             if wanted in (session.connection.identity.mac, session.client_id.lower()):
                 session.alert(text)
-                return
+                return session.connection.identity.mac
         raise ControlError(f"no gateway device {device} is connected (see `pibuddy status`)")
 
     def health(self) -> Health:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import socket
 import sys
 import time
@@ -50,8 +51,9 @@ async def redis() -> AsyncIterator[RedisServer]:
         yield server
 
 
-async def start_gateway_process(tmp_path: Path, name: str, registry_url: str) -> GatewayProcess:
-    """`pibuddy run` with only the gateway on, its ports free, the shared key and registry."""
+async def start_gateway_process(tmp_path: Path, name: str, registry_url: str | None) -> GatewayProcess:
+    """`pibuddy run` with only the gateway on, its ports free, the shared key and registry (if any); its state
+    dir (and control socket) in `tmp_path / name`, its config in `tmp_path / f"{name}.yaml"`."""
     ports = {key: free_port() for key in ("mqtt_port", "api_port", "ota_port")}
     config = {"device": {"state_dir": str(tmp_path / name)}, "audio": {"enabled": False},
               "upstream": {"enabled": False}, "tools": {"builtin": False}, "logging": {"level": "INFO"},
@@ -60,7 +62,7 @@ async def start_gateway_process(tmp_path: Path, name: str, registry_url: str) ->
     path = tmp_path / f"{name}.yaml"
     path.write_text(json.dumps(config))
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "pibuddy", "run", "--config", str(path),
-                                                   stdin=asyncio.subprocess.DEVNULL)
+                                                   stdin=asyncio.subprocess.DEVNULL, env=_own_state_dir())
     gateway = GatewayProcess(process, **ports)
     deadline = time.monotonic() + 30
     while True:  # up when its management API answers
@@ -72,6 +74,11 @@ async def start_gateway_process(tmp_path: Path, name: str, registry_url: str) ->
                 await stop_process(process, 5)
                 raise AssertionError(f"gateway {name} did not start") from None
             await asyncio.sleep(0.1)
+
+
+def _own_state_dir() -> dict[str, str]:
+    """The environment without PIBUDDY_* overrides: the config's state dir is the one used."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("PIBUDDY_")}
 
 
 async def api_call(gateway: GatewayProcess | GatewayService, method: str, path: str, *, body: Any = None

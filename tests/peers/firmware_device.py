@@ -78,6 +78,15 @@ class Downlink:
     opus: bytes
 
 
+@dataclass(frozen=True)
+class Alert:
+    """What the firmware's `Alert(status, message, emotion)` shows (with its vibration sound)."""
+
+    status: str
+    message: str
+    emotion: str
+
+
 @dataclass
 class _UdpChannel(asyncio.DatagramProtocol):
     key: bytes
@@ -124,6 +133,10 @@ class FirmwareDevice:
         self.subscribe_qos = subscribe_qos
         self.disconnect_on_goodbye = disconnect_on_goodbye
         self.messages: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.alerts: asyncio.Queue[Alert] = asyncio.Queue()
+        """Alerts shown: the firmware shows one whenever its MQTT link is up, in a session or not (it connects
+        at boot and passes every message but hello and goodbye to the application), and only with all three
+        of status, message and emotion as strings."""
         self.session_id = ""
         self.udp: _UdpChannel | None = None
         self.local_sequence = 0
@@ -205,6 +218,9 @@ class FirmwareDevice:
             message = json.loads(body[2 + topic_size :])
             if message.get("type") == "mcp" and self.answer_mcp and self._answer_mcp(message["payload"]):
                 return
+            if message.get("type") == "alert" and all(isinstance(message.get(k), str)
+                                                      for k in ("status", "message", "emotion")):
+                self.alerts.put_nowait(Alert(message["status"], message["message"], message["emotion"]))
             self.messages.put_nowait((topic, message))
             if message.get("type") == "goodbye" and self.disconnect_on_goodbye:
                 self.send_raw(DISCONNECT)
