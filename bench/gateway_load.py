@@ -6,7 +6,7 @@
 Three processes, so the gateway's CPU is its own: this load generator (the devices, built from the
 firmware-like peer's hand-made MQTT bytes), the gateway (`pibuddy run` with only the gateway on), and a
 minimal chat server that echoes every uplink frame back as a downlink frame, keeping its timestamp. Each
-device sends one 120-byte frame every 60 ms (the Node gateway's anchor measurement, performance-anchors.md),
+device sends one 120-byte frame every 60 ms (as the Node reference gateway was measured, bench/RESULTS.md),
 so every device causes 33.3 relayed packets per second. The uplink timestamp is a unique packet number, so
 the downlink header tells which packet came back (RTT, loss) and whether it reached the right device.
 

@@ -1,5 +1,5 @@
 """The MCP endpoint bridge against a test WebSocket endpoint on 127.0.0.1 that plays the broker's side
-(the message sequence of reference xiaozhi-protocol.md §10.5: initialize id 0, notifications/initialized,
+(the message sequence of docs/protocol.md §10.5: initialize id 0, notifications/initialized,
 tools/list ids 1.., tools/call, ping id 10)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The device-side MCP server, message by message against reference xiaozhi-protocol.md §10.2."""
+"""The device-side MCP server, message by message against docs/protocol.md §10.2."""
 
 from __future__ import annotations
 

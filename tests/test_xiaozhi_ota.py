@@ -37,7 +37,7 @@ CHALLENGE = "b6b2d9a4-52b6-4a4f-9a0c-7d2f7c1e8f30"
 EXPECTED_HMAC = "b2a9912c46f3773b3099c9f787a428f43676c579ed11167707f4395050fd1b6f"
 SERIAL = "SN-0123456789abcdef0123456789a"
 
-# manager-api's observed answer (reference §2.2), verbatim but for the shortened password.
+# manager-api's observed answer (docs/protocol.md §2.2), verbatim but for the shortened password.
 MANAGER_API_ANSWER = (
     '{"server_time":{"timestamp":1757567894012,"timeZone":"Asia/Shanghai","timezone_offset":480},'
     '"activation":{"code":"460609","message":"http://xiaozhi.server.com\\n460609","challenge":"11:22:33:44:55:66"},'

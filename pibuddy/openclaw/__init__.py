@@ -2,5 +2,5 @@
 
 `frames`, `handshake` and `identity` are pure protocol (no sockets); `transport` owns the WebSocket and
 MQTT links; `connection` runs one authenticated session over either; `node`, `brain` and `bridge` are the
-supervised services. Facts: shared/reference/openclaw-protocol.md and openclaw-runnable.md.
+supervised services. The protocol they implement is written up in docs/openclaw.md.
 """

@@ -118,7 +118,7 @@ async def test_downlink_plays_through_jitter_without_gaps_and_drains(pulse: Puls
     loud = np.nonzero(np.abs(recorded) > 100)[0]
     played = recorded[loud[0]:loud[-1] + 1].astype(float)
     # A fresh stream into a null sink loses its first few hundred ms before the monitor shows it
-    # (reference §4.3 measured 0.55 s); find where the recording starts within the source.
+    # (0.55 s when PulseAudio's virtual devices were first measured); find where the recording starts.
     offset, correlation = best_lag(played[:24000], source)
     assert correlation > 0.9
     assert offset / 24000 < 0.6

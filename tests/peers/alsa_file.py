@@ -1,4 +1,4 @@
-"""Virtual ALSA microphones and speakers over the file plugin (audio-stack reference §4.2).
+"""Virtual ALSA microphones and speakers over the file plugin.
 
 No daemon and no sound card: a microphone PCM reads a raw file, a speaker PCM writes one. The devices are
 defined in a private config file that ALSA_CONFIG_PATH adds to the system one. They are NOT paced: a

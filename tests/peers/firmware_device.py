@@ -1,4 +1,4 @@
-"""A deliberately minimal firmware-like xiaozhi device: MQTT and UDP bytes built by hand (reference §3, §4).
+"""A deliberately minimal firmware-like xiaozhi device: MQTT and UDP bytes built by hand (docs/protocol.md §3, §4).
 
 It imports nothing from ``pibuddy`` (and no MQTT library), so a misunderstanding shared by PiBuddy's codec
 and its tests cannot pass unnoticed. It behaves like the ESP32 firmware where that matters to a gateway:

@@ -9,7 +9,7 @@ and stops the process again. `stop()`/`start()` restart it on the same port and 
 reconnection tests. The pytest fixture `homeassistant_peer` starts it once per test session.
 
 HA 2024.3.3 is the last release that runs on Python 3.11; its pins and gotchas are in
-shared/reference/drivers.md §3.6.
+docs/drivers.md §3.6.
 """
 
 from __future__ import annotations

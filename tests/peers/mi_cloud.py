@@ -1,5 +1,5 @@
-"""A local stand-in for Xiaomi's account server and Mi app API (no real one can run here; design.md allows a
-double for Xiaomi's cloud). It follows the wire facts PiBuddy's client is built on:
+"""A local stand-in for Xiaomi's account server and Mi app API (no real one can run here, so a
+test double stands in for Xiaomi's cloud). It follows the wire facts PiBuddy's client is built on:
 
 - account: `/pass/serviceLogin` (`&&&START&&&` + JSON with `_sign`, or a finished login for a valid
   passToken cookie), `/pass/serviceLoginAuth2` (code 70016 for a wrong password, `notificationUrl` for 2FA,

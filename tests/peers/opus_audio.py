@@ -1,4 +1,4 @@
-"""Opus helpers for the test peers: a sine tone encoder and an uplink decoder (reference §11)."""
+"""Opus helpers for the test peers: a sine tone encoder and an uplink decoder (docs/protocol.md §11)."""
 
 from __future__ import annotations
 

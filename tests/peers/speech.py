@@ -1,6 +1,6 @@
 """Test audio made at test time: espeak-ng speech and sox noise, as 16-bit mono numpy arrays.
 
-espeak-ng's robotic voice is what the audio-stack reference measured the engines with; "okay nahboo" is
+espeak-ng's robotic voice is what the wake-word engines were measured with when they were chosen; "okay nahboo" is
 spelled so that espeak says "nabu". Every clip is padded with silence (PulseAudio drops ~0.5 s at start).
 Skips the calling test when espeak-ng or sox is missing.
 """

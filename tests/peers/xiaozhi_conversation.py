@@ -1,4 +1,4 @@
-"""One xiaozhi session as xiaozhi-server runs it, independent of the transport (reference §5.1, §7).
+"""One xiaozhi session as xiaozhi-server runs it, independent of the transport (docs/protocol.md §5.1, §7).
 
 The WebSocket and MQTT+UDP sides parse their framing, then feed JSON messages and Opus frames
 in here; replies leave through a ``Channel`` that each side implements.

@@ -1,4 +1,4 @@
-"""xiaozhi-server's MCP client towards the device (reference §10.4), one per session."""
+"""xiaozhi-server's MCP client towards the device (docs/protocol.md §10.4), one per session."""
 
 from __future__ import annotations
 

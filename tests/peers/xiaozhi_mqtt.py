@@ -78,7 +78,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class MqttUdpSide:
-    """MQTT control via a broker plus the UDP audio socket (reference §3.4, §4, §5)."""
+    """MQTT control via a broker plus the UDP audio socket (docs/protocol.md §3.4, §4, §5)."""
 
     def __init__(self, info: MqttBrokerInfo, record: ServerRecord, hub: SessionHub, *, udp_host: str) -> None:
         self._info = info

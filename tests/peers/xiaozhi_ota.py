@@ -1,4 +1,4 @@
-"""manager-api's OTA and activation endpoints (reference §2.2-§2.4), for the xiaozhi test server."""
+"""manager-api's OTA and activation endpoints (docs/protocol.md §2.2-§2.4), for the xiaozhi test server."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A stand-in for xiaozhi-esp32-server (+ manager-api OTA/activate, + the MQTT gateway's UDP side).
 
-It follows /work/shared/reference/xiaozhi-protocol.md byte for byte and implements the wire format
+It follows docs/protocol.md byte for byte and implements the wire format
 itself (never importing ``pibuddy``), so that it checks PiBuddy independently. Usage::
 
     async with XiaozhiTestServer(reply_text="hi", tts_frames=4) as server:

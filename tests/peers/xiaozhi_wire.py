@@ -1,4 +1,4 @@
-"""The peer's own xiaozhi wire codec (reference §2.3, §4, §6.2, §6.3, §8.2).
+"""The peer's own xiaozhi wire codec (docs/protocol.md §2.3, §4, §6.2, §6.3, §8.2).
 
 Written independently of ``pibuddy.xiaozhi`` on purpose: the test peers check PiBuddy's codec
 against this one, so it must never import PiBuddy code.

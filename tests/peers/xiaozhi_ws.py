@@ -1,4 +1,4 @@
-"""xiaozhi-server's WebSocket endpoint (reference §6, §8): direct devices and the gateway leg."""
+"""xiaozhi-server's WebSocket endpoint (docs/protocol.md §6, §8): direct devices and the gateway leg."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """vosk grammar recognition as a wake phrase spotter, for languages pymicro-wakeword has no model in.
 
-The audio-stack reference measured that a grammar-limited recogniser forces everything into the grammar,
+When the audio stack was chosen, a grammar-limited recogniser was measured to force everything into the grammar,
 so a detection also needs a mean word confidence of at least the phrase's threshold. The model comes from
 config (setup.sh can download one); vosk's own download-by-language is never used (it needs the internet).
 """
