@@ -10,12 +10,13 @@ Afterwards server messages reach the callbacks straight from the socket (`ws_cli
 is written from the UDP callback itself; `run()` returns when the socket has closed.
 
 Nothing between a device and its chat server queues without bound; each direction has one policy:
-- device audio -> server: written at once; while the socket is paused (256 KiB unsent) frames are dropped
-  and counted (late audio is worthless);
+- device audio -> server: written at once; while the socket is paused (`ws_client.MAX_WRITE_BUFFER`,
+  256 KiB unsent) frames are dropped and counted in `uplink_drops` (late audio is worthless);
 - device JSON -> server: written at once; with `MAX_UNSENT_TEXT` (512 KiB) unsent the session is ended
   (the device hears goodbye): a server that reads nothing for that long is hung, and JSON carries the
   conversation's state, so it is not dropped piecemeal;
-- server JSON -> device: MQTT publish; a device with 256 KiB unread is disconnected (`mqtt_server`);
+- server JSON -> device: MQTT publish; a device that lets 256 KiB pile up in our buffer (past the kernel's
+  socket buffers) is disconnected, what it left unread dropped (`mqtt_server.MAX_UNSENT`);
 - server audio -> device: one UDP datagram each, dropped when the socket's send buffer is full.
 A hung chat server therefore costs at most ~768 KiB per device, freed when its session ends.
 """
@@ -135,7 +136,7 @@ class Bridge:
         self._hello: asyncio.Future[ServerHello] = asyncio.get_running_loop().create_future()
         self._early: list[str] = []
         self._said_before_hello = ""
-        self._uplink_drops = DropCounter("uplink audio frames (chat server not reading)", _LOGGER)
+        self.uplink_drops = DropCounter("uplink audio frames (chat server not reading)", _LOGGER)
 
     async def open(self, headers: dict[str, str], device_hello: Hello) -> ServerHello:
         """Connect and exchange hellos; raises `ChatServerUnavailable` (the caller sets the time limit)."""
@@ -223,7 +224,7 @@ class Bridge:
         if ws is not None and ws.send_binary(frame):
             self.frames_up += 1
         else:
-            self._uplink_drops.count()
+            self.uplink_drops.count()
 
     async def close(self) -> None:
         """Close the WebSocket (idempotent); the server's session count drops once."""

@@ -6,7 +6,8 @@ that connection alone, and a client silent for 1.5 × its keep-alive is dropped.
 the same client id takes over, the older one is closed, under the takeover rule: from another IP address
 only once the older connection has been silent for its whole keep-alive (a live device pings within it);
 until then the newcomer gets CONNACK rc 5 and a WARNING (counted, once per interval). Messages to a device go to its
-`devices/p2p/<mac_>` topic whether or not it subscribed (the firmware never does).
+`devices/p2p/<mac_>` topic whether or not it subscribed (the firmware never does). A device that does not
+read them is disconnected past `MAX_UNSENT`, and a closing connection gets `_CLOSE_FLUSH_SECONDS` to flush.
 
 What a connection means to the gateway lives in a `DeviceHandler` made by the `on_connect` factory; this
 module only speaks MQTT.
@@ -56,8 +57,10 @@ the newest (a flood of silent sockets displaces itself)."""
 HANDSHAKES_PER_ADDRESS: Final = 8
 """Connections still handshaking at once from one source address; more are closed at accept."""
 _READ_SIZE: Final = 16384
-_MAX_WRITE_BUFFER: Final = 256 * 1024
+MAX_UNSENT: Final = 256 * 1024
 """A device that lets this much of our output pile up is not reading: it is disconnected."""
+_CLOSE_FLUSH_SECONDS: Final = 1.0
+"""How long a closing connection may take to flush what it still has for the device."""
 _U32_SPACE: Final = 1 << 32
 
 Authenticate = Callable[[Connect, str], DeviceIdentity]
@@ -105,21 +108,32 @@ class DeviceConnection:
         silence = time.monotonic() - self.last_packet
         return not self.closed and silence < (self.keepalive or IDLE_WITHOUT_KEEPALIVE_SECONDS)
 
+    @property
+    def unsent(self) -> int:
+        """Bytes for the device still waiting in our send buffer: it grows while the device is not reading."""
+        return self._writer.transport.get_write_buffer_size()
+
     def publish(self, payload: bytes) -> None:
         """Send `payload` to the device's reply topic (QoS 0). Dropped silently once closed."""
-        if self.closed:
-            return
-        if self._writer.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
-            _LOGGER.warning("device %s is not reading its MQTT messages; disconnecting", self.identity.client_id)
-            self.close()
+        if self.closed or self.disconnect_if_not_reading():
             return
         self.messages_out += 1
         self._writer.write(encode_publish(self.identity.reply_topic, payload))
 
+    def disconnect_if_not_reading(self) -> bool:
+        """Abort the connection (True) once over `MAX_UNSENT` bytes wait for the device: it is not reading.
+        What it left unread is dropped rather than flushed, so its socket and buffer are freed now."""
+        if self.unsent <= MAX_UNSENT:
+            return False
+        _LOGGER.warning("device %s is not reading its MQTT messages; disconnecting", self.identity.client_id)
+        self._closed.set()
+        self._writer.transport.abort()
+        return True
+
     def close(self) -> None:
         """Close the connection; the server's reader notices and tells the handler."""
         self._closed.set()
-        self._writer.close()
+        _close_soon(self._writer)
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -174,6 +188,11 @@ class MqttServer:
     def port(self) -> int:
         assert self._listener is not None, "not started"
         return self._listener.port
+
+    @property
+    def open_sockets(self) -> int:
+        """TCP connections holding a descriptor now: devices, handshakes, and ones still closing."""
+        return self._listener.open_connections if self._listener is not None else 0
 
     async def start(self) -> None:
         def protocol() -> asyncio.Protocol:
@@ -345,8 +364,7 @@ class MqttServer:
                     return
                 case Connect():
                     raise MqttProtocolError("second CONNECT on one connection")
-        if writer.transport.get_write_buffer_size() > _MAX_WRITE_BUFFER:
-            await writer.drain()
+        connection.disconnect_if_not_reading()  # one that sends but never reads our answers, too
 
     async def _finish(self, connection: DeviceConnection | None, handler: DeviceHandler | None,
                       writer: asyncio.StreamWriter) -> None:
@@ -357,9 +375,18 @@ class MqttServer:
                 _LOGGER.info("MQTT %s disconnected", connection.identity.client_id)
         if handler is not None:
             handler.connection_closed()
-        writer.close()
+        _close_soon(writer)
         with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
-            await asyncio.wait_for(writer.wait_closed(), 1.0)
+            await asyncio.wait_for(writer.wait_closed(), 2 * _CLOSE_FLUSH_SECONDS)
+
+
+def _close_soon(writer: asyncio.StreamWriter) -> None:
+    """Close after flushing what is still unsent, for at most `_CLOSE_FLUSH_SECONDS`: then it is dropped.
+    (asyncio's close waits for the flush, so a peer that reads nothing would hold the socket open, and the
+    reader waiting on it would never see the end.)"""
+    writer.close()
+    if writer.transport.get_write_buffer_size():
+        asyncio.get_running_loop().call_later(_CLOSE_FLUSH_SECONDS, writer.transport.abort)
 
 
 async def _read_connect(reader: asyncio.StreamReader, parser: MqttParser) -> tuple[Connect, list[Packet]] | None:

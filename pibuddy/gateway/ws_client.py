@@ -36,7 +36,7 @@ from pibuddy.errors import ConnectionLost
 
 _LOGGER = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_SECONDS: Final = 2.0
-_MAX_WRITE_BUFFER: Final = 256 * 1024
+MAX_WRITE_BUFFER: Final = 256 * 1024
 """Beyond this much unsent output (a stalled server), audio frames are dropped rather than queued."""
 _MASK_POOL_BYTES: Final = 4096
 _HEADER_16: Final = struct.Struct("!BBH")
@@ -196,7 +196,7 @@ class WsClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # a TCP connection's transport
-        self._transport.set_write_buffer_limits(high=_MAX_WRITE_BUFFER)
+        self._transport.set_write_buffer_limits(high=MAX_WRITE_BUFFER)
 
     def pause_writing(self) -> None:
         self._writing_paused = True

@@ -114,6 +114,13 @@ class _UdpChannel(asyncio.DatagramProtocol):
         self.received.put_nowait(Downlink(timestamp, sequence, aes_ctr(self.key, data[:16], data[16:])))
 
 
+def hello_message(frame_duration: int = 60, **extra: Any) -> dict[str, Any]:
+    """The firmware's MQTT hello (the device opens a session with it)."""
+    return {"type": "hello", "version": 3, "transport": "udp", "features": {"mcp": True},
+            "audio_params": {"format": "opus", "sample_rate": 16000, "channels": 1,
+                             "frame_duration": frame_duration}} | extra
+
+
 class FirmwareDevice:
     """Args:
     host, port: the gateway's MQTT endpoint.
@@ -272,10 +279,7 @@ class FirmwareDevice:
 
     async def hello(self, within: float = 10.0, **extra: Any) -> dict[str, Any]:
         """Publish the firmware's hello, validate the reply like ParseServerHello, open the UDP socket."""
-        self.publish({"type": "hello", "version": 3, "transport": "udp",
-                      "features": {"mcp": True}, "audio_params": {"format": "opus", "sample_rate": 16000,
-                                                                  "channels": 1,
-                                                                  "frame_duration": self.frame_duration}} | extra)
+        self.publish(hello_message(self.frame_duration, **extra))
         reply = await self.next_message(within, of_type="hello")
         udp = reply["udp"]
         assert reply["transport"] == "udp"

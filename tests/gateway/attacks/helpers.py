@@ -23,6 +23,15 @@ MAX_LOG_LINES: int = 40
 """Log lines (WARNING and above) an attack may cause; the findings saw 100 000+."""
 
 
+def rss_mb() -> float:
+    """This process's resident memory (the gateway under test runs in it)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
 def attacker_address(index: int) -> str:
     """One of 250 distinct attacker source addresses."""
     return f"127.0.1.{index % 250 + 1}"
