@@ -93,6 +93,8 @@ class ActiveBrain(Event):
 
 BRAIN_UPSTREAM: Final = "upstream"
 BRAIN_LOCAL: Final = "local"
+BRAIN_OPENCLAW: Final = "openclaw"
+"""Who answered a turn (`TurnProgress.brain`) that the local brain handed to OpenClaw; never an `ActiveBrain`."""
 
 
 def answers_wakes(bus: EventBus, brain: str) -> bool:

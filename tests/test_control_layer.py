@@ -88,6 +88,50 @@ def test_recorder_times_each_stage_from_the_wake_and_keeps_the_turns_tool_calls(
     assert (recorder.last_heard, recorder.last_reply) == ("lights on", "Done. Anything else?")
 
 
+def test_a_turn_handed_to_openclaw_is_openclaws_with_its_answer_and_calls_and_one_unanswered_expires(
+        caplog: pytest.LogCaptureFixture) -> None:
+    history = History(None)
+    now = [100.0]
+    recorder = TurnRecorder(history, wall_clock=lambda: 5000.0, monotonic=lambda: now[0], hand_off_seconds=60)
+
+    def local_turn(start: float, heard: str) -> None:
+        """What the local brain publishes for text it hands over: no reply of its own, its END at once."""
+        for stage, at, text in [(TurnStage.WAKE, start, ""), (TurnStage.LISTEN_START, start + 0.1, ""),
+                                (TurnStage.HEARD, start + 2.0, heard)]:
+            recorder.progress(TurnProgress(stage, "local", text, at=at))
+        recorder.handed_off()  # the Transcript
+        recorder.progress(TurnProgress(TurnStage.END, "local", at=start + 2.2))
+
+    local_turn(10.0, "what is the capital of france")
+    local_turn(20.0, "tell me a joke")
+    assert history.recent() == [], "both wait for OpenClaw"
+    assert recorder.next_expiry() == 12.2 + 60
+    recorder.action(ActionTaken("openclaw", "timer_status", {}, "No timer is running.", False, 0.01))
+    recorder.progress(TurnProgress(TurnStage.REPLY, "openclaw", "Paris.", at=15.0))
+    recorder.progress(TurnProgress(TurnStage.END, "openclaw", at=15.0))
+    [answered] = history.recent()
+    assert isinstance(answered, TurnRecord)
+    assert (answered.brain, answered.heard, answered.reply) == ("openclaw", "what is the capital of france", "Paris.")
+    assert answered.latency_ms == {"wake": 0.0, "listen_start": 100.0, "heard": 2000.0, "end": 5000.0}
+    assert [a.name for a in answered.actions] == ["timer_status"], "OpenClaw's tool call while it answered"
+    assert recorder.last_reply == "Paris."
+
+    now[0] = 22.2 + 59.0
+    recorder.expire()
+    assert len(history.recent()) == 1
+    now[0] = 22.2 + 60.0
+    with caplog.at_level(logging.WARNING, logger="pibuddy.control"):
+        recorder.expire()
+    unanswered = history.recent()[-1]
+    assert isinstance(unanswered, TurnRecord)
+    assert (unanswered.brain, unanswered.heard, unanswered.reply) == ("openclaw", "tell me a joke", "")
+    assert "end" not in unanswered.latency_ms
+    assert "OpenClaw gave no answer to 'tell me a joke' within 60 s" in caplog.text
+    assert recorder.next_expiry() is None
+    recorder.progress(TurnProgress(TurnStage.END, "openclaw", at=90.0))  # too late: attached to nothing
+    assert len(history.recent()) == 2
+
+
 class _Mixer:
     def __init__(self) -> None:
         self.percent = 50

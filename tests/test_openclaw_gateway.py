@@ -24,9 +24,15 @@ import aiomqtt
 import pytest
 
 from pibuddy.backoff import Backoff
+from pibuddy.brain import LocalBrain, Outcome
+from pibuddy.brain.service import LocalBrainService
+from pibuddy.brain.vocabulary import from_homeassistant
+from pibuddy.brain.voice import EspeakVoice
 from pibuddy.config import Config
+from pibuddy.control import Control, History, TurnRecord
+from pibuddy.drivers.homeassistant.index import Index
 from pibuddy.errors import ConnectionLost
-from pibuddy.events import Event, EventBus, Say, Subscription, Transcript
+from pibuddy.events import Event, EventBus, Say, Subscription
 from pibuddy.openclaw.brain import OpenClawBrain
 from pibuddy.openclaw.connection import MAX_INCOMING_BYTES, GatewayConnection
 from pibuddy.openclaw.errors import AuthRejected, RequestFailed, SignatureExpired, SignatureRejected
@@ -41,8 +47,13 @@ from pibuddy.supervisor import Service, Supervisor
 from pibuddy.tools.registry import ToolRegistry, tool
 from pibuddy.wiring.services import build_services
 from pibuddy.wiring.tools import build_registry
+from tests.brain.conftest import FixedVocabulary
+from tests.brain.test_confidence_gate import OneUtterance
+from tests.brain.test_hand_off import FreeText
+from tests.peers.fixtures_homeassistant import SNAPSHOT
 from tests.peers.mosquitto import MosquittoBroker, mosquitto_fixture  # noqa: F401
 from tests.peers.openclaw_gateway import OpenClawGateway, default_config, openclaw_gateway_fixture  # noqa: F401
+from tests.polling import eventually
 
 # The first test may also install Node and openclaw into the cache (about a minute) and start the gateway.
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(300)]
@@ -305,22 +316,42 @@ async def test_invoke_self_and_reconnect_with_the_device_token_after_a_gateway_r
         assert result["payload"] == {"spoken": True}
 
 
-async def test_operator_brain_sends_a_transcript_to_the_agent_and_speaks_the_outcome(
+async def test_operator_brain_answers_what_the_local_brain_hands_over_and_the_history_says_so(
         openclaw_gateway: OpenClawGateway, tmp_path: Path) -> None:
+    """The local brain's turn (its real service; a free-form recogniser double, as tests/brain/test_hand_off.py)
+    hands a question to the operator brain on the real gateway; PiBuddy speaks OpenClaw's outcome, and the
+    history (the real control layer) records the turn as answered by openclaw, with that text as its reply."""
     config = _config(openclaw_gateway, tmp_path, operator_enabled=True, operator_reply_timeout=45)
     bus = EventBus()
     events = bus.subscribe(256)
-    async with _admin(openclaw_gateway) as admin, _running([OpenClawBrain(config, bus=bus)], bus):
-        await _said(events, lambda t: "OpenClaw needs approval" in t)
-        await _approve_device(admin, tmp_path, "operator")
-        await _said(events, lambda t: t == "OpenClaw approved PiBuddy test.")
-        entry = await _status(tmp_path, "operator", lambda e: e["state"] == "connected")
-        assert set(entry["scopes"]) >= {"operator.read", "operator.write"}
-        bus.publish(Transcript("what time is it?"))
-        # The test gateway has no model provider: the agent run fails, and PiBuddy says why.
-        spoken = await _said(events, lambda t: t.startswith("OpenClaw"), within=60)
+    control = Control(bus, history=History(None))
+    question = "what is the capital of france"
+    household = FixedVocabulary(from_homeassistant(Index.from_snapshot(SNAPSHOT)))
+    local = LocalBrainService(LocalBrain(ToolRegistry(), [household], language="en"), FreeText(question),
+                              EspeakVoice("en"), OneUtterance(b"\0\0" * 16000), bus, offline_notice=False,
+                              hand_off=True)
+    recording = asyncio.create_task(control.serve())
+    try:
+        async with _admin(openclaw_gateway) as admin, _running([OpenClawBrain(config, bus=bus)], bus):
+            await _said(events, lambda t: "OpenClaw needs approval" in t)
+            await _approve_device(admin, tmp_path, "operator")
+            await _said(events, lambda t: t == "OpenClaw approved PiBuddy test.")
+            entry = await _status(tmp_path, "operator", lambda e: e["state"] == "connected")
+            assert set(entry["scopes"]) >= {"operator.read", "operator.write"}
+            assert (await local.turn("okay nabu")).outcome is Outcome.HANDED_OFF
+            # The test gateway has no model provider: the agent run fails, and PiBuddy says why.
+            spoken = await _said(events, lambda t: t.startswith("OpenClaw"), within=60)
+            await eventually(lambda: bool(control.history()))
+    finally:
+        recording.cancel()
     assert spoken.startswith("OpenClaw could not answer: ")
     assert "authentication" in spoken
+    [turn] = control.history()
+    assert isinstance(turn, TurnRecord)
+    assert (turn.microphone, turn.brain, turn.heard, turn.reply) == ("pi", "openclaw", question, spoken)
+    assert list(turn.latency_ms) == ["wake", "listen_start", "heard", "end"]
+    assert turn.latency_ms["end"] > turn.latency_ms["heard"], "the turn ends when OpenClaw answered"
+    assert control.snapshot().last_reply == spoken
 
 
 async def test_the_same_through_mosquitto_and_the_bridge(

@@ -43,6 +43,7 @@ from pibuddy.events import (
     ServicesHealth,
     StateChanged,
     TimersChanged,
+    Transcript,
     TurnProgress,
     UpstreamLink,
     VolumeChanged,
@@ -119,14 +120,15 @@ class Control:
     timers: the timers, when they run.
     tools: the tool registry, for `call_tool`.
     speaker: whether PiBuddy has a speaker of its own (audio enabled) to announce on.
+    hand_off_seconds: how long a turn handed to OpenClaw waits in the recorder for OpenClaw's answer.
     """
 
     def __init__(self, bus: EventBus, *, history: History, volume: VolumeControl | None = None,
                  gateway: GatewayView | None = None, timers: TimerView | None = None,
-                 tools: ToolCaller | None = None, speaker: bool = True) -> None:
+                 tools: ToolCaller | None = None, speaker: bool = True, hand_off_seconds: float = 120.0) -> None:
         self._bus = bus
         self._history = history
-        self._recorder = TurnRecorder(history)
+        self._recorder = TurnRecorder(history, hand_off_seconds=hand_off_seconds)
         self._volume = volume
         self._gateway = gateway
         self._timers = timers
@@ -276,12 +278,21 @@ class Control:
         with self._bus.subscribe(maxsize=256) as events:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._follow_volume(), name="control-volume")
-                async for event in events:
+                while True:
+                    expiry = self._recorder.next_expiry()  # a turn handed to OpenClaw may wait in vain
+                    try:
+                        async with asyncio.timeout(None if expiry is None else max(expiry - time.monotonic(), 0)):
+                            event = await events.get()
+                    except TimeoutError:
+                        self._recorder.expire()
+                        continue
                     match event:
                         case TurnProgress():
                             self._recorder.progress(event)
                         case ActionTaken():
                             self._recorder.action(event)
+                        case Transcript():
+                            self._recorder.handed_off()
 
     async def _follow_volume(self) -> None:
         """Read the mixer now and every `_VOLUME_POLL_SECONDS`: another program (alsamixer, the desktop) may

@@ -15,7 +15,7 @@ from typing import Final
 
 from pibuddy.config import Config
 from pibuddy.errors import ConnectionLost
-from pibuddy.events import EventBus, Say, Transcript
+from pibuddy.events import BRAIN_OPENCLAW, EventBus, Say, Transcript, TurnProgress, TurnStage
 from pibuddy.openclaw.connection import GatewayConnection, RequestTimedOut
 from pibuddy.openclaw.errors import RequestFailed
 from pibuddy.openclaw.handshake import SessionSpec
@@ -56,7 +56,11 @@ class OpenClawBrain(GatewaySessionService):
                         raise ConnectionLost("the operator session ended")
                     event = next_event.result()
                     if isinstance(event, Transcript) and event.text.strip():
-                        self._bus.publish(Say(await self._ask(operator, session_key, event.text.strip())))
+                        answer = await self._ask(operator, session_key, event.text.strip())
+                        # The history's turn that handed the text over gets who answered and what (recorder).
+                        self._bus.publish(TurnProgress(TurnStage.REPLY, BRAIN_OPENCLAW, answer))
+                        self._bus.publish(Say(answer))
+                        self._bus.publish(TurnProgress(TurnStage.END, BRAIN_OPENCLAW))
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionLost):

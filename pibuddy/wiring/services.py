@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pibuddy import netinfo
 from pibuddy.audio.contract import AudioPort
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pibuddy.audio.pipeline import AudioPipeline
 
 _LOGGER = logging.getLogger(__name__)
+_OPENCLAW_SEND_SECONDS: Final = 30.0  # chat.send's own request time, on top of waiting for the agent's reply
 
 
 def build_services(config: Config, bus: EventBus) -> list[Service]:
@@ -69,7 +70,8 @@ def build_services(config: Config, bus: EventBus) -> list[Service]:
     control = Control(bus, history=History(StateDir(config.device.resolved_state_dir),
                                            capacity=config.control.history_entries),
                       volume=volume, gateway=gateway, timers=timers, tools=toolbox.registry,
-                      speaker=pipeline is not None)
+                      speaker=pipeline is not None,
+                      hand_off_seconds=config.openclaw.operator_reply_timeout + _OPENCLAW_SEND_SECONDS)
     services.append(ControlService(control, service_socket_path(config)))
     if config.homeassistant.mqtt.enabled:
         services += _homeassistant_mqtt(config, control, bus)
