@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -19,6 +18,7 @@ import pytest
 from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, mosquitto_binary
 from tests.peers.ports import free_port
 from tests.peers.processes import stop_process
+from tests.sdnotify import messages_until
 from tests.timescale import scaled
 
 _QUIET_CONFIG = """
@@ -26,24 +26,6 @@ audio: {enabled: false}
 upstream: {enabled: false}
 gateway: {enabled: false}
 """
-
-
-@pytest.fixture
-def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify"))
-    sock.settimeout(scaled(10))
-    yield sock
-    sock.close()
-
-
-def _messages_until(sock: socket.socket, wanted: str, deadline: float) -> list[str]:
-    seen: list[str] = []
-    while time.monotonic() < deadline:
-        seen.append(sock.recv(4096).decode())
-        if seen[-1] == wanted:
-            return seen
-    raise AssertionError(f"{wanted} not received; got {seen}")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -57,14 +39,14 @@ def test_notify_protocol_and_clean_stop_within_5_seconds(
                                stderr=subprocess.PIPE, text=True)
     try:
         # Start-up and the first pings only have to happen (slower when emulated); stopping within 5 s is the claim.
-        before_ready = _messages_until(notify_socket, "READY=1", time.monotonic() + scaled(20))
+        before_ready = messages_until(notify_socket, "READY=1", time.monotonic() + scaled(20))
         assert all(m.startswith(("STATUS=", "WATCHDOG=1")) for m in before_ready[:-1])
-        after_ready = _messages_until(notify_socket, "WATCHDOG=1", time.monotonic() + scaled(2))
-        _messages_until(notify_socket, "WATCHDOG=1", time.monotonic() + scaled(2))  # repeated
+        after_ready = messages_until(notify_socket, "WATCHDOG=1", time.monotonic() + scaled(2))
+        messages_until(notify_socket, "WATCHDOG=1", time.monotonic() + scaled(2))  # repeated
         assert any(m.startswith("STATUS=") for m in before_ready + after_ready)
         process.send_signal(signum)
         sent = time.monotonic()
-        stopping = _messages_until(notify_socket, "STOPPING=1", sent + 5)
+        stopping = messages_until(notify_socket, "STOPPING=1", sent + 5)
         assert stopping[-1] == "STOPPING=1"
         returncode = process.wait(timeout=5)
         assert time.monotonic() - sent < 5
