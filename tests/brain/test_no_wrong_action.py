@@ -1,9 +1,10 @@
-"""Never the wrong action (issue #20's "What was seen"): coughs that the VAD did not take for speech never reach
-the recogniser; a device named with a room it is not in, and one of several lights named in the singular, get a
-question; "living room light on" forced onto "living room lights on" (every light in the room) is settled by the
-s of the plural in the audio, or gets a question where that cannot tell, and so does a number whose best other reading fits the audio about as well ("sixty five" heard as "sixty nine").
-Spoken cases run through the real pocketsphinx recogniser and the real local-turn service on espeak-ng audio
-passed through the pipeline's Opus round trip (what a turn gets from the microphone)."""
+"""Never the wrong action (issue #20's "What was seen"): coughs that the VAD did not take for speech never reach the
+recogniser; a device named with a room it is not in, and one of several lights named in the singular, get a question;
+"living room light on" forced onto "living room lights on" (every light in the room) is settled by the s of the
+plural in the audio, or gets a question where that cannot tell, and so does a number whose best other reading fits
+the audio about as well ("sixty five" heard as "sixty nine"). Spoken cases run through the real pocketsphinx
+recogniser and the real local-turn service on espeak-ng audio passed through the pipeline's Opus round trip (what a
+turn gets from the microphone)."""
 
 from __future__ import annotations
 
