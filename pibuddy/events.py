@@ -265,6 +265,12 @@ class TimersChanged(Event):
     """A timer was set, ended, rang, was stopped or cancelled; read the timers for what is running."""
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayDevicesChanged(Event):
+    """A device connected to the gateway or left it, or its conversation opened or closed; read the gateway for
+    the list."""
+
+
 @dataclass(eq=False)
 class Subscription:
     """A subscriber's bounded queue; iterate it with `async for`."""

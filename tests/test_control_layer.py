@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pibuddy.config import load_config
-from pibuddy.control import ActionRecord, AssistantState, Control, ControlError, History, TurnRecord
+from pibuddy.control import ActionRecord, AssistantState, Control, ControlError, GatewayDevice, History, TurnRecord
 from pibuddy.control.history import HISTORY_FILE
 from pibuddy.control.recorder import TurnRecorder
 from pibuddy.control.server import ControlService, ControlSocketInUse
@@ -33,6 +33,8 @@ from pibuddy.events import (
 )
 from pibuddy.statedir import StateDir
 from pibuddy.supervisor import Health, Service, Supervisor
+from pibuddy.timers.service import TimerService
+from tests.ha_mqtt_helpers import DeviceList
 from tests.polling import eventually
 
 
@@ -183,6 +185,36 @@ async def test_control_commands_act_through_their_owners_and_are_recorded_with_t
     assert [(a.source, a.name, a.is_error) for a in control.history() if isinstance(a, ActionRecord)] == [
         ("web", "set_volume", False), ("cli", "mute", False), ("cli", "announce", False),
         ("cli", "announce", True)]
+
+
+async def test_changes_come_with_events_only_never_from_a_running_timers_countdown() -> None:
+    """Home Assistant's states follow `changes()`. A timer set, a device joining the gateway, a turn's heard text
+    each give a snapshot at once; a running timer's seconds left give none (its end is published; the old 2 s
+    comparison re-sent a snapshot every 2 s while a timer ran)."""
+    bus = EventBus()
+    timers = TimerService(bus, None)
+    gateway = DeviceList(bus)
+    control = Control(bus, history=History(None), gateway=gateway, timers=timers)
+    recording = asyncio.create_task(control.serve())
+    changes = aiter(control.changes())
+    try:
+        first = await anext(changes)
+        assert (first.timers, first.gateway_devices, first.last_heard) == ((), (), "")
+        timers.start_timer(300, "pasta")
+        assert [t.name for t in (await asyncio.wait_for(anext(changes), 1)).timers] == ["pasta"]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(changes), 2.5)  # the seconds left went down; nothing else changed
+        changes = aiter(control.changes())  # a cancelled anext() ends its generator: a new reader
+        assert (await anext(changes)).timers[0].remaining < 300
+        gateway.connect(GatewayDevice("GID_x@@@aa_bb_cc_dd_ee_03@@@u", "aa:bb:cc:dd:ee:03", "127.0.0.3", False))
+        assert len((await asyncio.wait_for(anext(changes), 1)).gateway_devices) == 1
+        bus.publish(TurnProgress(TurnStage.WAKE, "local"))
+        bus.publish(TurnProgress(TurnStage.HEARD, "local", "set a pasta timer"))
+        while (snapshot := await asyncio.wait_for(anext(changes), 1)).last_heard != "set a pasta timer":
+            pass
+        assert snapshot.last_heard == "set a pasta timer", "once the recorder has it"
+    finally:
+        recording.cancel()
 
 
 def test_snapshot_says_offline_when_the_server_link_is_down_and_muted_above_all() -> None:

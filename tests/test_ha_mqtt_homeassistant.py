@@ -17,8 +17,9 @@ import aiomqtt
 import pytest
 
 from pibuddy import __version__
-from pibuddy.control import ActionRecord, GatewayDevice, TimerStatus
+from pibuddy.control import ActionRecord, GatewayDevice
 from pibuddy.events import (
+    EventBus,
     Muted,
     Say,
     TurnProgress,
@@ -26,7 +27,10 @@ from pibuddy.events import (
     UpstreamLink,
     WakeDetected,
 )
-from tests.ha_mqtt_helpers import Buddy, running_buddy
+from pibuddy.gateway.service import GatewayService
+from pibuddy.statedir import StateDir
+from tests.gateway.conftest import connect_device, gateway_config
+from tests.ha_mqtt_helpers import Buddy, DeviceList, running_buddy
 from tests.peers.homeassistant import HomeAssistantPeer, homeassistant_peer  # noqa: F401 (fixture)
 from tests.peers.mosquitto import SKIP_REASON, MosquittoBroker, mosquitto_binary
 from tests.polling import eventually
@@ -34,6 +38,7 @@ from tests.polling import eventually
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason=SKIP_REASON)
 
 _HA_SECONDS: Final = 30.0  # Home Assistant on a loaded 2-core machine: discovery and states within this
+_PROMPT_SECONDS: Final = 1.0  # an event to the broker: milliseconds; the 2 s comparison it replaced, up to 2 s
 
 
 @contextlib.asynccontextmanager
@@ -131,10 +136,10 @@ async def test_entities_appear_with_the_buddys_states_and_follow_its_changes(
             bus.publish(UpstreamLink(False, "mqtt", "server unreachable"))
             await _ha_state(peer, buddy.entities, "state", _is("offline"))
             await _ha_state(peer, buddy.entities, "upstream", _is("off"))
-            ends = int(time.time()) + 300
-            buddy.lists.running.append(TimerStatus("t1", "pasta", 300, 300, float(ends), False))
-            buddy.lists.connected.append(GatewayDevice("GID_test@@@aa_bb_cc_dd_ee_02@@@u", "aa:bb:cc:dd:ee:02",
-                                                     "127.0.0.2", False))
+            ends = int(buddy.timers.start_timer(300, "pasta").ends_at)
+            assert isinstance(buddy.gateway, DeviceList)
+            buddy.gateway.connect(GatewayDevice("GID_test@@@aa_bb_cc_dd_ee_02@@@u", "aa:bb:cc:dd:ee:02", "127.0.0.2",
+                                                False))
             timer = await _ha_state(peer, buddy.entities, "timer", _known)
             assert datetime.fromisoformat(timer["state"]).timestamp() == ends
             assert timer["attributes"]["timers"][0]["name"] == "pasta"
@@ -144,7 +149,7 @@ async def test_entities_appear_with_the_buddys_states_and_follow_its_changes(
             wake = await _ha_state(peer, entities, "wake", lambda s: s["attributes"].get("event_type") == "wake_word")
             assert (wake["attributes"]["wake_word"], wake["attributes"]["score"]) == ("hey buddy", 0.87)
 
-            buddy.lists.running.clear()
+            buddy.timers.cancel_timer(every=True)
             await _ha_state(peer, entities, "timer", _is("unavailable"))
 
             # PiBuddy stops: its entities go unavailable in Home Assistant
@@ -152,6 +157,44 @@ async def test_entities_appear_with_the_buddys_states_and_follow_its_changes(
             await _ha_state(peer, entities, "volume", _is("unavailable"))
         complaints = [line for line in peer.log_tail(2000).splitlines() if "pibuddy/aabbcc000001" in line]
         assert not complaints, "Home Assistant took every payload PiBuddy sent"
+
+
+async def test_a_device_joining_the_gateway_shows_in_home_assistant_at_once_without_a_poll(
+        homeassistant_peer: HomeAssistantPeer, tmp_path: Path) -> None:  # noqa: F811
+    """The real gateway publishes its device list's changes; PiBuddy's state goes out on the event, not on a
+    periodic comparison (tests/test_control_layer.py shows no snapshot comes without an event)."""
+    peer = homeassistant_peer
+    bus = EventBus()
+    gateway = GatewayService(gateway_config([]), state_dir=StateDir(tmp_path / "gateway"), bus=bus)
+    topic = "pibuddy/aabbcc000005/gateway_devices"
+    async with MosquittoBroker(tmp_path) as broker, _home_assistant_on(peer, broker), \
+            aiomqtt.Client(broker.host, broker.port) as watcher, \
+            running_buddy(broker, "aa:bb:cc:00:00:05", "Hall", bus=bus, gateway=gateway) as buddy:
+        await watcher.subscribe(topic)
+        states = aiter(watcher.messages)
+        entities = await _entities(peer, buddy.service.device.node_id)
+        await _ha_state(peer, entities, "gateway_devices", _is("0"))
+        await eventually(lambda: gateway.ota is not None, 10)
+        async with asyncio.timeout(10):
+            while (await anext(states)).payload != b"0":
+                pass
+
+        device = await connect_device(gateway, 7)
+        connected = time.monotonic()
+        async with asyncio.timeout(_PROMPT_SECONDS):
+            assert (await anext(states)).payload == b"1"
+        joined_after = time.monotonic() - connected
+        listed = await _ha_state(peer, entities, "gateway_devices", _is("1"))
+        assert [d["mac"] for d in listed["attributes"]["devices"]] == ["aa:bb:cc:dd:ee:07"]
+
+        await device.close()
+        closed = time.monotonic()
+        async with asyncio.timeout(_PROMPT_SECONDS):
+            assert (await anext(states)).payload == b"0"
+        left_after = time.monotonic() - closed
+        await _ha_state(peer, entities, "gateway_devices", _is("0"))
+    logging.getLogger(__name__).info("gateway devices on the wire %.0f ms after joining, %.0f ms after leaving",
+                                     joined_after * 1000, left_after * 1000)
 
 
 async def test_home_assistant_service_calls_act_on_the_buddy_as_the_cli_does(

@@ -19,10 +19,10 @@ and acts through the bus or the component that owns the thing: the audio pipelin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 from pibuddy.control.history import History, HistoryEntry
@@ -37,11 +37,13 @@ from pibuddy.events import (
     DeviceState,
     Event,
     EventBus,
+    GatewayDevicesChanged,
     Muted,
     RestartRequested,
     Say,
     ServicesHealth,
     StateChanged,
+    Subscription,
     TimersChanged,
     Transcript,
     TurnProgress,
@@ -51,15 +53,24 @@ from pibuddy.events import (
 
 _LOGGER = logging.getLogger(__name__)
 _MUTE_CONFIRM_SECONDS: Final = 2.0
-_POLL_SECONDS: Final = 2.0  # changes(): how often what is not an event (gateway devices, time left) is compared
 _MAX_ANNOUNCEMENT: Final = 500
 _VOLUME_POLL_SECONDS: Final = 10.0
 ALL_DEVICES: Final = "all"
 _ACTIVE: Final = {DeviceState.LISTENING: AssistantState.LISTENING, DeviceState.THINKING: AssistantState.THINKING,
                   DeviceState.SPEAKING: AssistantState.SPEAKING}
-_CHANGES: Final = (StateChanged, Muted, UpstreamLink, ActiveBrain, VolumeChanged, TurnProgress, TimersChanged,
-                   ServicesHealth)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded(Event):
+    """The recorder took a turn's stage: the last heard or said may have changed. Offered to `changes()` only,
+    after the recorder has it (a `TurnProgress` seen by `changes()` itself could come before)."""
+
+
+_RECORDED: Final = _Recorded()
+_CHANGES: Final = (StateChanged, Muted, UpstreamLink, ActiveBrain, VolumeChanged, _Recorded, TimersChanged,
+                   GatewayDevicesChanged, ServicesHealth)
+"""What a snapshot is made of changes only with one of these: `changes()` wakes for nothing else."""
 
 
 class VolumeControl(Protocol):
@@ -134,6 +145,8 @@ class Control:
         self._timers = timers
         self._tools = tools
         self._speaker = speaker
+        self._watchers: set[Subscription] = set()
+        """The subscriptions of running `changes()`, told when the recorder moved."""
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -161,19 +174,22 @@ class Control:
         )
 
     async def changes(self) -> AsyncIterator[Snapshot]:
-        """The current snapshot, then a new one each time it differs (checked at every state event and every
-        `_POLL_SECONDS`). Consecutive snapshots are never equal."""
+        """The current snapshot, then a new one each time it differs, looked at only when an event says
+        something in it changed (no polling: a timer's time left is not a change, its end is). Consecutive
+        snapshots are never equal. The last heard and said follow once `serve()` recorded them."""
         last: Snapshot | None = None
         with self._bus.subscribe() as events:
-            while True:
-                snapshot = self.snapshot()
-                if snapshot != last:
-                    last = snapshot
-                    yield snapshot
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(_POLL_SECONDS):
-                        while not isinstance(await events.get(), _CHANGES):
-                            pass
+            self._watchers.add(events)
+            try:
+                while True:
+                    snapshot = self.snapshot()
+                    if snapshot != last:
+                        last = snapshot
+                        yield snapshot
+                    while not isinstance(await events.get(), _CHANGES):
+                        pass
+            finally:
+                self._watchers.discard(events)
 
     def history(self, count: int | None = None) -> list[HistoryEntry]:
         """The newest `count` turns and actions (all kept when None), oldest first."""
@@ -289,6 +305,8 @@ class Control:
                     match event:
                         case TurnProgress():
                             self._recorder.progress(event)
+                            for watcher in self._watchers:
+                                watcher.offer(_RECORDED)
                         case ActionTaken():
                             self._recorder.action(event)
                         case Transcript():

@@ -7,7 +7,7 @@ them); nothing here does I/O.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -59,8 +59,9 @@ class TimerStatus:
     """What the user called it ("pasta"), "" for an unnamed timer."""
     seconds: int
     """The duration it was set for."""
-    remaining: int
-    """Seconds left, 0 once it rings."""
+    remaining: int = field(compare=False)
+    """Seconds left, 0 once it rings. Not compared: a snapshot changes when a timer is set, rings or goes, not
+    every second (Home Assistant counts down from `ends_at` by itself)."""
     ends_at: float
     """Unix time it ends (or ended)."""
     ringing: bool

@@ -82,6 +82,8 @@ class GatewayContext:
     mcp_timeout: float
     on_turn: Callable[[TurnProgress], None] | None = None
     """Told each device's turn stages (the history's per-device latencies); None: nobody listens."""
+    on_conversation: Callable[[], None] | None = None
+    """Told when a device's conversation opens or closes (the device list says which are in one)."""
 
 
 ALERT_STATUS: Final = "PiBuddy"
@@ -125,6 +127,10 @@ class DeviceSession:
     def _turn(self, stage: TurnStage, text: str = "") -> None:
         if self._context.on_turn is not None:
             self._context.on_turn(TurnProgress(stage, TURN_BRAIN, text, microphone=self.connection.identity.mac))
+
+    def _conversation_changed(self) -> None:
+        if self._context.on_conversation is not None:
+            self._context.on_conversation()
 
     def alert(self, text: str) -> None:
         """Show `text` on the device. A stock firmware cannot be made to speak it: it plays audio only in a
@@ -206,6 +212,7 @@ class DeviceSession:
         relay, connection_id = self._context.relay, self.connection.connection_id
         route = relay.open_route(connection_id, key, bridge.send_audio, device_ip=self.connection.peer_ip)
         self.bridge, self.route = bridge, route
+        self._conversation_changed()
         udp = UdpParams(server=self._context.advertised_host, port=relay.port, key=key,
                         nonce=make_nonce(connection_id), encryption=UDP_ENCRYPTION)
         # A server hello without a session id gives a UDP hello without one (the reference's too); the
@@ -260,6 +267,7 @@ class DeviceSession:
             self._turn(TurnStage.END)
             _LOGGER.info("device %s session %s ended (%s)", self.client_id, session_id, reason)
             self._spawn(bridge.close())
+            self._conversation_changed()
         # The device hears goodbye (with its session id) only for a session it was told about.
         self.protocol.close(send_goodbye=say_goodbye and bridge is not None)
         self._flush()

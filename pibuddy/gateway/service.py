@@ -10,7 +10,7 @@ from typing import Final
 from pibuddy import netinfo
 from pibuddy.config import Config, GatewayConfig
 from pibuddy.control.model import ControlError, GatewayDevice
-from pibuddy.events import Command, CommandName, EventBus
+from pibuddy.events import Command, CommandName, EventBus, GatewayDevicesChanged
 from pibuddy.gateway import admission as admission_rules
 from pibuddy.gateway.admission import Admission
 from pibuddy.gateway.api import ManagementApi
@@ -72,8 +72,8 @@ class GatewayService(Service):
     state_dir: where a generated signature key is kept.
     registry: PiBuddy's tools, offered to devices when `config.host_tools` is on.
     mdns_interfaces: limit mDNS to these addresses (tests: ["127.0.0.1"]); None means all.
-    bus: where a button's `open_pairing` command comes from, and where each device's turn stages go
-        (`TurnProgress`, microphone = its MAC, for the history); None: neither.
+    bus: where a button's `open_pairing` command comes from, and where each device's turn stages
+        (`TurnProgress`, microphone = its MAC, for the history) and `GatewayDevicesChanged` go; None: neither.
     """
 
     name = "gateway"
@@ -130,6 +130,7 @@ class GatewayService(Service):
             host_tools=HostTools(self._registry) if self._registry is not None else None,
             max_tools=config.max_tools_count, mcp_timeout=_MCP_TIMEOUT_SECONDS,
             on_turn=self._bus.publish if self._bus is not None else None,
+            on_conversation=self._devices_changed,
         )
 
         admission = self.admission = Admission(self._state_dir, mode=config.admission,
@@ -151,6 +152,7 @@ class GatewayService(Service):
                     admission_rules.NO_HELLO_SECONDS, self._close_unproven, session)
             if self.device_registry is not None:
                 self.device_registry.connected(connection.identity.client_id)
+            self._devices_changed()
             return session
 
         self.mqtt = MqttServer(host=config.host, port=config.mqtt_port, authenticate=authenticate,
@@ -235,6 +237,12 @@ class GatewayService(Service):
             del self.sessions[session.client_id]
             if self.device_registry is not None:
                 self.device_registry.disconnected(session.client_id)
+            self._devices_changed()
+
+    def _devices_changed(self) -> None:
+        """The device list changed: `pibuddy status`, the page and Home Assistant follow at once (no polling)."""
+        if self._bus is not None:
+            self._bus.publish(GatewayDevicesChanged())
 
     async def _locate_elsewhere(self, client_id: str) -> str | None:
         """The management API of the other gateway holding `client_id` (registry), None if none does."""
