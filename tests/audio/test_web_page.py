@@ -1,6 +1,7 @@
 """The household page of a real `pibuddy run`, in headless Chromium (Debian's chromium driven by playwright):
-log in with the token, move the volume slider, mute, announce, restart a service, read the history; each
-acts on the running service (the PulseAudio mixer, `pibuddy status`, the virtual speaker, the journal).
+log in with the token, move the volume slider, mute, announce, see a timer set over the control socket count
+down, restart a service, read the history; each acts on the running service (the PulseAudio mixer, `pibuddy
+status`, the virtual speaker, the journal).
 A screenshot is kept as a test artefact."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -71,6 +73,12 @@ async def test_the_page_shows_and_steers_a_running_pibuddy_in_headless_chromium(
                 await playwright.expect(page.locator("#message")).to_have_text("Announced")
                 await asyncio.sleep(2.5)
             assert _tone_seconds(speaker.samples(), 16000, 660.0) >= 0.09, "the announcement reached the speaker"
+
+            timer = await cli(config, env, "tools", "call", "timer_start", '{"minutes": 8, "name": "pasta"}')
+            assert timer.stdout.strip() == "The pasta timer is set for 8 minutes.", timer.stderr
+            await playwright.expect(page.locator("#timers")).to_have_text(  # counting down from 8:00
+                re.compile(r"^pasta: 7:5\d left of 8:00$"), timeout=10_000)
+            await playwright.expect(page.locator("#history")).to_contain_text("took ")  # an action's own duration
 
             await page.locator("#services button[data-service=timers]").click()
             await playwright.expect(page.locator("#message")).to_have_text("Restarting timers")
