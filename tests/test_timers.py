@@ -16,6 +16,7 @@ from pibuddy.timers.book import TimerBook, TimerError
 from pibuddy.timers.service import TIMERS_FILE, TimerService
 from pibuddy.timers.tools import timer_tools
 from pibuddy.tools.registry import ToolRegistry
+from tests.audio.test_control_run import cli, pibuddy_run
 from tests.polling import eventually
 
 
@@ -117,3 +118,25 @@ async def test_the_issues_timer_phrasings_work_offline_through_the_local_brain(t
         assert [(r.call.tool, dict(r.call.arguments)) for r in reply.calls] == [call], text
         assert [(t.name, t.remaining) for t in service.timers()] == running, text
         now[0] += 30
+
+
+@pytest.mark.peer
+async def test_pibuddy_say_sets_a_named_timer_in_the_running_service(tmp_path: Path,
+                                                                   pibuddy_env: dict[str, str]) -> None:
+    """Typed text takes a timer's name (the README's answer for the spoken grammar that cannot): `pibuddy say` is a
+    process of its own, so its timer must be the running service's, which rings it (it answered 'Unknown tool:
+    timer_start': its own registry has no timers)."""
+    config = tmp_path / "config.yaml"
+    config.write_text("audio: {enabled: false}\nupstream: {enabled: false}\ngateway: {enabled: false}\n"
+                      f"control: {{socket: '{tmp_path / 'control.sock'}'}}\n")
+    log: list[str] = []
+    async with pibuddy_run(config, pibuddy_env, log):
+        said = await cli(config, pibuddy_env, "say", "set a pasta timer for 8 minutes")
+        status = json.loads((await cli(config, pibuddy_env, "status", "--json")).stdout)
+        history = [json.loads(line) for line in (await cli(config, pibuddy_env, "history", "--json")).stdout
+                   .splitlines()]
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert "intent:  HassStartTimer (done)" in said.stdout
+    assert "called:  timer_start" in said.stdout
+    assert [(t["name"], t["seconds"]) for t in status["timers"]] == [("pasta", 480)]
+    assert [(e["source"], e["name"], e["is_error"]) for e in history] == [("cli", "timer_start", False)]

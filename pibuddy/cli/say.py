@@ -1,4 +1,5 @@
-"""`pibuddy say "turn on the living room light"`: run text through the local brain and print what it did."""
+"""`pibuddy say "turn on the living room light"`: run text through the local brain and print what it did; with
+PiBuddy running, the tools it calls are the service's (a timer set this way runs, and rings, in the service)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,16 @@ def run(args: argparse.Namespace) -> int:
         config = config.model_copy(update={"brain": config.brain.model_copy(update={"language": args.language})})
     from pibuddy.brain import Outcome  # noqa: PLC0415 - keep `pibuddy --help` light
     from pibuddy.brain.errors import BrainUnavailable  # noqa: PLC0415
+    from pibuddy.cli.service_tools import service_registry  # noqa: PLC0415
+    from pibuddy.control.paths import client_socket_paths  # noqa: PLC0415
     from pibuddy.wiring.brain import local_brain  # noqa: PLC0415
-    from pibuddy.wiring.tools import build_toolbox  # noqa: PLC0415
+    from pibuddy.wiring.tools import Toolbox, build_toolbox  # noqa: PLC0415
 
+    toolbox = build_toolbox(config)
+    # With PiBuddy running, what the sentence asks is done by it: its timers, its drivers, its history.
+    routed = service_registry(client_socket_paths(config), toolbox.registry, source="cli")
     try:
-        brain = local_brain(config, build_toolbox(config))
+        brain = local_brain(config, toolbox if routed is None else Toolbox(routed, toolbox.services))
     except BrainUnavailable as exc:
         print(f"pibuddy: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """The tools as a CLI process reaches them: through the running service when one answers on the control socket
 (its drivers are connected, and the call lands in its history with the caller's source), else this process's own
-registry (`pibuddy tools call`, `pibuddy mcp`)."""
+registry (`pibuddy tools call`, `pibuddy mcp`, `pibuddy say`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pibuddy.control.client import ControlRefused, NotRunning, request
-from pibuddy.tools.registry import DEFAULT_TIMEOUT_SECONDS, ToolRegistry, ToolResult
+from pibuddy.tools.registry import DEFAULT_TIMEOUT_SECONDS, Tool, ToolRegistry, ToolResult
 
 _LOGGER = logging.getLogger(__name__)
 _CALL_TIMEOUT_SECONDS: Final = DEFAULT_TIMEOUT_SECONDS + 15.0  # the service's registry has ended a call by then
@@ -59,3 +59,22 @@ class ServiceFirst:
         except ControlRefused as exc:
             return ToolResult(str(exc), is_error=True)
         return ToolResult(str(answer["text"]), bool(answer["is_error"]))
+
+
+def service_registry(paths: list[Path], local: ToolRegistry, *, source: str) -> ToolRegistry | None:
+    """The running service's tools as a registry in this process (the local brain of `pibuddy say` calls
+    through it), each call done by the service, or by `local` should it stop; None when no PiBuddy runs."""
+    try:
+        listed = request(paths, "list_tools")["tools"]
+    except (NotRunning, ControlRefused):
+        return None
+    tools = ServiceFirst(paths, local, source=source)
+    registry = ToolRegistry(timeout=_CALL_TIMEOUT_SECONDS)  # the service's own deadline ends a call first
+    for described in listed:
+        name = str(described["name"])
+
+        async def call(arguments: dict[str, Any], name: str = name) -> ToolResult:
+            return await tools.call_tool(name, arguments)
+
+        registry.register(Tool(name, str(described.get("description") or ""), described["inputSchema"], call))
+    return registry
