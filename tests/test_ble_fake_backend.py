@@ -14,7 +14,7 @@ from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailabl
 from pibuddy.backoff import Backoff
 from pibuddy.config import BleConfig
 from pibuddy.drivers.ble import BleDriver, BleService, ble_tools
-from pibuddy.errors import ConnectionLost
+from pibuddy.errors import Cause, ConnectionLost, Failure, Party
 from pibuddy.events import EventBus
 from pibuddy.supervisor import Health, Service, Supervisor
 from pibuddy.tools.registry import ToolRegistry, ToolResult
@@ -131,7 +131,8 @@ async def test_spoken_errors_stale_unheard_unknown_and_missing_quantity() -> Non
                                     "humidity", is_error=True)
         clock.now += 601
         result = await _call(registry, "ble_read_sensor", name="bedroom sensor")
-        assert result == ToolResult("the bedroom sensor has not been seen for 10 minutes", is_error=True)
+        assert result == ToolResult("the bedroom sensor has not been seen for 10 minutes", is_error=True,
+                                    cause=Cause(Failure.UNREACHABLE, device="bedroom sensor"))
         result = await _call(registry, "ble_read_sensor", name="kids sensor")
         assert result.is_error
         assert result.text.startswith("the kids sensor has not been heard")
@@ -188,7 +189,7 @@ async def test_undecryptable_sensor_says_why(caplog: pytest.LogCaptureFixture) -
                 AIR.advertise(MIJIA, service_data={MIBEACON_UUID: frame[:4] + bytes([counter]) + frame[5:]})
         result = await _call(registry, "ble_read_sensor", name="hall sensor")
         assert result == ToolResult("the hall sensor sends data that cannot be decrypted; its bindkey looks wrong",
-                                    is_error=True)
+                                    is_error=True, cause=Cause(Failure.REFUSED, device="hall sensor"))
         ours = [r for r in caplog.records if r.name.startswith("pibuddy.drivers.ble")]
         assert [r.getMessage() for r in ours] == [
             f"BLE sensor hall sensor ({MIJIA}) sends data its bindkey cannot decrypt (check ble.sensors[].bindkey)"]
@@ -302,7 +303,8 @@ async def test_gatt_device_out_of_range() -> None:
     lamp.reachable = False
     driver = _driver()
     result = await _registry(driver).call("ble_control", {"device": "desk lamp", "action": "on"})
-    assert result == ToolResult("the desk lamp was not found; it may be out of range or switched off", is_error=True)
+    assert result == ToolResult("the desk lamp was not found; it may be out of range or switched off", is_error=True,
+                                cause=Cause(Failure.UNREACHABLE, device="desk lamp"))
 
 
 def test_ble_control_is_offered_only_with_devices_and_describes_them() -> None:
@@ -330,7 +332,7 @@ async def test_bluetooth_off_is_a_clear_error_for_the_service_and_the_tools() ->
     try:
         assert service.health() == Health(False, f"{_UNAVAILABLE}; retrying")
         result = await _registry(driver).call("ble_read_sensor", {"name": "bedroom"})
-        assert result == ToolResult(_UNAVAILABLE, is_error=True)
+        assert result == ToolResult(_UNAVAILABLE, is_error=True, cause=Cause(Failure.UNREACHABLE, Party.BLUETOOTH))
     finally:
         await service.stop()
 

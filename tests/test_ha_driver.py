@@ -13,7 +13,7 @@ import pytest
 
 from pibuddy.config import HomeAssistantConfig
 from pibuddy.drivers.homeassistant import HomeAssistantService, homeassistant_tools
-from pibuddy.errors import AuthFailed, DeviceUnreachable
+from pibuddy.errors import AuthFailed, Cause, DeviceUnreachable, Failure, Party
 from pibuddy.tools.registry import ToolRegistry, ToolResult
 from tests.peers.homeassistant import HomeAssistantPeer
 from tests.peers.ports import free_port
@@ -249,7 +249,7 @@ async def test_bad_token(ha: HomeAssistantPeer, caplog: pytest.LogCaptureFixture
     for tool in homeassistant_tools(service):
         registry.register(tool)
     assert await registry.call("ha_get_device_state", {"target": "floor lamp"}) == ToolResult(
-        "the Home Assistant token is invalid", is_error=True)
+        "the Home Assistant token is invalid", is_error=True, cause=Cause(Failure.REFUSED, Party.HOME_ASSISTANT))
     assert "not-a-token" not in caplog.text
 
 
@@ -272,4 +272,5 @@ async def test_unreachable_home_assistant() -> None:
     for tool in homeassistant_tools(service):
         registry.register(tool)
     assert await registry.call("ha_list_devices", {}) == ToolResult(
-        "Home Assistant is not reachable, check it is running", is_error=True)
+        "Home Assistant is not reachable, check it is running", is_error=True,
+        cause=Cause(Failure.UNREACHABLE, Party.HOME_ASSISTANT))

@@ -11,6 +11,7 @@ import pytest
 from pibuddy.backoff import Backoff
 from pibuddy.config import HomeAssistantConfig
 from pibuddy.drivers.homeassistant import HomeAssistantService, homeassistant_tools
+from pibuddy.errors import Cause, Failure, Party
 from pibuddy.events import EventBus, ServiceStatus
 from pibuddy.supervisor import Supervisor
 from pibuddy.tools.registry import ToolRegistry, ToolResult
@@ -51,7 +52,8 @@ async def test_driver_recovers_when_home_assistant_restarts(homeassistant_peer: 
             peer.stop()  # from this thread: the peer's death signal follows the thread that started it
             await _eventually(lambda: not service.health().ok, 10)
             assert await registry.call("ha_get_device_state", {"target": "floor lamp"}) == ToolResult(
-                "Home Assistant is not reachable, check it is running", is_error=True)
+                "Home Assistant is not reachable, check it is running", is_error=True,
+                cause=Cause(Failure.UNREACHABLE, Party.HOME_ASSISTANT))
 
             peer.start()
             await _eventually(lambda: service.health().ok, 30)

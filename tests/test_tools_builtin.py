@@ -13,7 +13,7 @@ import pytest
 from pibuddy import __version__
 from pibuddy.audio.playback import Speaker
 from pibuddy.config import Config, PlaybackConfig, ToolsConfig
-from pibuddy.errors import DeviceUnreachable
+from pibuddy.errors import DriverError
 from pibuddy.tools import ToolRegistry, ToolResult
 from pibuddy.tools.builtin import builtin_tools
 from pibuddy.tools.host import Host
@@ -98,7 +98,7 @@ async def test_without_any_mixer_the_tool_says_so(
 ) -> None:
     monkeypatch.setenv("PULSE_SERVER", _NO_PULSE)
     volume = SystemVolume((PulseMixer(), AlsaMixer(device="no_such_device")))
-    with pytest.raises(DeviceUnreachable):
+    with pytest.raises(DriverError, match="no sound mixer is available"):
         await volume.get_volume()
     result = await _registry(volume).call("self.audio_speaker.set_volume", {"volume": 20})
     assert result == ToolResult("The speaker volume cannot be changed: no sound mixer is available.", True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pibuddy.errors import DeviceUnreachable, DriverError
+from pibuddy.errors import Cause, DeviceUnreachable, DriverError, Failure
 from pibuddy.tools import Tool, ToolRegistry, ToolResult, boolean, integer, string, tool
 from pibuddy.tools.registry import compact_json
 
@@ -201,14 +201,15 @@ async def test_unknown_tool() -> None:
 async def test_driver_errors_become_their_message(caplog: pytest.LogCaptureFixture) -> None:
     @tool("self.lamp.on", "d")
     async def lamp_on(arguments: dict[str, Any]) -> bool:
-        raise DeviceUnreachable("The living room lamp does not answer.")
+        raise DeviceUnreachable("The living room lamp does not answer.", device="living room lamp")
 
     @tool("self.lamp.off", "d")
     async def lamp_off(arguments: dict[str, Any]) -> bool:
         raise DriverError("The lamp refused.", code="refused")
 
-    assert await _call(lamp_on) == ToolResult("The living room lamp does not answer.", True)
-    assert await _call(lamp_off) == ToolResult("The lamp refused.", True)
+    assert await _call(lamp_on) == ToolResult("The living room lamp does not answer.", True,
+                                              Cause(Failure.UNREACHABLE, device="living room lamp"))
+    assert await _call(lamp_off) == ToolResult("The lamp refused.", True)  # no cause: its text says why
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == ["tool self.lamp.on failed (device_unreachable): The living room lamp does not answer.",
                         "tool self.lamp.off failed (refused): The lamp refused."]
@@ -251,7 +252,7 @@ async def test_a_slow_handler_is_cancelled_at_its_timeout() -> None:
 
     async with asyncio.timeout(2):
         result = await _call(slow)
-    assert result == ToolResult("self.slow did not finish within 0.05 seconds", True)
+    assert result == ToolResult("self.slow did not finish within 0.05 seconds", True, Cause(Failure.NO_RESPONSE))
     assert cancelled.is_set()
 
 

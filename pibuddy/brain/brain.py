@@ -5,7 +5,8 @@
     reply.text, reply.outcome, reply.calls      # "Turned on the light", DONE, (ha_control_device ...)
 
 Every outcome has a sentence: an unknown device gets a helpful answer, a sentence outside the household
-commands gets "I can't do that offline", a failing tool its own reason. `handle` never raises for bad input.
+commands gets "I can't do that offline", a failing tool why in one short sentence (`excuses`). `handle` never
+raises for bad input.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Final
 
 from pibuddy.brain.actions import Plan, ToolCall, plan
 from pibuddy.brain.doubt import Doubt, doubt
-from pibuddy.brain.excuses import closest_name, why_not
+from pibuddy.brain.excuses import closest_name, why_failed, why_not
 from pibuddy.brain.intents import IntentMatch, IntentMatcher, UnknownName
 from pibuddy.brain.responses import Responses, phrase
 from pibuddy.brain.vocabulary import Vocabulary, VocabularySource, gather_vocabulary
@@ -147,8 +148,9 @@ class LocalBrain:
         for call in planned.calls:
             result = await self._registry.call(call.tool, call.arguments, source="local-brain")
             records.append(CallRecord(call, result))
-            if result.is_error:
-                return Reply(self.phrase("failed", reason=result.text), Outcome.FAILED, match.intent, tuple(records))
+            if result.is_error:  # the detail is in the registry's log line
+                why = why_failed(result, named=match.said("name"), thing=planned.thing, language=self.language)
+                return Reply(why, Outcome.FAILED, match.intent, tuple(records))
         tool_text = " ".join(r.result.text for r in records)
         if planned.tool_text:
             return Reply(tool_text, Outcome.ANSWERED, match.intent, tuple(records))

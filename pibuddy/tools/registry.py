@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from pibuddy.errors import DriverError, InvalidArguments
+from pibuddy.errors import Cause, DriverError, Failure, InvalidArguments
 from pibuddy.tools.arguments import check_arguments, compile_schema, object_schema
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ class ToolResult:
 
     text: str
     is_error: bool = False
+    cause: Cause | None = None
+    """For an error: what it means to the person who asked (unreachable, refused, ...), when known."""
 
 
 # A handler may return a ToolResult or any JSON value: str is the text itself; bool, int, dict, list ...
@@ -183,12 +185,13 @@ class ToolRegistry:
             # Bad arguments are the caller's (the LLM's) slip, not a fault here: no warning for them.
             level = logging.INFO if isinstance(exc, InvalidArguments) else logging.WARNING
             _LOGGER.log(level, "tool %s failed (%s): %s", name, exc.code, exc.message)
-            return ToolResult(exc.message, is_error=True)
+            return ToolResult(exc.message, is_error=True, cause=exc.cause)
         except TimeoutError:
             if not deadline.expired():  # the handler's own TimeoutError: a bug, not our deadline
                 return _unexpected(name)
             _LOGGER.warning("tool %s did not finish within %g s", name, timeout)
-            return ToolResult(f"{name} did not finish within {timeout:g} seconds", is_error=True)
+            return ToolResult(f"{name} did not finish within {timeout:g} seconds", is_error=True,
+                              cause=Cause(Failure.NO_RESPONSE))
         except Exception:
             return _unexpected(name)
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from pibuddy.errors import DeviceUnreachable
+from pibuddy.errors import DriverError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ class SystemVolume:
         raise _no_mixer(failures)
 
 
-def _no_mixer(failures: list[str]) -> DeviceUnreachable:
+def _no_mixer(failures: list[str]) -> DriverError:
+    """Not an unreachable device (nothing to retry): the sentence itself is what the user hears."""
     _LOGGER.warning("no usable volume control: %s", "; ".join(failures))
-    return DeviceUnreachable("The speaker volume cannot be changed: no sound mixer is available.")
+    return DriverError("The speaker volume cannot be changed: no sound mixer is available.", code="no_mixer")

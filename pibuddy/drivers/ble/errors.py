@@ -17,7 +17,7 @@ from bleak.exc import (
     BleakError,
 )
 
-from pibuddy.errors import DriverError
+from pibuddy.errors import DriverError, Failure, Party
 
 _POWERED_OFF: Final = "the Bluetooth adapter is powered off (try `bluetoothctl power on` or `rfkill unblock bluetooth`)"
 _REASONS: Final = {
@@ -36,6 +36,8 @@ _DBUS_REASONS: Final = {
 
 class BluetoothUnavailable(DriverError):
     code = "bluetooth_unavailable"
+    failure = Failure.UNREACHABLE
+    default_party = Party.BLUETOOTH
 
 
 def unavailable_reason(exc: BaseException) -> str | None:

@@ -153,7 +153,8 @@ class GattPool:
             async with asyncio.timeout(self._connect_timeout):
                 ble_device = await self._find_device(address)
                 if ble_device is None:
-                    raise DeviceUnreachable(f"the {device.name} was not found; it may be out of range or switched off")
+                    raise DeviceUnreachable(f"the {device.name} was not found; it may be out of range or switched off",
+                                            device=device.name)
                 client = await establish_connection(
                     BleakClientWithServiceCache, ble_device, device.name,
                     disconnected_callback=lambda gone: self._on_disconnected(address, gone),
@@ -211,4 +212,5 @@ def _unreachable(device: GattDeviceConfig, exc: BaseException, what: str) -> Dri
     if unavailable is not None:
         return unavailable
     _LOGGER.info("BLE: %s %s: %s", what, device.address, exc or type(exc).__name__)
-    return DeviceUnreachable(f"{what[0].upper()}{what[1:]} the {device.name}; it may be out of range or switched off")
+    return DeviceUnreachable(f"{what[0].upper()}{what[1:]} the {device.name}; it may be out of range or switched off",
+                             device=device.name)

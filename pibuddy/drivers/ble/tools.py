@@ -17,7 +17,15 @@ from pibuddy.drivers.ble.gatt import decode, needs_value, render
 from pibuddy.drivers.ble.sensors import SensorRecord, age_text, reading_text
 from pibuddy.drivers.names import find_named, normalize
 from pibuddy.drivers.sentences import possessive, sentence, set_to, the, turned, words
-from pibuddy.errors import AuthFailed, DeviceUnreachable, DriverError, InvalidArguments, NotFound
+from pibuddy.errors import (
+    AuthFailed,
+    DeviceNotResponding,
+    DeviceUnreachable,
+    DriverError,
+    InvalidArguments,
+    NotFound,
+    NotSetUp,
+)
 from pibuddy.tools.arguments import integer, object_schema, string
 from pibuddy.tools.registry import Tool, tool
 
@@ -142,7 +150,8 @@ def _describe(driver: BleDriver, sensor: _Sensor, quantity: str, now: float) -> 
     """ "temperature 21.5 °C, humidity 48 % (12 seconds ago)", or a `DriverError` saying why not."""
     record = driver.cache.get(sensor.address)
     if record is None:
-        raise DeviceUnreachable(f"the {sensor.name} has not been heard; it may be out of range or its battery flat")
+        raise DeviceUnreachable(f"the {sensor.name} has not been heard; it may be out of range or its battery flat",
+                                device=sensor.name)
     fresh = record.values_at is not None and now - record.values_at <= driver.config.stale_seconds
     if not fresh:
         raise _why_no_values(sensor, record, now)
@@ -159,10 +168,13 @@ def _describe(driver: BleDriver, sensor: _Sensor, quantity: str, now: float) -> 
 
 def _why_no_values(sensor: _Sensor, record: SensorRecord, now: float) -> DriverError:
     if record.problem is not None:
-        return AuthFailed(_PROBLEM_TEXT[record.problem].format(name=sensor.name))
+        unusable = NotSetUp if record.problem is Problem.NEEDS_BINDKEY else AuthFailed
+        return unusable(_PROBLEM_TEXT[record.problem].format(name=sensor.name), device=sensor.name)
     if record.values_at is None:
-        return DeviceUnreachable(f"the {sensor.name} has been heard but has sent no readings yet")
-    return DeviceUnreachable(f"the {sensor.name} has not been seen for {age_text(now - record.values_at)}")
+        return DeviceNotResponding(f"the {sensor.name} has been heard but has sent no readings yet",
+                                   device=sensor.name)
+    return DeviceUnreachable(f"the {sensor.name} has not been seen for {age_text(now - record.values_at)}",
+                             device=sensor.name)
 
 
 async def control_device(driver: BleDriver, name: str, action_name: str, value: int | None) -> str:

@@ -20,12 +20,21 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from pibuddy.errors import AuthFailed, ConnectionLost, DeviceUnreachable, DriverError, NotFound
+from pibuddy.errors import (
+    AuthFailed,
+    ConnectionLost,
+    DeviceNotResponding,
+    DeviceUnreachable,
+    DriverError,
+    NotFound,
+    Party,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
 UNREACHABLE_TEXT: Final = "Home Assistant is not reachable, check it is running"
 TOKEN_TEXT: Final = "the Home Assistant token is invalid"
+_HA: Final = Party.HOME_ASSISTANT
 # get_states and the registries of a large house run to a few MB; refuse anything absurd before allocating.
 _MAX_WS_MESSAGE_BYTES: Final = 32 * 1024 * 1024
 _PING_SECONDS: Final = 20.0
@@ -92,11 +101,11 @@ class RestClient:
         try:
             response = await self._http.request(method, path, json=body)
         except httpx.TimeoutException:
-            raise DeviceUnreachable(f"{UNREACHABLE_TEXT} (no answer in time)") from None
+            raise DeviceNotResponding(f"{UNREACHABLE_TEXT} (no answer in time)", party=_HA) from None
         except httpx.HTTPError:
-            raise DeviceUnreachable(UNREACHABLE_TEXT) from None
+            raise DeviceUnreachable(UNREACHABLE_TEXT, party=_HA) from None
         if response.status_code in (401, 403):
-            raise AuthFailed(TOKEN_TEXT)
+            raise AuthFailed(TOKEN_TEXT, party=_HA)
         if response.status_code == 404 and missing is not None:
             raise NotFound(f"Home Assistant has no entity {missing}")
         if response.status_code == 400:
@@ -151,7 +160,7 @@ class WebSocketLink:
             conn = await websockets.connect(url, open_timeout=timeout, max_size=_MAX_WS_MESSAGE_BYTES,
                                             ping_interval=_PING_SECONDS, ping_timeout=_PING_SECONDS)
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI):
-            raise DeviceUnreachable(UNREACHABLE_TEXT) from None
+            raise DeviceUnreachable(UNREACHABLE_TEXT, party=_HA) from None
         try:
             async with asyncio.timeout(timeout):
                 await _expect(conn, "auth_required")
@@ -159,13 +168,13 @@ class WebSocketLink:
                 answer = await _receive(conn)
         except (TimeoutError, websockets.ConnectionClosed):
             await conn.close()
-            raise DeviceUnreachable(UNREACHABLE_TEXT) from None
+            raise DeviceUnreachable(UNREACHABLE_TEXT, party=_HA) from None
         except BaseException:
             await conn.close()
             raise
         if answer.get("type") == "auth_invalid":
             await conn.close()
-            raise AuthFailed(TOKEN_TEXT)
+            raise AuthFailed(TOKEN_TEXT, party=_HA)
         if answer.get("type") != "auth_ok":
             await conn.close()
             raise DriverError(f"unexpected answer to auth: {answer.get('type')!r}", code="ha_protocol")
@@ -189,7 +198,7 @@ class WebSocketLink:
         except websockets.ConnectionClosed:
             raise ConnectionLost("the Home Assistant WebSocket closed") from None
         except TimeoutError:
-            raise DeviceUnreachable(f"{UNREACHABLE_TEXT} (no answer to {kind} in time)") from None
+            raise DeviceNotResponding(f"{UNREACHABLE_TEXT} (no answer to {kind} in time)", party=_HA) from None
         finally:
             self._pending.pop(number, None)
         if not reply.get("success"):

@@ -14,9 +14,15 @@ import logging
 from typing import Any, Final
 
 from pibuddy.config import HomeAssistantConfig
-from pibuddy.drivers.homeassistant.client import EventHandler, RestClient, WebSocketLink, websocket_url
+from pibuddy.drivers.homeassistant.client import (
+    UNREACHABLE_TEXT,
+    EventHandler,
+    RestClient,
+    WebSocketLink,
+    websocket_url,
+)
 from pibuddy.drivers.homeassistant.index import REGISTRY_EVENTS, Index
-from pibuddy.errors import AuthFailed, ConnectionLost, DeviceUnreachable, DriverError
+from pibuddy.errors import ConnectionLost, DeviceUnreachable, DriverError, NotSetUp, Party
 from pibuddy.supervisor import Health, Service
 
 _LOGGER = logging.getLogger(__name__)
@@ -97,7 +103,7 @@ class HomeAssistantService(Service):
             await load_index(link, index)
             return index
         except ConnectionLost:
-            raise DeviceUnreachable("Home Assistant is not reachable, check it is running") from None
+            raise DeviceUnreachable(UNREACHABLE_TEXT, party=Party.HOME_ASSISTANT) from None
         finally:
             await link.close()
 
@@ -105,7 +111,8 @@ class HomeAssistantService(Service):
 
     def _require_token(self) -> None:
         if not self._token:
-            raise AuthFailed("no Home Assistant token: set homeassistant.token or PIBUDDY_HOMEASSISTANT_TOKEN")
+            raise NotSetUp("no Home Assistant token: set homeassistant.token or PIBUDDY_HOMEASSISTANT_TOKEN",
+                           party=Party.HOME_ASSISTANT)
 
     async def _open(self, *, on_event: EventHandler | None) -> WebSocketLink:
         self._require_token()

@@ -25,7 +25,7 @@ from pibuddy.drivers.miot.cloud_login import CloudSession, MiAccount
 from pibuddy.drivers.miot.codec import Token
 from pibuddy.drivers.miot.errors import BadReply, DeviceRejected, SessionExpired
 from pibuddy.drivers.miot.inventory import Device
-from pibuddy.errors import AuthFailed, DeviceUnreachable
+from pibuddy.errors import AuthFailed, DeviceUnreachable, NotSetUp, Party
 from pibuddy.statedir import StateDir
 
 _LOGGER = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class MiCloud:
     async def login(self) -> None:
         """Password login with the configured credentials."""
         if not (self._username and self._password):
-            raise AuthFailed("no Mi account is configured: run `pibuddy miot setup`")
+            raise NotSetUp("no Mi account is configured: run `pibuddy miot setup`", party=Party.MI_CLOUD)
         self.use_session(await self._account.login(self._username, self._password))
 
     async def close(self) -> None:
@@ -190,7 +190,7 @@ class MiCloud:
         try:
             response = await self._client().post(self._url + path, data=form, headers={**_HEADERS, "Cookie": cookie})
         except httpx.HTTPError as exc:
-            raise DeviceUnreachable(f"cannot reach the Mi cloud ({type(exc).__name__})") from None
+            raise DeviceUnreachable(f"cannot reach the Mi cloud ({type(exc).__name__})", party=Party.MI_CLOUD) from None
         if response.status_code != 200:
             return response.status_code, {}
         if len(response.content) > _MAX_BODY_BYTES:

@@ -25,7 +25,7 @@ from typing import Any, Final
 import httpx
 
 from pibuddy.drivers.miot.errors import BadReply, TwoFactorRequired
-from pibuddy.errors import AuthFailed, DeviceUnreachable
+from pibuddy.errors import AuthFailed, DeviceUnreachable, Party
 
 _LOGGER = logging.getLogger(__name__)
 DEFAULT_ACCOUNT_URL: Final = "https://account.xiaomi.com"
@@ -102,7 +102,7 @@ class MiAccount:
         async with self._client(username, user_id=user_id, pass_token=pass_token) as client:
             answer = await self._json(client, "GET", "/pass/serviceLogin", params={"sid": "xiaomiio", "_json": "true"})
             if not answer.get("ssecurity"):
-                raise AuthFailed("the stored Mi account login is no longer valid")
+                raise AuthFailed("the stored Mi account login is no longer valid", party=Party.MI_CLOUD)
             return await self._finish(client, answer, pass_token=pass_token)
 
     async def start_qr_login(self) -> QrLogin:
@@ -123,7 +123,8 @@ class MiAccount:
             except httpx.TimeoutException:
                 raise AuthFailed("the QR code was not scanned in time; run setup again") from None
             except httpx.HTTPError as exc:
-                raise DeviceUnreachable(f"cannot reach the Mi account server ({type(exc).__name__})") from None
+                raise DeviceUnreachable(f"cannot reach the Mi account server ({type(exc).__name__})",
+                                        party=Party.MI_CLOUD) from None
             return await self._finish(client, _parse(response))
 
     def _client(self, username: str | None, *, user_id: str | None = None,
@@ -139,7 +140,7 @@ class MiAccount:
                       pass_token: str | None = None) -> CloudSession:
         """Turn a step-2 style answer into a session: errors first, then the `location` for the service token."""
         if answer.get("code") == _WRONG_PASSWORD:
-            raise AuthFailed("the Mi account user name or password is wrong")
+            raise AuthFailed("the Mi account user name or password is wrong", party=Party.MI_CLOUD)
         if answer.get("captchaUrl"):
             raise TwoFactorRequired("Xiaomi asks for a captcha: log in once with `pibuddy miot setup --qr`, "
                                     "or in the Mi Home app, then try again", url=str(answer["captchaUrl"]))
@@ -165,7 +166,8 @@ class MiAccount:
         try:
             return await client.request(method, url, **kwargs)
         except httpx.HTTPError as exc:
-            raise DeviceUnreachable(f"cannot reach the Mi account server ({type(exc).__name__})") from None
+            raise DeviceUnreachable(f"cannot reach the Mi account server ({type(exc).__name__})",
+                                    party=Party.MI_CLOUD) from None
 
 
 def _parse(response: httpx.Response) -> dict[str, Any]:

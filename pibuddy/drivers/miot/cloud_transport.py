@@ -56,5 +56,5 @@ class CloudTransport(MiotTransport):
 
 def _online(device: Device, results: list[Any]) -> list[Any]:
     if results and all(r.code == _OFFLINE for r in results):
-        raise DeviceUnreachable(f"{device.name} is offline")
+        raise DeviceUnreachable(f"{device.name} is offline", device=device.name)
     return results

@@ -29,7 +29,16 @@ from pibuddy.drivers.miot.spec import DeviceSpec
 from pibuddy.drivers.miot.spec_store import SpecStore
 from pibuddy.drivers.miot.transport import MiotTransport, PropertyResult, TransportKind, get_transport
 from pibuddy.drivers.names import Named, resolve
-from pibuddy.errors import AuthFailed, DeviceUnreachable, DriverError, InvalidArguments, NotFound, TokenInvalid
+from pibuddy.errors import (
+    AuthFailed,
+    DeviceUnreachable,
+    DriverError,
+    InvalidArguments,
+    NotFound,
+    NotSetUp,
+    Party,
+    TokenInvalid,
+)
 
 _LOGGER = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -148,7 +157,7 @@ class MiotDriver:
 
     async def scenes(self) -> list[Scene]:
         if not self.cloud.can_log_in:
-            raise AuthFailed("Scenes need a Mi account: run `pibuddy miot setup`")
+            raise NotSetUp("Scenes need a Mi account: run `pibuddy miot setup`", party=Party.MI_CLOUD)
         homes = await self.cloud.homes()
         return await self.cloud.scenes([h.home_id for h in homes])
 
@@ -200,7 +209,7 @@ class MiotDriver:
             return result
         if not failures:
             raise DeviceUnreachable(f"{device.name} cannot be reached: it needs a token and IP address for the LAN, "
-                                    "or a Mi account login (run `pibuddy miot setup`)")
+                                    "or a Mi account login (run `pibuddy miot setup`)", device=device.name)
         if all(isinstance(e, DeviceUnreachable) for _, e in failures):
             self._online[device.key] = False
         raise _combined(failures)
@@ -228,8 +237,9 @@ def _combined(failures: list[tuple[TransportKind, DriverError]]) -> DriverError:
         return failures[0][1]
     message = "; ".join(f"{_PATH_NAMES[kind]}: {error.message}" for kind, error in failures)
     for kind_of_error in (TokenInvalid, SessionExpired, AuthFailed, DeviceUnreachable):
-        if any(isinstance(e, kind_of_error) for _, e in failures):
-            return kind_of_error(message[0].upper() + message[1:])
+        first = next((e for _, e in failures if isinstance(e, kind_of_error)), None)
+        if first is not None:  # who failed, as that error says (the device on the LAN, the Mi cloud ...)
+            return kind_of_error(message[0].upper() + message[1:], party=first.party, device=first.device)
     return failures[-1][1]
 
 

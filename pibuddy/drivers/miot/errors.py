@@ -11,10 +11,12 @@ from typing import Final
 
 from pibuddy.errors import (
     AuthFailed,
+    DeviceNotResponding,
     DeviceUnreachable,
     DriverError,
     InvalidArguments,
     NotFound,
+    Party,
     PiBuddyError,
 )
 from pibuddy.jsonvalues import is_int
@@ -62,6 +64,7 @@ class SessionExpired(AuthFailed):
     """The Mi cloud no longer accepts the stored session and it could not be renewed."""
 
     code = "session_expired"
+    default_party = Party.MI_CLOUD
 
 
 # Codes that mean "done" or "accepted, in progress" although they are not 0 (docs/drivers.md §1.5).
@@ -85,7 +88,7 @@ _CODE_TEXT: Final[dict[int, tuple[type[DriverError], str]]] = {
     -704220025: (InvalidArguments, "{what} of {name} got the wrong number of inputs"),
     -704220008: (InvalidArguments, "{name} does not know {what}"),
     -704030992: (DeviceRejected, "{name} is busy, too many requests: try again in a moment"),
-    -704083036: (DeviceUnreachable, "{name} did not answer in time"),
+    -704083036: (DeviceNotResponding, "{name} did not answer in time"),
     -702022036: (DeviceRejected, "{name} is still busy with the last command"),
     -705201013: (DeviceRejected, "{name} failed to read {what}"),
     -706012013: (DeviceRejected, "{name} failed to read {what}"),
@@ -114,4 +117,4 @@ def code_ok(code: object) -> bool:
 def error_for_code(code: int, *, name: str, what: str) -> DriverError:
     """The spoken error for a failed per-item code: `-704042011` -> DeviceUnreachable("the lamp is offline")."""
     kind, text = _CODE_TEXT.get(code, (DeviceRejected, "{name} refused {what} (error {code})"))
-    return kind(text.format(name=name, what=what, code=code))
+    return kind(text.format(name=name, what=what, code=code), device=name)

@@ -28,7 +28,7 @@ from pibuddy.drivers.miot.codec import (
     seal,
 )
 from pibuddy.drivers.miot.errors import BadReply, DeviceRejected, MiioProtocolError
-from pibuddy.errors import DeviceUnreachable, TokenInvalid
+from pibuddy.errors import DeviceNotResponding, DeviceUnreachable, TokenInvalid
 
 _LOGGER = logging.getLogger(__name__)
 # python-miio keeps ids in 1..9999 and jumps by 100 after a timeout, so a device that remembers recent
@@ -99,7 +99,8 @@ class MiioClient:
             self._transport, _ = await loop.create_datagram_endpoint(
                 lambda: _Endpoint(self), remote_addr=(self.host, self.port))
         except OSError as exc:
-            raise DeviceUnreachable(f"{self.name} cannot be reached at {self.host} ({exc.strerror or exc})") from None
+            raise DeviceUnreachable(f"{self.name} cannot be reached at {self.host} ({exc.strerror or exc})",
+                                    device=self.name) from None
 
     async def close(self) -> None:
         transport, self._transport = self._transport, None
@@ -154,8 +155,9 @@ class MiioClient:
             raise BadReply(f"{self.name} sent a reply PiBuddy cannot read ({self._last_drop})")
         if hello_answered:
             raise TokenInvalid(f"{self.name} answers but ignores commands, so its token is wrong: "
-                               "run `pibuddy miot setup` or fix the token in the config")
-        raise DeviceUnreachable(f"{self.name} does not answer at {self.host}: it is offline or its address changed")
+                               "run `pibuddy miot setup` or fix the token in the config", device=self.name)
+        raise DeviceNotResponding(f"{self.name} does not answer at {self.host}: it is offline or its address changed",
+                                  device=self.name)
 
     async def _exchange(self, method: str, params: Any, wait_seconds: float) -> dict[str, Any] | None:
         """Send one request; its reply, or None after `wait_seconds` without one."""
@@ -203,7 +205,7 @@ class MiioClient:
     def _on_error(self, exc: Exception) -> None:
         """ICMP port unreachable and the like: nobody is listening, so waiting longer is pointless."""
         _LOGGER.debug("UDP error from %s: %s", self.host, exc)
-        failure = DeviceUnreachable(f"{self.name} cannot be reached at {self.host} ({exc})")
+        failure = DeviceUnreachable(f"{self.name} cannot be reached at {self.host} ({exc})", device=self.name)
         if self._hello is not None and not self._hello.done():
             self._hello.set_exception(failure)
 

@@ -18,7 +18,7 @@ import httpx
 
 from pibuddy.drivers.miot.errors import BadReply
 from pibuddy.drivers.miot.spec import DeviceSpec, SpecError, parse_spec
-from pibuddy.errors import DeviceUnreachable, NotFound
+from pibuddy.errors import DeviceUnreachable, NotFound, Party
 from pibuddy.statedir import StateDir
 
 _LOGGER = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ class SpecStore:
             async with httpx.AsyncClient(timeout=self._timeout) as client:
                 response = await client.get(self._base_url + path, params=params)
         except httpx.HTTPError as exc:
-            raise DeviceUnreachable(f"cannot reach the spec server for {what} ({type(exc).__name__})") from None
+            raise DeviceUnreachable(f"cannot reach the spec server for {what} ({type(exc).__name__})",
+                                    party=Party.MI_CLOUD) from None
         if response.status_code == 404:
             raise NotFound(f"the spec server does not know {what}")
         if response.status_code != 200:
