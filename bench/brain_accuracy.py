@@ -100,10 +100,11 @@ class TimedAsr(PocketsphinxAsr):
     last_cpu = 0.0
     doubt_cpu = 0.0
 
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
         start, self.doubt_cpu = time.thread_time(), 0.0
         try:
-            return super().recognise(pcm, understood)
+            return super().recognise(pcm, understood, readable=readable)
         finally:
             self.last_cpu = time.thread_time() - start
 

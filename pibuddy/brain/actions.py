@@ -349,7 +349,13 @@ def plan(match: IntentMatch, vocabulary: Vocabulary) -> Plan | None:
     return planner(match, vocabulary) if planner is not None else None
 
 
+def readable(matcher: IntentMatcher, text: str, vocabulary: Vocabulary) -> bool:
+    """Whether the brain can make anything of `text`: a command or question, or one about a device it does not
+    know (answered "no device called ...")."""
+    return matcher.match(" ".join(text.split()), vocabulary) is not None
+
+
 def understood(matcher: IntentMatcher, text: str, vocabulary: Vocabulary) -> bool:
     """Whether `text` is something the brain can act on or answer (a question back counts)."""
-    match = matcher.match(" ".join(text.split()), vocabulary)
-    return isinstance(match, IntentMatch) and plan(match, vocabulary) is not None
+    match = matcher.match_known(" ".join(text.split()), vocabulary)
+    return match is not None and plan(match, vocabulary) is not None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from pibuddy.audio.errors import AudioError
-from pibuddy.brain.actions import understood
+from pibuddy.brain.actions import readable, understood
 from pibuddy.brain.asr.base import AsrEngine
 from pibuddy.brain.audio import BrainAudio
 from pibuddy.brain.brain import LocalBrain, Outcome, Reply
@@ -236,7 +236,9 @@ class LocalBrainService(Service):
 
     def _transcribe(self, vocabulary: Vocabulary, pcm: bytes) -> str:
         self._asr.set_vocabulary(vocabulary)
-        return self._asr.transcribe(pcm, functools.partial(understood, self._brain.matcher, vocabulary=vocabulary))
+        matcher = self._brain.matcher
+        return self._asr.transcribe(pcm, functools.partial(understood, matcher, vocabulary=vocabulary),
+                                    readable=functools.partial(readable, matcher, vocabulary=vocabulary))
 
     async def _say(self, reply: Reply) -> None:
         text = reply.text

@@ -22,8 +22,9 @@ class LoadCounting(AsrEngine):
     def __init__(self) -> None:
         self.prepared = 0
 
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
-        del pcm, understood
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
+        del pcm, understood, readable
         return Recognition("", None, accepted=False)
 
     def prepare(self) -> None:

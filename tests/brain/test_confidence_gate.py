@@ -3,6 +3,7 @@ is called; a result below the floor is not acted on), and vosk's gate over resul
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from pibuddy.brain import LocalBrain, Outcome, Reply
-from pibuddy.brain.actions import understood
+from pibuddy.brain.actions import readable, understood
 from pibuddy.brain.asr.sphinx import _PATHS_WALKED, PocketsphinxAsr
 from pibuddy.brain.asr.vosk_asr import judge
 from pibuddy.brain.service import LocalBrainService
@@ -71,6 +72,20 @@ async def test_nonsense_gets_a_spoken_not_heard_and_no_tool_call(household: Voca
     assert (reply.outcome, reply.text, reply.calls) == (Outcome.NOT_HEARD, "Sorry, I didn't catch that.", ())
     assert len(audio.played) == 1
     assert np.abs(audio.played[0]).max() > 3000, "the reply was not spoken"
+
+
+def test_a_sentence_the_brain_can_make_nothing_of_is_not_judged(household: Vocabulary) -> None:
+    asr = _built(PocketsphinxAsr("en"), household)
+    matcher = LocalBrain(ToolRegistry(), [], language="en").matcher
+    understands = functools.partial(understood, matcher, vocabulary=household)
+    reads = functools.partial(readable, matcher, vocabulary=household)
+    clip = in_a_room(FORCED_ONTO_A_COMMAND[0])
+    judged = asr.recognise(clip, understands)
+    assert judged.heard
+    assert not reads(judged.heard), f"{judged.heard!r} means something: pick another clip"
+    assert judged.confidence is not None  # the phone loop ran, for a sentence nothing could come of
+    skipped = asr.recognise(clip, understands, readable=reads)
+    assert (skipped.heard, skipped.confidence, skipped.accepted) == (judged.heard, None, False)
 
 
 async def _calls_of_a_garbled_clip(household: Vocabulary, text: str, voice: str,

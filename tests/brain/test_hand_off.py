@@ -22,8 +22,9 @@ class FreeText(AsrEngine):
     def __init__(self, text: str) -> None:
         self._text = text
 
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
-        del pcm, understood
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
+        del pcm, understood, readable
         return Recognition(self._text, 1.0, accepted=True)
 
 

@@ -45,8 +45,9 @@ class ForcedHearing(AsrEngine):
     def __init__(self) -> None:
         self.heard: list[bytes] = []
 
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
-        del understood
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
+        del understood, readable
         self.heard.append(pcm)
         return Recognition("turn on the floor lamp", -3.6, accepted=True)
 
@@ -262,8 +263,9 @@ class MisheardNumber(AsrEngine):
         self.offered: list[list[str]] = []
         self.compared: list[tuple[str, str, bool]] = []
 
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
-        del pcm, understood
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
+        del pcm, understood, readable
         return Recognition("set the bedroom light brightness to sixty nine percent", -8.0, accepted=True)
 
     def closest(self, pcm: bytes, readings: list[str]) -> str | None:

@@ -11,7 +11,8 @@ from pibuddy.brain.vocabulary import Vocabulary
 from pibuddy.config import AsrBackend, BrainConfig
 
 Understood = Callable[[str], bool]
-"""Whether the brain can act on or answer a text (the intents match it and the planner takes it)."""
+"""Whether the brain can act on or answer a text (the intents match it and the planner takes it); as `readable`,
+whether it can make anything of it at all (that, or a command about a device it does not know)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +40,16 @@ class AsrEngine(ABC):
     right, rather than a request the brain cannot serve)."""
 
     @abstractmethod
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
         """What the engine heard and whether it is sure enough of it to act on. An engine that ranks several
-        readings may give, when its best is not `understood`, the best-ranked one that is."""
+        readings may give, when its best is not `understood`, the best-ranked one that is; one that judges its
+        confidence need not judge a text that is not `readable` (nothing can come of it: not accepted)."""
 
-    def transcribe(self, pcm: bytes, understood: Understood | None = None) -> str:
+    def transcribe(self, pcm: bytes, understood: Understood | None = None, *,
+                   readable: Understood | None = None) -> str:
         """What was said; "" when nothing was heard, or nothing the engine is sure of."""
-        return self.recognise(pcm, understood).text
+        return self.recognise(pcm, understood, readable=readable).text
 
     def sure_of(self, pcm: bytes, heard: str, other: str, *, number: bool = False) -> bool:
         """Whether `heard` fits `pcm` clearly better than `other`, a reading one sound away ("light" and

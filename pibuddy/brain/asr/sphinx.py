@@ -217,11 +217,13 @@ class PocketsphinxAsr(AsrEngine):
                 decoder.add_jsgf_string(_COMMANDS, sentences.jsgf())
         return decoder
 
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
         """The sentence heard, with its confidence: the log-likelihood ratio per speech frame of its path against
         the phone loop (0 is as good as any phone string; `_CONFIDENCE_FLOOR`). When the language model's best
         path is not `understood`, the best-ranked sentence of its lattice that is (see `_ALTERNATIVES`), else the
-        best-fitting one-word repair that is (`_REPAIRS_HEARD`)."""
+        best-fitting one-word repair that is (`_REPAIRS_HEARD`). A sentence that is not even `readable` is not
+        judged: whatever its confidence, nothing could come of it, and the phone loop is a third of the CPU."""
         if not pcm:
             return Recognition("", None, accepted=False)
         if self.sentences is None:
@@ -230,8 +232,13 @@ class PocketsphinxAsr(AsrEngine):
         with self._lock:
             command = self._decode(_COMMANDS, pcm)
             if command is not None and understood is not None and not understood(command.text):
-                command = (self._understood_reading(pcm, command.text, understood)
-                           or self._repaired_reading(pcm, command.text, understood) or command)
+                better = (self._understood_reading(pcm, command.text, understood)
+                          or self._repaired_reading(pcm, command.text, understood))
+                if better is not None:
+                    command = better
+                elif readable is not None and not readable(command.text):
+                    _LOGGER.info("speech: %r means nothing to the brain; not judged", command.text)
+                    return Recognition(command.text, None, accepted=False)
             if command is None or floor is None:
                 return Recognition(command.text if command else "", None, accepted=command is not None)
             free = self._decode(_PHONES, pcm)

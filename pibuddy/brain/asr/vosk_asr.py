@@ -2,9 +2,9 @@
 
 The model directory comes from config (setup.sh offers to download a small one on a real Pi); vosk's own
 download-by-language is never used. The recogniser's phrase list comes from the intent matcher's own templates
-(`grammar.compile_sentences`, Chinese segmented into the model's words), plus vosk's "[unk]": the audio-stack
-reference measured that a grammar-limited vosk forces any audio into the grammar's words, and "[unk]" is where
-speech outside them goes instead. Models built without a runtime graph (the big ones) ignore the list and decode
+(`grammar.compile_sentences`, Chinese segmented into the model's words), plus vosk's "[unk]": a grammar-limited vosk
+forces any audio into the grammar's words (as any Kaldi grammar does), and "[unk]" is where speech outside them
+goes instead. Models built without a runtime graph (the big ones) ignore the list and decode
 with their own language model. The confidence gate is the mean of vosk's word confidences (lattice posteriors,
 with `SetWords`).
 """
@@ -66,8 +66,9 @@ class VoskAsr(AsrEngine):
         self._fingerprint = vocabulary.fingerprint
         _LOGGER.info("vosk phrase list rebuilt: %d phrases", len(self.phrases))
 
-    def recognise(self, pcm: bytes, understood: Understood | None = None) -> Recognition:
-        del understood  # vosk gives one reading
+    def recognise(self, pcm: bytes, understood: Understood | None = None, *,
+                  readable: Understood | None = None) -> Recognition:
+        del understood, readable  # vosk gives one reading, and its confidence costs nothing more
         if self.phrases:
             recognizer = KaldiRecognizer(self._model, SAMPLE_RATE, json.dumps([*self.phrases, _UNKNOWN[0]],
                                                                               ensure_ascii=False))
