@@ -8,6 +8,10 @@ demand and closes it after `idle_close_seconds` of silence.
 A lost output (USB unplug, sound server gone or suspended: PortAudio errors, or a started stream whose
 callback stopped) never ends the playout task: the queued audio is dropped with one warning, the stream is
 closed and drained is reported, and the next audio reopens it once a backoff delay has passed.
+
+A gap the listener hears although the jitter buffer had the audio is counted (`starved`) and logged: the sound
+card ran dry because the callback thread was not run in time (PortAudio's output underflow), or the ring ran
+dry because the playout task was not (the machine was too busy for PiBuddy).
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ from pibuddy.drops import DropCounter
 
 _LOGGER = logging.getLogger(__name__)
 _TICK_SECONDS: Final = 0.02  # how often the playout task looks at the ring while audio is flowing
+_LATE_SECONDS: Final = 0.1  # the playout task away this long (5 ticks) and longer than the ring lasted: starved
 _BLOCK_SECONDS: Final = 0.02  # PortAudio callback block: bounds how late a stop() takes effect
-_DEVICE_LATENCY_SECONDS: Final = 0.1  # device buffer: rides out scheduling hiccups, still well inside barge-in
+# Device buffer: rides out scheduling hiccups, still well inside barge-in. Measured through PulseAudio: a barge-in
+# is silent 0.14-0.16 s after stop at 0.1, 0.20-0.21 s at 0.2, 0.36 s at 0.3; and a buffer larger than the jitter
+# target (0.12 s) is filled from the ring at start, which then runs dry: gaps and needless jitter underruns.
+_DEVICE_LATENCY_SECONDS: Final = 0.1
 _MAX_EXTRA_LATENCY_SECONDS: Final = 0.5  # a DAC time further off than this is not believed
 _FADE_SECONDS: Final = 0.005  # ramps at start after silence and on stop, so neither clicks
 _DEFAULT_DOWNLINK_RATE: Final = 24000
@@ -56,6 +64,7 @@ class _Ring:
         self.rate = 0  # the device rate, set when a stream opens
         self.heard_at = 0.0  # stream time (PortAudio's clock) at which the last sample written reaches the DAC
         self.last_callback = 0.0  # time.monotonic() of the latest callback, for the stall watchdog
+        self.underflows = 0  # blocks the device played before this callback could fill them (PortAudio's flag)
 
     @property
     def queued(self) -> int:
@@ -73,8 +82,9 @@ class _Ring:
         self.offset = 0
 
     def callback(self, outdata: np.ndarray, frame_count: int, time_info: Any, status: Any) -> None:
-        del status
         self.last_callback = time.monotonic()
+        if status.output_underflow:
+            self.underflows += 1
         out = np.zeros(frame_count, dtype=np.float32)
         fade = max(1, round(frame_count * _FADE_SECONDS / _BLOCK_SECONDS))
         if self.chunks and self.chunks[0][0] < self.flush_until:
@@ -148,6 +158,10 @@ class Speaker:
         self._drops = DropCounter("downlink audio packets (jitter buffer full)", _LOGGER)
         self._bad_packets = DropCounter("undecodable downlink audio packets", _LOGGER)
         self._unavailable = DropCounter("speaker audio (output unavailable)", _LOGGER)
+        self._starved = DropCounter("speaker audio in time (a gap was heard: the machine is too busy)", _LOGGER)
+        self._underflows_seen = 0
+        self._last_feed = 0.0  # time.monotonic() the playout task last topped up the ring
+        self._ring_after_feed = 0.0  # seconds the ring held then, with more to follow (0: none, or the end)
         self._last_sound = time.monotonic()
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -243,7 +257,13 @@ class Speaker:
 
     @property
     def underruns(self) -> int:
+        """Times the jitter buffer ran dry: the network was late (then it buffers deeper)."""
         return self._jitter.underruns
+
+    @property
+    def starved(self) -> int:
+        """Gaps with the audio at hand: the sound card or the ring ran dry because PiBuddy was not run in time."""
+        return self._starved.total
 
     # ---- the playout task ------------------------------------------------------------------------
     def _new_jitter(self) -> JitterBuffer:
@@ -266,11 +286,14 @@ class Speaker:
                     await self._feed()
             except devices.AudioDeviceError as exc:
                 await self._lose_output(exc)
+            more = not (self._jitter.ended and self._jitter.empty)
+            self._last_feed, self._ring_after_feed = time.monotonic(), self._ring_seconds if more else 0.0
 
     async def _feed(self) -> None:
         now = time.monotonic()
         if self._started and devices.stream_lost(self._stream, self._ring.last_callback, now):
             raise devices.AudioDeviceLost("the output stopped playing")
+        self._count_starving(now)
         packets = self._jitter.release(now, self._ring_seconds)
         if packets or self._pending_pcm:
             if self._retry_at is not None and now < self._retry_at:
@@ -291,6 +314,16 @@ class Speaker:
             self._last_sound = now
         elif self._stream is not None:
             await self._finish_drain(now)
+
+    def _count_starving(self, now: float) -> None:
+        """Gaps that were not the network's: the callback was run too late (PortAudio says so), or this task
+        was away longer than the ring lasted (a gap the jitter buffer then counts as an underrun, as if the
+        network had been late); not a tick or two late as the ring runs out at the end of a reply."""
+        while self._underflows_seen < self._ring.underflows:
+            self._underflows_seen += 1
+            self._starved.count("the sound card ran dry")
+        if self._ring_after_feed and now - self._last_feed > max(self._ring_after_feed, _LATE_SECONDS):
+            self._starved.count("the playout task came late")
 
     async def _finish_drain(self, now: float) -> None:
         """The ring is empty: wait until the device has played its last sample, then report drained; close

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import pytest
@@ -23,6 +26,7 @@ from tests.peers.pulseaudio import PulseServer
 from tests.peers.speech import silence, speech
 
 pytestmark = pytest.mark.peer
+_ATTEMPTS: Final = 3
 
 
 async def _next_wake(pipeline: AudioPipeline, seconds: float) -> WakeDetected:
@@ -99,8 +103,17 @@ def _longest_quiet(samples: np.ndarray, rate: int, threshold: int = 100) -> floa
     return float(inner.max()) / rate
 
 
-async def test_downlink_plays_through_jitter_without_gaps_and_drains(pulse: PulseServer) -> None:
-    packets, source = _tts_packets()
+@dataclass(frozen=True)
+class _Downlink:
+    drained_after: float
+    """Seconds from the first packet to `wait_drained()` returning."""
+    recorded: np.ndarray
+    """The speaker's sink monitor, 24 kHz."""
+    underruns: int
+    starved: int
+
+
+async def _play_downlink(pulse: PulseServer, packets: list[bytes]) -> _Downlink:
     async with MonitorRecorder(pulse, rate=24000) as recorder, AudioPipeline(AudioConfig()) as pipeline:
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -110,15 +123,30 @@ async def test_downlink_plays_through_jitter_without_gaps_and_drains(pulse: Puls
         assert not pipeline.speaker.playing
         assert pipeline.speaker.unheard_seconds == 0  # the device's own clock says the last sample was played
         await asyncio.sleep(0.3)
+    return _Downlink(drained_after, recorder.samples(), pipeline.speaker.underruns, pipeline.speaker.starved)
+
+
+async def test_downlink_plays_through_jitter_without_gaps_and_drains(pulse: PulseServer) -> None:
+    """What the jitter buffer does with a server's jitter: no gap, nothing lost or reordered, drained on time.
+
+    A run in which the speaker reports it was starved (the sound card, or its ring, ran dry although the audio
+    was at hand, because the machine did not run PiBuddy in time: ALSA's "underrun occurred", seen with
+    another test suite on the same 2 cores) measured the machine, not the jitter buffer: it is played again,
+    up to `_ATTEMPTS` times. The run that counts must be gapless and is checked sample by sample."""
+    packets, source = _tts_packets()
+    runs = [await _play_downlink(pulse, packets)]
+    while runs[-1].starved and len(runs) < _ATTEMPTS:
+        runs.append(await _play_downlink(pulse, packets))
+    run = runs[-1]
+    assert not run.starved, f"the speaker was starved in each of {_ATTEMPTS} runs: {[r.starved for r in runs]}"
     duration = len(packets) * 0.06
     # Never reported before the audio was played, nor later than the jitter buffer's ceiling (0.4 s) allows.
-    assert duration - 0.05 < drained_after < duration + 0.6
-    assert pipeline.speaker.underruns == 0
-    recorded = recorder.samples()
-    loud = np.nonzero(np.abs(recorded) > 100)[0]
-    played = recorded[loud[0]:loud[-1] + 1].astype(float)
+    assert duration - 0.05 < run.drained_after < duration + 0.6
+    assert run.underruns == 0
+    loud = np.nonzero(np.abs(run.recorded) > 100)[0]
+    played = run.recorded[loud[0]:loud[-1] + 1].astype(float)
     # A fresh stream into a null sink loses its first few hundred ms before the monitor shows it
-    # (0.55 s when PulseAudio's virtual devices were first measured); find where the recording starts.
+    # (reference §4.3 measured 0.55 s); find where the recording starts within the source.
     offset, correlation = best_lag(played[:24000], source)
     assert correlation > 0.9
     assert offset / 24000 < 0.6
@@ -127,6 +155,25 @@ async def test_downlink_plays_through_jitter_without_gaps_and_drains(pulse: Puls
     source_loud = np.nonzero(np.abs(source) > 100)[0]
     assert played.size > source_loud[-1] - source_loud[0] - 0.6 * 24000
     assert _longest_quiet(played, 24000) <= _longest_quiet(source, 24000) + 0.12
+
+
+async def test_a_machine_too_busy_to_run_pibuddy_is_counted_as_starved_not_as_the_networks_lateness(
+        pulse: PulseServer, caplog: pytest.LogCaptureFixture) -> None:
+    """This process stopped (SIGSTOP) for 0.4 s mid-reply, longer than the sound card's and the ring's buffers:
+    the gap is counted and said in one warning, and the reply still plays to its end and drains."""
+    packets, _ = _tts_packets()
+    stopper = f"sleep 1.5; kill -STOP {os.getpid()}; sleep 0.4; kill -CONT {os.getpid()}"
+    async with AudioPipeline(AudioConfig()) as pipeline:
+        stalls = await asyncio.create_subprocess_exec("sh", "-c", stopper)
+        await _send_like_a_server(pipeline, packets)
+        await asyncio.wait_for(pipeline.wait_drained(), 10)
+        assert await asyncio.wait_for(stalls.wait(), 5) == 0
+        starved = pipeline.speaker.starved
+    assert starved >= 1
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "a gap was heard" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert "the sound card ran dry" in warnings[0] or "the playout task came late" in warnings[0]
 
 
 async def test_wake_word_during_playback_and_barge_in_silences_within_300_ms(pulse: PulseServer) -> None:
