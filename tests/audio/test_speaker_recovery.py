@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sounddevice
 
 from pibuddy.audio import devices
 from pibuddy.audio.opus import OpusEncoder
@@ -142,7 +143,9 @@ class _FakeOutputStream:
     def _run(self) -> None:
         while self.active:
             out = np.zeros((self._block, 1), dtype=np.int16)
-            self._callback(out, self._block, SimpleNamespace(outputBufferDacTime=self.time + self.latency), None)
+            # sounddevice always hands the callback a CallbackFlags (all clear here), never None.
+            self._callback(out, self._block, SimpleNamespace(outputBufferDacTime=self.time + self.latency),
+                           sounddevice.CallbackFlags())
             self.played.append(out[:, 0].copy())
             time.sleep(self._block / self._rate)
 
